@@ -1,0 +1,141 @@
+//! `GpuSeconds`: an exact, non-negative decimal amount of GPU time. Never a float.
+
+use rust_decimal::Decimal;
+use std::fmt;
+use std::str::FromStr;
+
+/// Most fractional digits a GPU-seconds amount may carry (microsecond resolution).
+pub const GPU_SECONDS_SCALE_MAX: u32 = 6;
+
+/// An exact amount of GPU time in seconds: non-negative, at most six fractional digits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GpuSeconds(Decimal);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuSecondsError {
+    #[error("not an exact decimal number: {0:?}")]
+    NotDecimal(String),
+    #[error("negative GPU-seconds: {0}")]
+    Negative(Decimal),
+    #[error("more than {GPU_SECONDS_SCALE_MAX} fractional digits: {0}")]
+    TooPrecise(Decimal),
+}
+
+impl GpuSeconds {
+    pub const ZERO: GpuSeconds = GpuSeconds(Decimal::ZERO);
+
+    /// Checks range and scale; the value is kept normalized so that `60`, `60.0` and `60.000`
+    /// are the same amount with the same canonical text.
+    pub fn new(value: Decimal) -> Result<Self, GpuSecondsError> {
+        if value.is_sign_negative() && !value.is_zero() {
+            return Err(GpuSecondsError::Negative(value));
+        }
+        let value = value.normalize();
+        if value.scale() > GPU_SECONDS_SCALE_MAX {
+            return Err(GpuSecondsError::TooPrecise(value));
+        }
+        // Negative zero normalizes to zero.
+        Ok(GpuSeconds(value.abs()))
+    }
+
+    /// Parses the wire form: a plain decimal string such as `"60"` or `"59.25"`.
+    /// Exponents, `NaN`, `Infinity`, signs other than a leading `-`, and blanks are refused.
+    pub fn parse(text: &str) -> Result<Self, GpuSecondsError> {
+        let plain = !text.is_empty()
+            && text.len() <= 40
+            && text.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || b == b'.' || (b == b'-' && i == 0))
+            && text.bytes().filter(|b| *b == b'.').count() <= 1
+            && !text.starts_with('.')
+            && !text.ends_with('.')
+            && text != "-";
+        if !plain {
+            return Err(GpuSecondsError::NotDecimal(text.to_string()));
+        }
+        if text.starts_with('-') {
+            // Refused textually so that "-0" is negative too, as the JSON Schema says.
+            let value = Decimal::from_str(text).map_err(|_| GpuSecondsError::NotDecimal(text.to_string()))?;
+            return Err(GpuSecondsError::Negative(value));
+        }
+        let value = Decimal::from_str_exact(text)
+            .or_else(|_| Decimal::from_str(text))
+            .map_err(|_| GpuSecondsError::NotDecimal(text.to_string()))?;
+        // from_str may round away digits beyond 28; refuse anything that did not survive exactly.
+        if text.contains('.') {
+            let frac = text.split('.').nth(1).unwrap_or("");
+            if frac.trim_end_matches('0').len() > GPU_SECONDS_SCALE_MAX as usize {
+                return Err(GpuSecondsError::TooPrecise(value));
+            }
+        }
+        Self::new(value)
+    }
+
+    pub fn value(self) -> Decimal {
+        self.0
+    }
+
+    pub fn checked_add(self, other: GpuSeconds) -> Option<GpuSeconds> {
+        self.0.checked_add(other.0).map(GpuSeconds)
+    }
+}
+
+impl fmt::Display for GpuSeconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(text: &str, expect: Result<&str, ()>) {
+        let got = GpuSeconds::parse(text).map(|g| g.to_string()).map_err(|_| ());
+        assert_eq!(got.as_deref().map_err(|_| ()), expect, "input {text:?}");
+    }
+
+    #[test]
+    fn wire_forms() {
+        check("60", Ok("60"));
+        check("60.000", Ok("60"));
+        check("0.000001", Ok("0.000001"));
+        check("0", Ok("0"));
+        check("-0", Err(()));
+        check("59.5", Ok("59.5"));
+        check("0.0000001", Err(()));
+        check("-1", Err(()));
+        check("NaN", Err(()));
+        check("Infinity", Err(()));
+        check("1e3", Err(()));
+        check("", Err(()));
+        check(" 1", Err(()));
+        check("+1", Err(()));
+        check("1.", Err(()));
+        check(".5", Err(()));
+        check("1.2.3", Err(()));
+        check("99999999999999999999999999999999", Err(()));
+    }
+
+    proptest! {
+        #[test]
+        fn display_parse_round_trip(units in 0u64..=3_600_000_000u64, scale in 0u32..=6) {
+            let d = Decimal::new(units as i64, scale);
+            let g = GpuSeconds::new(d).unwrap();
+            let back = GpuSeconds::parse(&g.to_string()).unwrap();
+            prop_assert_eq!(g, back);
+            prop_assert_eq!(back.value(), d);
+        }
+
+        #[test]
+        fn any_text_never_panics(text in "\\PC{0,40}") {
+            let _ = GpuSeconds::parse(&text);
+        }
+
+        #[test]
+        fn trailing_zeros_do_not_change_value(units in 0u64..=3_600_000u64, zeros in 0usize..5) {
+            let base = Decimal::new(units as i64, 3).to_string();
+            let padded = if base.contains('.') { format!("{base}{}", "0".repeat(zeros)) } else { base.clone() };
+            prop_assert_eq!(GpuSeconds::parse(&base).unwrap(), GpuSeconds::parse(&padded).unwrap());
+        }
+    }
+}

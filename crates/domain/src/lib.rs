@@ -1,0 +1,15 @@
+//! The pure core of gpuledger: what a usage event is, which ones are valid, how GPU-seconds are
+//! counted, how ledger rows are chained by hash, and the projections as folds over the log.
+//!
+//! This crate knows nothing about PostgreSQL, Kafka or HTTP: it does no I/O, has no async runtime
+//! and reads no clock (callers pass `now` in). Everything here is deterministic.
+
+pub mod chain;
+pub mod gpu_seconds;
+pub mod projection;
+pub mod simulate;
+pub mod sku;
+pub mod usage;
+
+pub use gpu_seconds::GpuSeconds;
+pub use usage::{parse_usage_message, Rejection, RejectionCode, UsageRecorded};

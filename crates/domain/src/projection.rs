@@ -1,0 +1,153 @@
+//! Projections as folds over the log. The hourly usage projection: GPU-seconds per tenant, SKU,
+//! project and hour. The store keeps it live in the same transaction as the append; a rebuild
+//! folds the same function over the ledger and must find the same figures.
+
+use crate::gpu_seconds::GpuSeconds;
+use crate::usage::UsageRecorded;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HourKey {
+    pub tenant_id: String,
+    pub gpu_sku: String,
+    pub project: String,
+    pub hour: DateTime<Utc>,
+}
+
+/// One row of the hourly projection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HourTotals {
+    pub gpu_seconds: Decimal,
+    /// Events that started in this hour.
+    pub events: i64,
+}
+
+/// The start of the hour that contains `t`.
+pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(Duration::hours(1)).expect("hour truncation of a bounded instant")
+}
+
+/// Splits an event's GPU-seconds across the clock hours its interval touches, pro rata to time,
+/// rounded to microseconds, the last hour taking the remainder so that the parts add up exactly.
+pub fn split_by_hour(
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    gpu_seconds: GpuSeconds,
+) -> Vec<(DateTime<Utc>, Decimal)> {
+    assert!(end > start, "validated intervals are never empty");
+    let total = gpu_seconds.value();
+    let first = hour_of(start);
+    if hour_of(end - Duration::microseconds(1)) == first {
+        return vec![(first, total)];
+    }
+    let duration = Decimal::from((end - start).num_microseconds().expect("bounded interval"));
+    let mut parts = Vec::new();
+    let mut hour = first;
+    let mut assigned = Decimal::ZERO;
+    while hour < end {
+        let next = hour + Duration::hours(1);
+        let lo = start.max(hour);
+        let hi = end.min(next);
+        if next >= end {
+            parts.push((hour, total - assigned));
+        } else {
+            let overlap = Decimal::from((hi - lo).num_microseconds().expect("bounded interval"));
+            let part = (total * overlap / duration).round_dp_with_strategy(6, RoundingStrategy::MidpointAwayFromZero);
+            assigned += part;
+            parts.push((hour, part));
+        }
+        hour = next;
+    }
+    parts
+}
+
+/// The hourly projection as a value: a fold of `apply` over usage events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HourlyUsage {
+    pub rows: BTreeMap<HourKey, HourTotals>,
+}
+
+impl HourlyUsage {
+    pub fn apply(&mut self, e: &UsageRecorded) {
+        for (i, (hour, seconds)) in
+            split_by_hour(e.interval_start, e.interval_end, e.gpu_seconds).into_iter().enumerate()
+        {
+            let key = HourKey {
+                tenant_id: e.tenant_id.clone(),
+                gpu_sku: e.gpu_sku.clone(),
+                project: e.project.clone(),
+                hour,
+            };
+            let row = self.rows.entry(key).or_default();
+            row.gpu_seconds += seconds;
+            if i == 0 {
+                row.events += 1;
+            }
+        }
+    }
+
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageRecorded>) -> HourlyUsage {
+        let mut p = HourlyUsage::default();
+        for e in events {
+            p.apply(e);
+        }
+        p
+    }
+
+    /// Total GPU-seconds per (tenant, SKU).
+    pub fn per_tenant_sku(&self) -> BTreeMap<(String, String), Decimal> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.rows {
+            *out.entry((k.tenant_id.clone(), k.gpu_sku.clone())).or_insert(Decimal::ZERO) += v.gpu_seconds;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_minute_inside_an_hour_stays_whole() {
+        let s = t0() + Duration::minutes(5);
+        let parts = split_by_hour(s, s + Duration::minutes(1), GpuSeconds::parse("60").unwrap());
+        assert_eq!(parts, vec![(t0(), Decimal::from(60))]);
+    }
+
+    #[test]
+    fn an_interval_across_the_hour_is_split_by_time() {
+        let s = t0() + Duration::minutes(50);
+        let parts = split_by_hour(s, s + Duration::minutes(20), GpuSeconds::parse("1200").unwrap());
+        assert_eq!(parts, vec![(t0(), Decimal::from(600)), (t0() + Duration::hours(1), Decimal::from(600))]);
+    }
+
+    proptest! {
+        #[test]
+        fn split_never_loses_or_invents_a_microsecond(
+            start_us in 0i64..(86_400i64 * 1_000_000),
+            len_us in 1i64..=3_600_000_000i64,
+            frac in 0u64..=1_000_000u64,
+        ) {
+            let start = t0() + Duration::microseconds(start_us);
+            let end = start + Duration::microseconds(len_us);
+            let interval = Decimal::new(len_us, 6);
+            let seconds = (interval * Decimal::new(frac as i64, 6)).round_dp_with_strategy(6, RoundingStrategy::ToZero);
+            let g = GpuSeconds::new(seconds).unwrap();
+            let parts = split_by_hour(start, end, g);
+            let sum: Decimal = parts.iter().map(|(_, s)| *s).sum();
+            prop_assert_eq!(sum, g.value());
+            prop_assert!(parts.iter().all(|(_, s)| !s.is_sign_negative() || s.is_zero()));
+            prop_assert!(parts.len() <= 2);
+            prop_assert_eq!(parts[0].0, hour_of(start));
+        }
+    }
+}

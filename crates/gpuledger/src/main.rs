@@ -1,0 +1,332 @@
+//! The `gpuledger` command: the only place that reads the environment, parses arguments and
+//! prints. Everything it does is a call into the domain, store and ingest crates.
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use domain::simulate::{FleetSpec, Simulator};
+use rust_decimal::{Decimal, RoundingStrategy};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "gpuledger", version, about = "Metering and billing ledger for GPU time")]
+struct Cli {
+    /// PostgreSQL connection URL.
+    #[arg(
+        long,
+        env = "GPULEDGER_DATABASE_URL",
+        default_value = "postgres://gpuledger@127.0.0.1:55432/gpuledger",
+        global = true
+    )]
+    database_url: String,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "GPULEDGER_KAFKA_BROKERS", default_value = "127.0.0.1:9092", global = true)]
+    brokers: String,
+    /// Usage topic.
+    #[arg(long, env = "GPULEDGER_TOPIC", default_value = domain::usage::TOPIC, global = true)]
+    topic: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the SQL migrations in migrations/ (idempotent).
+    Migrate,
+    /// Consume usage events from Kafka into the ledger, exactly once.
+    Ingest {
+        #[arg(long, default_value = "gpuledger-ingest")]
+        group: String,
+        /// Static group membership id: a restarted ingester with the same id takes over at once.
+        #[arg(long)]
+        instance_id: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        batch_max: usize,
+        #[arg(long, default_value_t = 200)]
+        linger_ms: u64,
+        /// Exit after this many seconds without a message (default: run until SIGTERM).
+        #[arg(long)]
+        idle_exit_secs: Option<u64>,
+        /// Also send every quarantined message to this topic (the quarantine table stays the record).
+        #[arg(long)]
+        dead_letter_topic: Option<String>,
+    },
+    /// Generate a seeded fleet's usage and produce it to Kafka; write the exact expected totals.
+    Produce {
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 16)]
+        gpus: u32,
+        #[arg(long, default_value_t = 5)]
+        tenants: u32,
+        /// First minute, RFC 3339 UTC.
+        #[arg(long, default_value = "2026-10-01T00:00:00Z")]
+        start: DateTime<Utc>,
+        /// Length of the period in minutes (one month of October: 44640).
+        #[arg(long, default_value_t = 44_640)]
+        minutes: u32,
+        #[arg(long, default_value_t = 0)]
+        duplicates_ppm: u32,
+        #[arg(long, default_value_t = 0)]
+        conflicts_ppm: u32,
+        #[arg(long, default_value_t = 0)]
+        overlaps_ppm: u32,
+        #[arg(long, default_value_t = 0)]
+        poison_ppm: u32,
+        /// Stop after this many messages.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Where to write the generator's exact totals (JSON).
+        #[arg(long)]
+        totals: Option<PathBuf>,
+        /// Write the messages as JSON lines to this file instead of producing them.
+        #[arg(long)]
+        to_file: Option<PathBuf>,
+    },
+    /// Per-tenant GPU-hours by SKU from the hourly projection.
+    Report {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// What happened to every consumed offset, per partition.
+    Status,
+    /// Compare the ledger's GPU-seconds per tenant and SKU with a generator's totals file, exactly.
+    Check {
+        #[arg(long)]
+        totals: PathBuf,
+    },
+    /// Walk every hash chain and rebuild the hourly projection from the log; compare with the live one.
+    Verify,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Migrate => {
+            let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;
+            let applied = store::migrate(&mut db).context("migrating")?;
+            if applied.is_empty() {
+                println!("migrations: up to date");
+            } else {
+                println!("migrations applied: {}", applied.join(", "));
+            }
+        }
+        Command::Ingest { group, instance_id, batch_max, linger_ms, idle_exit_secs, dead_letter_topic } => {
+            let stop = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+            signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+            if batch_max == 0 || batch_max > 100_000 {
+                bail!("--batch-max must be between 1 and 100000");
+            }
+            let cfg = ingest::IngestConfig {
+                brokers: cli.brokers,
+                group,
+                topic: cli.topic,
+                database_url: cli.database_url,
+                owner: format!("{}:{}", hostname(), uuid::Uuid::new_v4()),
+                instance_id,
+                batch_max,
+                linger: Duration::from_millis(linger_ms),
+                idle_exit: idle_exit_secs.map(Duration::from_secs),
+                dead_letter_topic,
+                stop,
+            };
+            let stats = ingest::consume(&cfg).context("ingesting")?;
+            println!(
+                "ingest: {} ledgered, {} duplicates, {} quarantined in {} batches",
+                stats.ledgered, stats.duplicates, stats.quarantined, stats.batches
+            );
+        }
+        Command::Produce {
+            seed,
+            gpus,
+            tenants,
+            start,
+            minutes,
+            duplicates_ppm,
+            conflicts_ppm,
+            overlaps_ppm,
+            poison_ppm,
+            limit,
+            partitions,
+            totals,
+            to_file,
+        } => {
+            let spec = FleetSpec {
+                seed,
+                gpus,
+                tenants,
+                start,
+                minutes,
+                duplicates_ppm,
+                conflicts_ppm,
+                overlaps_ppm,
+                poison_ppm,
+            };
+            if gpus == 0 || tenants == 0 || tenants > 1000 || gpus > 100_000 {
+                bail!("--gpus must be 1..=100000 and --tenants 1..=1000");
+            }
+            let mut sim = Simulator::new(spec);
+            let limit = limit.unwrap_or(u64::MAX);
+            let t = Instant::now();
+            let sent = if let Some(path) = to_file {
+                let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                let mut n = 0u64;
+                for m in sim.by_ref().take(limit as usize) {
+                    out.write_all(&m.payload)?;
+                    out.write_all(b"\n")?;
+                    n += 1;
+                }
+                n
+            } else {
+                ingest::ensure_topic(&cli.brokers, &cli.topic, partitions).context("creating the topic")?;
+                let messages = sim.by_ref().take(limit.min(usize::MAX as u64) as usize).map(|m| (m.key, m.payload));
+                ingest::produce(&cli.brokers, &cli.topic, messages).context("producing")?.delivered
+            };
+            let secs = t.elapsed().as_secs_f64();
+            eprintln!("produce: {sent} messages in {secs:.1}s");
+            if let Some(path) = totals {
+                std::fs::write(&path, serde_json::to_vec_pretty(&sim.totals.to_json())?)?;
+            }
+            println!(
+                "produce: {} messages ({} good, {} duplicates, {} to quarantine)",
+                sim.totals.messages,
+                sim.totals.good,
+                sim.totals.duplicates,
+                sim.totals.quarantined()
+            );
+        }
+        Command::Report { format } => {
+            let mut db = store::connect(&cli.database_url)?;
+            let totals = store::read::totals_by_tenant_sku(&mut db)?;
+            print_report(&totals, format)?;
+        }
+        Command::Status => {
+            let mut db = store::connect(&cli.database_url)?;
+            let stats = store::read::stream_stats(&mut db, &cli.topic)?;
+            println!(
+                "{:>9} {:>12} {:>12} {:>10} {:>11} {:>6}",
+                "partition", "next_offset", "ledgered", "duplicates", "quarantined", "epoch"
+            );
+            for s in stats {
+                println!(
+                    "{:>9} {:>12} {:>12} {:>10} {:>11} {:>6}",
+                    s.partition,
+                    s.next_offset.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                    s.ledgered,
+                    s.duplicates,
+                    s.quarantined,
+                    s.epoch
+                );
+            }
+        }
+        Command::Check { totals } => {
+            let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(&totals)?)?;
+            let mut want: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
+            for (t, m) in expected["gpu_seconds"].as_object().context("totals file has no gpu_seconds")? {
+                for (s, d) in m.as_object().context("gpu_seconds by SKU")? {
+                    let d: Decimal = d.as_str().context("a decimal string")?.parse()?;
+                    want.entry(t.clone()).or_default().insert(s.clone(), d.normalize());
+                }
+            }
+            let mut db = store::connect(&cli.database_url)?;
+            let projected = store::read::totals_by_tenant_sku(&mut db)?;
+            let ledgered = store::read::ledger_totals_by_tenant_sku(&mut db)?;
+            if projected != want || ledgered != want {
+                bail!("the ledger's GPU-seconds differ from the generator's totals in {}", totals.display());
+            }
+            println!(
+                "check: GPU-seconds per tenant and SKU equal the generator's totals exactly ({} tenants)",
+                want.len()
+            );
+        }
+        Command::Verify => {
+            let mut db = store::connect(&cli.database_url)?;
+            let mut ok = true;
+            for r in store::read::verify_chains(&mut db)? {
+                match &r.result {
+                    Ok(()) => println!("stream {}: {} rows, chain intact", r.stream_id, r.rows),
+                    Err(b) => {
+                        ok = false;
+                        println!("stream {}: chain BROKEN at position {}: {}", r.stream_id, b.stream_pos, b.reason)
+                    }
+                }
+            }
+            let live = store::read::live_hourly(&mut db)?;
+            let rebuilt = store::read::rebuild_hourly(&mut db)?;
+            if live == rebuilt {
+                println!("hourly projection: rebuilt from the log, {} rows, equal to the live one", live.rows.len());
+            } else {
+                ok = false;
+                println!("hourly projection: rebuilt from the log DIFFERS from the live one");
+            }
+            if !ok {
+                bail!("verification failed");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into())
+}
+
+fn print_report(totals: &BTreeMap<String, BTreeMap<String, Decimal>>, format: Format) -> Result<()> {
+    let hours =
+        |s: &Decimal| (s / Decimal::from(3600)).round_dp_with_strategy(3, RoundingStrategy::MidpointAwayFromZero);
+    match format {
+        Format::Json => {
+            let v: BTreeMap<&String, BTreeMap<&String, serde_json::Value>> = totals
+                .iter()
+                .map(|(t, m)| {
+                    (
+                        t,
+                        m.iter()
+                            .map(|(s, d)| (s, serde_json::json!({"gpu_seconds": d.to_string(), "gpu_hours": hours(d).to_string()})))
+                            .collect(),
+                    )
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table => {
+            println!("{:<24} {:<18} {:>18} {:>14}", "tenant", "sku", "gpu_seconds", "gpu_hours");
+            for (t, m) in totals {
+                let mut sum = Decimal::ZERO;
+                for (s, d) in m {
+                    println!("{:<24} {:<18} {:>18} {:>14}", t, s, d.to_string(), hours(d).to_string());
+                    sum += d;
+                }
+                println!("{:<24} {:<18} {:>18} {:>14}", t, "(all SKUs)", sum.to_string(), hours(&sum).to_string());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,530 @@
+//! Appending a batch: the events, the quarantined messages and the new offsets of every
+//! partition in the batch are committed in ONE transaction, or not at all.
+//!
+//! Order of decisions inside the transaction, per event, in offset order:
+//! 1. the partition's stream row is locked and the fence checked (owner, epoch, next offset);
+//! 2. the event id: a known id with the same fingerprint is a duplicate (counted, dropped), with
+//!    another fingerprint a conflict (quarantined);
+//! 3. the GPU's time: usage overlapping usage already ledgered for the same GPU is quarantined
+//!    (the exclusion constraint on `gpu_occupancy` decides, across all ingesters);
+//! 4. the rest is chained by hash and appended, and folded into the hourly projection.
+
+use crate::StoreError;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use domain::chain::{link, ChainRow};
+use domain::projection::HourlyUsage;
+use domain::usage::{Rejection, RejectionCode, UsageRecorded, LEDGER_KIND, LEDGER_VERSION};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::Client;
+use rust_decimal::Decimal;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use uuid::Uuid;
+
+/// A partition this ingester claimed: the epoch fences every older claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub stream_id: i32,
+    pub partition: i32,
+    pub epoch: i64,
+    /// Where to resume; `None` for a partition the ledger has never seen.
+    pub next_offset: Option<i64>,
+}
+
+/// Claims partitions for `owner`: bumps each stream's epoch so that any earlier owner's batch
+/// in flight is refused at commit. Returns where to resume each partition.
+pub fn claim_partitions(
+    client: &mut Client,
+    topic: &str,
+    partitions: &[i32],
+    owner: &str,
+) -> Result<Vec<Claim>, StoreError> {
+    let mut tx = client.transaction()?;
+    let mut claims = Vec::with_capacity(partitions.len());
+    let mut sorted = partitions.to_vec();
+    sorted.sort_unstable();
+    for p in sorted {
+        let row = tx.query_one(
+            "INSERT INTO ledger_streams (topic, kafka_partition, owner, epoch, claimed_at)
+             VALUES ($1, $2, $3, 1, now())
+             ON CONFLICT (topic, kafka_partition) DO UPDATE
+                SET owner = excluded.owner, epoch = ledger_streams.epoch + 1, claimed_at = now()
+             RETURNING stream_id, epoch, next_offset",
+            &[&topic, &p, &owner],
+        )?;
+        claims.push(Claim { stream_id: row.get(0), partition: p, epoch: row.get(1), next_offset: row.get(2) });
+    }
+    tx.commit()?;
+    Ok(claims)
+}
+
+/// One consumed message and the pure validator's verdict on it.
+#[derive(Debug, Clone)]
+pub struct InMessage {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub verdict: Result<UsageRecorded, Rejection>,
+}
+
+/// A run of consecutive offsets of one claimed partition.
+#[derive(Debug, Clone)]
+pub struct PartitionBatch {
+    pub claim: Claim,
+    pub messages: Vec<InMessage>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub ledgered: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    pub by_reason: Vec<(RejectionCode, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Committed(BatchCounts),
+    /// Nothing was written: these partitions are no longer ours, or our position in them is not
+    /// where the ledger says it is. Each comes with the ledger's owner check and next offset.
+    Fenced(Vec<Fence>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub partition: i32,
+    /// Still ours (same owner and epoch) but at another offset: seek there and go on.
+    pub still_owned: bool,
+    pub next_offset: Option<i64>,
+}
+
+struct QuarantineRow<'a> {
+    stream_id: i32,
+    offset: i64,
+    code: RejectionCode,
+    message: String,
+    event_id: Option<Uuid>,
+    tenant: Option<String>,
+    key: Option<&'a [u8]>,
+    raw: &'a [u8],
+}
+
+struct StreamUpdate {
+    stream_id: i32,
+    epoch: i64,
+    next_offset: i64,
+    head: Vec<u8>,
+    head_pos: i64,
+    ledgered: i64,
+    duplicates: i64,
+    quarantined: i64,
+}
+
+enum Fate {
+    Ledger,
+    Duplicate,
+    Quarantine(RejectionCode, String),
+}
+
+fn month_of(t: DateTime<Utc>) -> NaiveDate {
+    NaiveDate::from_ymd_opt(t.year(), t.month(), 1).expect("first of a month")
+}
+
+/// Months whose ledger partitions exist, known to this process.
+#[derive(Debug, Default)]
+pub struct PartitionCache(HashSet<NaiveDate>);
+
+/// Ensures the monthly partitions for these events exist, each in its own short transaction.
+pub fn ensure_months(
+    client: &mut Client,
+    cache: &mut PartitionCache,
+    batch: &[PartitionBatch],
+) -> Result<(), StoreError> {
+    let months: BTreeSet<NaiveDate> = batch
+        .iter()
+        .flat_map(|b| b.messages.iter())
+        .filter_map(|m| m.verdict.as_ref().ok())
+        .map(|e| month_of(e.interval_start))
+        .filter(|m| !cache.0.contains(m))
+        .collect();
+    for m in months {
+        // DDL on a fresh month can meet concurrent catalog updates (other ingesters, GRANTs in
+        // other databases of the cluster); it is idempotent, so a few quick retries are safe.
+        let mut attempt = 0;
+        loop {
+            match client.execute("SELECT ledger_ensure_month($1)", &[&m]) {
+                Ok(_) => break,
+                Err(e) if attempt < 5 && !e.is_closed() => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, month = %m, "creating the month's partition failed, retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        cache.0.insert(m);
+    }
+    Ok(())
+}
+
+/// Appends one batch in one transaction. See the module doc for the order of decisions.
+pub fn append_batch(
+    client: &mut Client,
+    cache: &mut PartitionCache,
+    owner: &str,
+    batch: &[PartitionBatch],
+    recorded_at: DateTime<Utc>,
+) -> Result<AppendOutcome, StoreError> {
+    // Microseconds, as PostgreSQL stores them, so the hash of a row read back is the same.
+    let recorded_at = DateTime::<Utc>::from_timestamp_micros(recorded_at.timestamp_micros()).expect("valid instant");
+    let t0 = std::time::Instant::now();
+    ensure_months(client, cache, batch)?;
+    let mut tx = client.transaction()?;
+
+    // 1. Lock the streams in a fixed order and check the fences.
+    let mut heads: HashMap<i32, (Vec<u8>, i64)> = HashMap::new();
+    let mut fences = Vec::new();
+    let mut ordered: Vec<&PartitionBatch> = batch.iter().filter(|b| !b.messages.is_empty()).collect();
+    ordered.sort_by_key(|b| b.claim.stream_id);
+    for b in &ordered {
+        let row = tx.query_one(
+            "SELECT owner, epoch, next_offset, head_hash, head_pos FROM ledger_streams WHERE stream_id = $1 FOR UPDATE",
+            &[&b.claim.stream_id],
+        )?;
+        let row_owner: Option<String> = row.get(0);
+        let epoch: i64 = row.get(1);
+        let next_offset: Option<i64> = row.get(2);
+        let owned = row_owner.as_deref() == Some(owner) && epoch == b.claim.epoch;
+        let first = b.messages[0].offset;
+        let in_place = next_offset.is_none_or(|n| n == first);
+        if !owned || !in_place {
+            fences.push(Fence { partition: b.claim.partition, still_owned: owned, next_offset });
+        }
+        heads.insert(b.claim.stream_id, (row.get(3), row.get(4)));
+    }
+    if !fences.is_empty() {
+        tx.rollback()?;
+        return Ok(AppendOutcome::Fenced(fences));
+    }
+    for b in &ordered {
+        for w in b.messages.windows(2) {
+            if w[1].offset != w[0].offset + 1 {
+                return Err(StoreError::Invariant(format!(
+                    "partition {} batch skips from offset {} to {}",
+                    b.claim.partition, w[0].offset, w[1].offset
+                )));
+            }
+        }
+    }
+
+    let t_fence = t0.elapsed();
+    // 2. Event ids: the ledger's fingerprint is the reference, else the first copy in the batch.
+    let mut keys: HashSet<(&str, Uuid)> = HashSet::new();
+    for b in &ordered {
+        for m in &b.messages {
+            if let Ok(e) = &m.verdict {
+                keys.insert((e.tenant_id.as_str(), e.event_id));
+            }
+        }
+    }
+    let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.iter().copied().unzip();
+    // reference fingerprint per id, and whether it came from the ledger
+    let mut reference: HashMap<(String, Uuid), ([u8; 32], bool)> = HashMap::new();
+    if !ids.is_empty() {
+        for row in tx.query(
+            "SELECT k.tenant_id, k.event_id, k.fingerprint
+               FROM ledger_event_ids k
+               JOIN unnest($1::text[], $2::uuid[]) AS b(tenant_id, event_id)
+                 ON k.tenant_id = b.tenant_id AND k.event_id = b.event_id",
+            &[&tenants, &ids],
+        )? {
+            let print: Vec<u8> = row.get(2);
+            let print: [u8; 32] = print
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Invariant("a stored fingerprint is not 32 bytes".into()))?;
+            reference.insert((row.get(0), row.get(1)), (print, true));
+        }
+    }
+    let mut fates: Vec<Vec<Fate>> = Vec::with_capacity(ordered.len());
+    let mut fingerprints: Vec<Vec<Option<[u8; 32]>>> = Vec::with_capacity(ordered.len());
+    for b in &ordered {
+        let mut f = Vec::with_capacity(b.messages.len());
+        let mut fp = Vec::with_capacity(b.messages.len());
+        for m in &b.messages {
+            match &m.verdict {
+                Err(r) => {
+                    f.push(Fate::Quarantine(r.code, r.message.clone()));
+                    fp.push(None);
+                }
+                Ok(e) => {
+                    let print = e.fingerprint();
+                    fp.push(Some(print));
+                    match reference.get(&(e.tenant_id.clone(), e.event_id)) {
+                        None => {
+                            reference.insert((e.tenant_id.clone(), e.event_id), (print, false));
+                            f.push(Fate::Ledger);
+                        }
+                        Some((p, _)) if *p == print => f.push(Fate::Duplicate),
+                        Some((_, in_ledger)) => f.push(Fate::Quarantine(
+                            RejectionCode::Conflict,
+                            if *in_ledger {
+                                format!("event id {} is already in the ledger with other content", e.event_id)
+                            } else {
+                                format!("event id {} came earlier in this batch with other content", e.event_id)
+                            },
+                        )),
+                    }
+                }
+            }
+        }
+        fates.push(f);
+        fingerprints.push(fp);
+    }
+
+    let t_ids = t0.elapsed();
+    // 3. GPU time: claim each candidate's interval, in offset order; a refused claim is an overlap.
+    let mut gpu_ids = Vec::new();
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    for (bi, b) in ordered.iter().enumerate() {
+        for (mi, m) in b.messages.iter().enumerate() {
+            if let (Fate::Ledger, Ok(e)) = (&fates[bi][mi], &m.verdict) {
+                gpu_ids.push(e.gpu_id);
+                starts.push(e.interval_start);
+                ends.push(e.interval_end);
+            }
+        }
+    }
+    let mut claimed: HashSet<(Uuid, DateTime<Utc>)> = HashSet::new();
+    if !gpu_ids.is_empty() {
+        for row in tx.query(
+            "INSERT INTO gpu_occupancy (gpu_id, during)
+             SELECT g, tstzrange(s, e, '[)')
+               FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b(g, s, e, n)
+              ORDER BY n
+             ON CONFLICT DO NOTHING
+             RETURNING gpu_id, lower(during)",
+            &[&gpu_ids, &starts, &ends],
+        )? {
+            claimed.insert((row.get(0), row.get(1)));
+        }
+    }
+    let mut claimed_once: HashSet<(Uuid, DateTime<Utc>)> = HashSet::new();
+    for (bi, b) in ordered.iter().enumerate() {
+        for (mi, m) in b.messages.iter().enumerate() {
+            if let (Fate::Ledger, Ok(e)) = (&fates[bi][mi], &m.verdict) {
+                let k = (e.gpu_id, e.interval_start);
+                if !claimed.contains(&k) || !claimed_once.insert(k) {
+                    fates[bi][mi] = Fate::Quarantine(
+                        RejectionCode::Overlap,
+                        format!(
+                            "GPU-{} is already billed for part of [{}, {})",
+                            e.gpu_id,
+                            domain::usage::format_instant(e.interval_start),
+                            domain::usage::format_instant(e.interval_end)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    let t_gpu = t0.elapsed();
+    // 4. Append: event ids, chained rows, projection, quarantine, stream heads and offsets.
+    let mut counts = BatchCounts::default();
+    let mut by_reason: HashMap<RejectionCode, u64> = HashMap::new();
+    let mut key_tenants: Vec<&str> = Vec::new();
+    let mut key_ids: Vec<Uuid> = Vec::new();
+    let mut key_prints: Vec<Vec<u8>> = Vec::new();
+    let mut projection = HourlyUsage::default();
+    let mut q_rows: Vec<QuarantineRow<'_>> = Vec::new();
+    let mut stream_updates: Vec<StreamUpdate> = Vec::new();
+
+    let sink = tx.copy_in(
+        "COPY ledger_events (occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, tenant_id, event_id, hash, payload) FROM STDIN BINARY",
+    )?;
+    let mut writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::INT4,
+            Type::INT8,
+            Type::INT8,
+            Type::INT2,
+            Type::TEXT,
+            Type::TEXT,
+            Type::UUID,
+            Type::BYTEA,
+            Type::JSONB,
+        ],
+    );
+    for (bi, b) in ordered.iter().enumerate() {
+        let (head, mut pos) = heads.remove(&b.claim.stream_id).expect("locked above");
+        let mut head: [u8; 32] = head
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Invariant(format!("stream {} head is not 32 bytes", b.claim.stream_id)))?;
+        let (mut ledgered, mut dups, mut quarantined) = (0i64, 0i64, 0i64);
+        for (mi, m) in b.messages.iter().enumerate() {
+            match (&fates[bi][mi], &m.verdict) {
+                (Fate::Ledger, Ok(e)) => {
+                    pos += 1;
+                    let payload = e.payload_json();
+                    let bytes = serde_json::to_vec(&payload).expect("json");
+                    let row = ChainRow {
+                        stream_id: b.claim.stream_id,
+                        stream_pos: pos,
+                        event_id: e.event_id,
+                        tenant_id: &e.tenant_id,
+                        kind: LEDGER_KIND,
+                        version: LEDGER_VERSION,
+                        occurred_at: e.interval_start,
+                        recorded_at,
+                        src_partition: Some(b.claim.partition),
+                        src_offset: Some(m.offset),
+                        payload: &bytes,
+                    };
+                    head = link(&head, &row);
+                    let values: [&(dyn ToSql + Sync); 11] = [
+                        &e.interval_start,
+                        &recorded_at,
+                        &b.claim.stream_id,
+                        &pos,
+                        &m.offset,
+                        &LEDGER_VERSION,
+                        &LEDGER_KIND,
+                        &e.tenant_id,
+                        &e.event_id,
+                        &head.as_slice(),
+                        &payload,
+                    ];
+                    writer.write(&values)?;
+                    key_tenants.push(&e.tenant_id);
+                    key_ids.push(e.event_id);
+                    key_prints.push(fingerprints[bi][mi].expect("valid").to_vec());
+                    projection.apply(e);
+                    ledgered += 1;
+                }
+                (Fate::Duplicate, _) => dups += 1,
+                (Fate::Quarantine(code, message), verdict) => {
+                    let (event_id, tenant) = match verdict {
+                        Ok(e) => (Some(e.event_id), Some(e.tenant_id.clone())),
+                        Err(r) => (r.event_id, r.tenant_id.clone()),
+                    };
+                    q_rows.push(QuarantineRow {
+                        stream_id: b.claim.stream_id,
+                        offset: m.offset,
+                        code: *code,
+                        message: message.clone(),
+                        event_id,
+                        tenant,
+                        key: m.key.as_deref(),
+                        raw: &m.payload,
+                    });
+                    *by_reason.entry(*code).or_insert(0) += 1;
+                    quarantined += 1;
+                }
+                (Fate::Ledger, Err(_)) => unreachable!("a rejected message is never ledgered"),
+            }
+        }
+        let next = b.messages.last().expect("non-empty").offset + 1;
+        stream_updates.push(StreamUpdate {
+            stream_id: b.claim.stream_id,
+            epoch: b.claim.epoch,
+            next_offset: next,
+            head: head.to_vec(),
+            head_pos: pos,
+            ledgered,
+            duplicates: dups,
+            quarantined,
+        });
+        counts.ledgered += ledgered as u64;
+        counts.duplicates += dups as u64;
+        counts.quarantined += quarantined as u64;
+    }
+    writer.finish()?;
+    let t_copy = t0.elapsed();
+
+    if !key_ids.is_empty() {
+        tx.execute(
+            "INSERT INTO ledger_event_ids (tenant_id, event_id, fingerprint)
+             SELECT * FROM unnest($1::text[], $2::uuid[], $3::bytea[])",
+            &[&key_tenants, &key_ids, &key_prints],
+        )?;
+    }
+
+    let t_keys = t0.elapsed();
+    if !projection.rows.is_empty() {
+        let mut t = Vec::new();
+        let mut s = Vec::new();
+        let mut p = Vec::new();
+        let mut h = Vec::new();
+        let mut g: Vec<Decimal> = Vec::new();
+        let mut n = Vec::new();
+        for (k, v) in &projection.rows {
+            t.push(k.tenant_id.as_str());
+            s.push(k.gpu_sku.as_str());
+            p.push(k.project.as_str());
+            h.push(k.hour);
+            g.push(v.gpu_seconds);
+            n.push(v.events);
+        }
+        tx.execute(
+            "INSERT INTO usage_hourly AS u (tenant_id, gpu_sku, project, hour, gpu_seconds, events)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::numeric[], $6::bigint[])
+             ON CONFLICT (tenant_id, gpu_sku, project, hour) DO UPDATE
+                SET gpu_seconds = u.gpu_seconds + excluded.gpu_seconds, events = u.events + excluded.events",
+            &[&t, &s, &p, &h, &g, &n],
+        )?;
+    }
+
+    let t_proj = t0.elapsed();
+    if !q_rows.is_empty() {
+        let stream_ids: Vec<i32> = q_rows.iter().map(|q| q.stream_id).collect();
+        let offsets: Vec<i64> = q_rows.iter().map(|q| q.offset).collect();
+        let reasons: Vec<&str> = q_rows.iter().map(|q| q.code.as_str()).collect();
+        let messages: Vec<&str> = q_rows.iter().map(|q| q.message.as_str()).collect();
+        let event_ids: Vec<Option<Uuid>> = q_rows.iter().map(|q| q.event_id).collect();
+        let tenants: Vec<Option<&str>> = q_rows.iter().map(|q| q.tenant.as_deref()).collect();
+        let keys: Vec<Option<&[u8]>> = q_rows.iter().map(|q| q.key).collect();
+        let raws: Vec<&[u8]> = q_rows.iter().map(|q| q.raw).collect();
+        tx.execute(
+            "INSERT INTO quarantine (stream_id, src_offset, recorded_at, reason, message, event_id, tenant_id, msg_key, raw)
+             SELECT s, o, $3, r, m, e, t, k, b
+               FROM unnest($1::int[], $2::bigint[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::bytea[], $9::bytea[])
+                    AS q(s, o, r, m, e, t, k, b)",
+            &[&stream_ids, &offsets, &recorded_at, &reasons, &messages, &event_ids, &tenants, &keys, &raws],
+        )?;
+    }
+
+    for u in &stream_updates {
+        let n = tx.execute(
+            "UPDATE ledger_streams
+                SET next_offset = $2, head_hash = $3, head_pos = $4,
+                    ledgered = ledgered + $5, duplicates = duplicates + $6, quarantined = quarantined + $7
+              WHERE stream_id = $1 AND owner = $8 AND epoch = $9",
+            &[
+                &u.stream_id,
+                &u.next_offset,
+                &u.head,
+                &u.head_pos,
+                &u.ledgered,
+                &u.duplicates,
+                &u.quarantined,
+                &owner,
+                &u.epoch,
+            ],
+        )?;
+        if n != 1 {
+            return Err(StoreError::Invariant(format!("stream {} lost its fence inside the transaction", u.stream_id)));
+        }
+    }
+    tx.commit()?;
+    tracing::debug!(?t_fence, ?t_ids, ?t_gpu, ?t_copy, ?t_keys, ?t_proj, total = ?t0.elapsed(), "batch timings");
+    let mut by_reason: Vec<(RejectionCode, u64)> = by_reason.into_iter().collect();
+    by_reason.sort();
+    counts.by_reason = by_reason;
+    Ok(AppendOutcome::Committed(counts))
+}

@@ -1,0 +1,52 @@
+//! The PostgreSQL adapter: applies the migrations, appends validated events to the ledger
+//! exactly once (with their quarantined neighbours and the new Kafka offsets, in one transaction),
+//! fences ingesters that lost a partition, and reads the ledger back for checks and rebuilds.
+
+pub mod append;
+pub mod migrate;
+pub mod read;
+
+pub use append::{append_batch, claim_partitions, AppendOutcome, BatchCounts, Claim, InMessage, PartitionBatch};
+pub use migrate::{check_durability, connect, migrate};
+
+/// Errors from the database. Whether to retry is a property of the error, not of the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Db(#[from] postgres::Error),
+    #[error("migration {name} was changed after it was applied")]
+    MigrationChanged { name: String },
+    #[error("durability setting {name} is {value}; the ledger needs it on")]
+    NotDurable { name: String, value: String },
+    #[error("ledger invariant broken: {0}")]
+    Invariant(String),
+}
+
+impl StoreError {
+    /// Transient: a lost connection, a restart, a deadlock or a serialization failure, or a race
+    /// on an event id with another writer. Retrying the same batch is correct for all of them.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(e) => {
+                if e.is_closed() {
+                    return true;
+                }
+                match e.code() {
+                    None => true, // i/o error, connection refused, ...
+                    Some(code) => {
+                        let c = code.code();
+                        c.starts_with("08") // connection exception
+                            || c.starts_with("57") // operator intervention (admin shutdown)
+                            || c == "40001" // serialization failure
+                            || c == "40P01" // deadlock detected
+                            || c == "23505" // unique violation: another writer took an event id first
+                            || c == "23P01" // exclusion violation: a concurrent occupancy race
+                            || c == "53300" // too many connections
+                            || c == "55P03" // lock not available
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
+}

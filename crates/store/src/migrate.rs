@@ -1,0 +1,70 @@
+//! Migrations are plain SQL files in `migrations/`, compiled into the binary, applied in order,
+//! each once, each in its own transaction, recorded with a checksum in `schema_migrations`.
+
+use crate::StoreError;
+use postgres::{Client, NoTls};
+use sha2_free::checksum;
+
+/// The migrations, in order. Adding a file means adding a line here.
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../../../migrations/0001_ledger.sql"))];
+
+mod sha2_free {
+    /// FNV-1a 64: a change detector for migration text, not a security boundary.
+    pub fn checksum(text: &str) -> i64 {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in text.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h as i64
+    }
+}
+
+pub fn connect(url: &str) -> Result<Client, StoreError> {
+    Ok(Client::connect(url, NoTls)?)
+}
+
+/// Applies every migration not applied yet. Safe to run again and concurrently (advisory lock).
+/// Returns the names applied by this call.
+pub fn migrate(client: &mut Client) -> Result<Vec<String>, StoreError> {
+    client.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             name text PRIMARY KEY,
+             checksum bigint NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )?;
+    let mut applied = Vec::new();
+    for (name, sql) in MIGRATIONS {
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext('gpuledger.migrate'))", &[])?;
+        let row = tx.query_opt("SELECT checksum FROM schema_migrations WHERE name = $1", &[name])?;
+        match row {
+            Some(row) => {
+                let stored: i64 = row.get(0);
+                if stored != checksum(sql) {
+                    return Err(StoreError::MigrationChanged { name: name.to_string() });
+                }
+            }
+            None => {
+                tx.batch_execute(sql)?;
+                tx.execute("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", &[name, &checksum(sql)])?;
+                applied.push(name.to_string());
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(applied)
+}
+
+/// Refuses to run on a cluster that could lose committed ledger rows.
+pub fn check_durability(client: &mut Client) -> Result<(), StoreError> {
+    for name in ["fsync", "synchronous_commit", "full_page_writes"] {
+        let value: String = client.query_one(&format!("SHOW {name}"), &[])?.get(0);
+        // synchronous_commit = local / remote_write / remote_apply still flush locally.
+        let durable = if name == "synchronous_commit" { value != "off" } else { value == "on" };
+        if !durable {
+            return Err(StoreError::NotDurable { name: name.to_string(), value });
+        }
+    }
+    Ok(())
+}

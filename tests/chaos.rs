@@ -1,0 +1,131 @@
+//! Exactly-once under failure, on the real services: SIGKILLs of the ingester at random moments,
+//! a PostgreSQL restart, a Kafka broker restart, and two ingesters with rebalances, each mid-run.
+//! Every test ends with the generator's totals reproduced exactly (see `assert_exact`).
+
+use integration::*;
+use rand::{Rng, SeedableRng};
+use std::time::{Duration, Instant};
+
+const MIXED: &[&str] =
+    &["--duplicates-ppm", "5000", "--conflicts-ppm", "1000", "--overlaps-ppm", "1000", "--poison-ppm", "2000"];
+
+fn accounted_now(db: &str, topic: &str) -> i64 {
+    match postgres::Client::connect(db, postgres::NoTls) {
+        Ok(mut c) => accounted(&mut c, topic).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+fn wait_for_progress(db: &str, topic: &str, at_least: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while accounted_now(db, topic) < at_least {
+        assert!(Instant::now() < deadline, "no progress to {at_least} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+    eprintln!("chaos seed: {seed} (rerun with CHAOS_SEED={seed})");
+    seed
+}
+
+#[test]
+fn twenty_sigkills_during_two_hundred_thousand_events() {
+    let _serial = serial();
+    let seed = seed();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let db = fresh_db("sigkill").unwrap();
+    let topic = unique("t.kill");
+    let group = unique("g");
+    let mut args = vec!["--seed", "21", "--gpus", "48", "--minutes", "5000"];
+    args.extend_from_slice(MIXED);
+    let totals = produce(&db, &topic, &args).unwrap();
+    let messages = totals["messages"].as_i64().unwrap();
+    assert!(totals["good"].as_i64().unwrap() >= 200_000, "{totals}");
+
+    let mut kills_mid_run = 0;
+    for i in 0..20 {
+        let before = accounted_now(&db, &topic);
+        let mut child =
+            spawn_ingest(&db, &topic, &group, &["--instance-id", "chaos-ingester", "--batch-max", "5000"]).unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(300..2000)));
+        sigkill(&mut child).unwrap();
+        let after = accounted_now(&db, &topic);
+        eprintln!("kill {i}: accounted {before} -> {after} of {messages}");
+        if after < messages {
+            kills_mid_run += 1;
+        }
+    }
+    assert!(kills_mid_run >= 20, "all 20 kills landed before the end of the run ({kills_mid_run})");
+    let child = spawn_ingest(&db, &topic, &group, &["--instance-id", "chaos-ingester"]).unwrap();
+    wait_accounted(&db, &topic, messages, Duration::from_secs(300)).unwrap();
+    stop(child).unwrap();
+    assert_exact(&db, &topic, &totals).unwrap();
+}
+
+#[test]
+fn postgres_restart_mid_run() {
+    let _serial = serial();
+    let db = fresh_db("pg_restart").unwrap();
+    let topic = unique("t.pgr");
+    let mut args = vec!["--seed", "22", "--gpus", "32", "--minutes", "3000"];
+    args.extend_from_slice(MIXED);
+    let totals = produce(&db, &topic, &args).unwrap();
+    let messages = totals["messages"].as_i64().unwrap();
+    let child = spawn_ingest(&db, &topic, &unique("g"), &["--batch-max", "5000"]).unwrap();
+    wait_for_progress(&db, &topic, messages / 4, Duration::from_secs(120));
+    services("restart-pg").unwrap();
+    assert!(accounted_now(&db, &topic) < messages, "the restart happened mid-run");
+    wait_accounted(&db, &topic, messages, Duration::from_secs(300)).unwrap();
+    stop(child).unwrap();
+    assert_exact(&db, &topic, &totals).unwrap();
+}
+
+#[test]
+fn kafka_broker_restart_mid_run() {
+    let _serial = serial();
+    let db = fresh_db("kafka_restart").unwrap();
+    let topic = unique("t.kr");
+    let mut args = vec!["--seed", "23", "--gpus", "32", "--minutes", "3000"];
+    args.extend_from_slice(MIXED);
+    let totals = produce(&db, &topic, &args).unwrap();
+    let messages = totals["messages"].as_i64().unwrap();
+    let child = spawn_ingest(&db, &topic, &unique("g"), &["--batch-max", "5000"]).unwrap();
+    wait_for_progress(&db, &topic, messages / 4, Duration::from_secs(120));
+    services("restart-kafka").unwrap();
+    assert!(accounted_now(&db, &topic) < messages, "the restart happened mid-run");
+    wait_accounted(&db, &topic, messages, Duration::from_secs(300)).unwrap();
+    stop(child).unwrap();
+    assert_exact(&db, &topic, &totals).unwrap();
+}
+
+#[test]
+fn two_ingesters_share_the_partitions_through_rebalances() {
+    let _serial = serial();
+    let db = fresh_db("rebalance").unwrap();
+    let topic = unique("t.reb");
+    let group = unique("g");
+    let mut args = vec!["--seed", "24", "--gpus", "32", "--minutes", "3000"];
+    args.extend_from_slice(MIXED);
+    let totals = produce(&db, &topic, &args).unwrap();
+    let messages = totals["messages"].as_i64().unwrap();
+    let a = spawn_ingest(&db, &topic, &group, &["--batch-max", "2000"]).unwrap();
+    wait_for_progress(&db, &topic, messages / 5, Duration::from_secs(120));
+    let b = spawn_ingest(&db, &topic, &group, &["--batch-max", "2000"]).unwrap(); // rebalance 1
+    wait_for_progress(&db, &topic, messages / 2, Duration::from_secs(120));
+    assert!(accounted_now(&db, &topic) < messages, "both ran mid-run");
+    stop(a).unwrap(); // rebalance 2: b takes every partition
+    wait_accounted(&db, &topic, messages, Duration::from_secs(300)).unwrap();
+    stop(b).unwrap();
+    assert_exact(&db, &topic, &totals).unwrap();
+    let mut c = connect(&db);
+    let owners: i64 =
+        c.query_one("SELECT count(DISTINCT owner) FROM ledger_streams WHERE topic = $1", &[&topic]).unwrap().get(0);
+    let max_epoch: i64 =
+        c.query_one("SELECT max(epoch) FROM ledger_streams WHERE topic = $1", &[&topic]).unwrap().get(0);
+    assert!(max_epoch >= 2, "partitions changed hands (max epoch {max_epoch}, {owners} final owners)");
+}

@@ -1,0 +1,264 @@
+//! The ledger on the real PostgreSQL, without Kafka: migrations, append-only enforcement by
+//! trigger and by privilege, fencing, duplicates / conflicts / overlaps, the hash chain and the
+//! hourly projection's rebuild.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use domain::usage::{parse_usage_message, RejectionCode, UsageRecorded};
+use integration::{connect, fresh_db};
+use postgres::Client;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use store::append::{append_batch, claim_partitions, AppendOutcome, Claim, InMessage, PartitionBatch, PartitionCache};
+use uuid::Uuid;
+
+const TOPIC: &str = "gpu.usage.v1";
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 31, 23, 0, 0).unwrap()
+}
+
+fn event(n: u128, tenant: &str, gpu: u128, minute: i64, seconds: &str) -> UsageRecorded {
+    UsageRecorded {
+        event_id: Uuid::from_u128(n),
+        source: "//test".into(),
+        tenant_id: tenant.into(),
+        gpu_sku: "nvidia-h100-sxm".into(),
+        gpu_id: Uuid::from_u128(gpu),
+        node: "fra1-r00-n000".into(),
+        project: "p1".into(),
+        job: None,
+        labels: Default::default(),
+        interval_start: t0() + Duration::minutes(minute),
+        interval_end: t0() + Duration::minutes(minute + 1),
+        gpu_seconds: domain::GpuSeconds::parse(seconds).unwrap(),
+    }
+}
+
+fn msg(offset: i64, e: &UsageRecorded) -> InMessage {
+    let payload = serde_json::to_vec(&e.to_cloudevent()).unwrap();
+    let key = Some(e.tenant_id.as_bytes().to_vec());
+    let verdict = parse_usage_message(key.as_deref(), &payload, Utc::now());
+    InMessage { offset, key, payload, verdict }
+}
+
+fn raw(offset: i64, bytes: &[u8]) -> InMessage {
+    let key = Some(b"rheinbank".to_vec());
+    InMessage {
+        offset,
+        key: key.clone(),
+        payload: bytes.to_vec(),
+        verdict: parse_usage_message(key.as_deref(), bytes, Utc::now()),
+    }
+}
+
+fn claim(db: &mut Client, owner: &str, p: i32) -> Claim {
+    claim_partitions(db, TOPIC, &[p], owner).unwrap()[0]
+}
+
+fn committed(o: AppendOutcome) -> store::BatchCounts {
+    match o {
+        AppendOutcome::Committed(c) => c,
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+#[test]
+fn migrations_apply_once_and_are_recorded() {
+    let url = fresh_db("migrate").unwrap();
+    let mut db = connect(&url);
+    assert!(store::migrate(&mut db).unwrap().is_empty(), "second run applies nothing");
+    let n: i64 = db.query_one("SELECT count(*) FROM schema_migrations", &[]).unwrap().get(0);
+    assert_eq!(n as usize, store::migrate::MIGRATIONS.len());
+}
+
+#[test]
+fn durability_settings_are_checked() {
+    let url = fresh_db("durability").unwrap();
+    let mut db = connect(&url);
+    store::check_durability(&mut db).unwrap();
+    db.batch_execute("SET synchronous_commit = off").unwrap();
+    let err = store::check_durability(&mut db).unwrap_err();
+    assert!(matches!(err, store::StoreError::NotDurable { ref name, .. } if name == "synchronous_commit"), "{err}");
+}
+
+#[test]
+fn ledger_rows_cannot_be_updated_deleted_or_truncated() {
+    let url = fresh_db("append_only").unwrap();
+    let mut db = connect(&url);
+    let c = claim(&mut db, "me", 0);
+    let mut cache = PartitionCache::default();
+    let batch = vec![PartitionBatch {
+        claim: c,
+        messages: vec![msg(0, &event(1, "rheinbank", 1, 0, "60")), raw(1, b"not json")],
+    }];
+    committed(append_batch(&mut db, &mut cache, "me", &batch, Utc::now()).unwrap());
+
+    let tables = ["ledger_events", "ledger_events_y2026m10", "ledger_event_ids", "gpu_occupancy", "quarantine"];
+    let statements = |t: &str| {
+        vec![format!("UPDATE {t} SET tenant_id = tenant_id"), format!("DELETE FROM {t}"), format!("TRUNCATE {t}")]
+    };
+    // As the table owner (a superuser here): the triggers refuse.
+    for t in tables {
+        for sql in statements(t) {
+            let sql = sql.replace("SET tenant_id = tenant_id", "SET recorded_at = recorded_at");
+            let sql =
+                if t == "gpu_occupancy" { sql.replace("recorded_at = recorded_at", "during = during") } else { sql };
+            let sql = if t == "ledger_event_ids" {
+                sql.replace("recorded_at = recorded_at", "fingerprint = fingerprint")
+            } else {
+                sql
+            };
+            let err = db.batch_execute(&sql).expect_err(&sql);
+            let text = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+            assert!(text.contains("append-only"), "{sql}: {text}");
+        }
+    }
+    // As the writer role the ingester runs as: no privilege in the first place.
+    db.batch_execute("SET ROLE gpuledger_writer").unwrap();
+    for t in tables {
+        for sql in statements(t) {
+            let sql = sql.replace("SET tenant_id = tenant_id", "SET recorded_at = now()");
+            let sql = if t == "gpu_occupancy" { sql.replace("recorded_at = now()", "during = during") } else { sql };
+            let sql = if t == "ledger_event_ids" {
+                sql.replace("recorded_at = now()", "fingerprint = fingerprint")
+            } else {
+                sql
+            };
+            let err = db.batch_execute(&sql).expect_err(&sql);
+            let text = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+            assert!(text.contains("permission denied") || text.contains("append-only"), "{sql}: {text}");
+        }
+    }
+    db.batch_execute("RESET ROLE").unwrap();
+    let n: i64 = db.query_one("SELECT count(*) FROM ledger_events", &[]).unwrap().get(0);
+    assert_eq!(n, 1, "the row is still there");
+}
+
+#[test]
+fn duplicates_conflicts_and_overlaps_are_decided_by_the_ledger() {
+    let url = fresh_db("dedupe").unwrap();
+    let mut db = connect(&url);
+    let mut cache = PartitionCache::default();
+    let c0 = claim(&mut db, "me", 0);
+    let c1 = claim(&mut db, "me", 1);
+    let a = event(1, "rheinbank", 1, 0, "60");
+    let mut a_conflict = a.clone();
+    a_conflict.gpu_seconds = domain::GpuSeconds::parse("30").unwrap();
+    let b = event(2, "rheinbank", 1, 1, "60");
+    let mut b_overlap = event(3, "rheinbank", 1, 1, "30");
+    b_overlap.interval_start += Duration::seconds(30);
+    b_overlap.interval_end += Duration::seconds(30);
+    // Same event id under another tenant is another event.
+    let other_tenant = event(1, "falke-drones", 2, 0, "60");
+
+    let batch = vec![
+        PartitionBatch {
+            claim: c0,
+            messages: vec![msg(0, &a), msg(1, &a), msg(2, &a_conflict), msg(3, &b), msg(4, &b_overlap)],
+        },
+        PartitionBatch { claim: c1, messages: vec![msg(0, &other_tenant)] },
+    ];
+    let counts = committed(append_batch(&mut db, &mut cache, "me", &batch, Utc::now()).unwrap());
+    assert_eq!((counts.ledgered, counts.duplicates, counts.quarantined), (3, 1, 2));
+    assert_eq!(counts.by_reason, vec![(RejectionCode::Conflict, 1), (RejectionCode::Overlap, 1)]);
+
+    // Across batches: the ledger remembers.
+    let c0 = Claim { next_offset: Some(5), ..c0 };
+    let overlap_later = event(4, "seekr-ai-us", 1, 0, "10"); // same GPU, same minute, other tenant
+    let batch =
+        vec![PartitionBatch { claim: c0, messages: vec![msg(5, &a), msg(6, &a_conflict), msg(7, &overlap_later)] }];
+    let counts = committed(append_batch(&mut db, &mut cache, "me", &batch, Utc::now()).unwrap());
+    assert_eq!((counts.ledgered, counts.duplicates, counts.quarantined), (0, 1, 2));
+    let reasons: Vec<String> = db
+        .query("SELECT reason FROM quarantine ORDER BY stream_id, src_offset", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(reasons, ["conflict", "overlap", "conflict", "overlap"]);
+}
+
+#[test]
+fn a_consumer_that_lost_its_partition_cannot_commit() {
+    let url = fresh_db("fence").unwrap();
+    let mut db = connect(&url);
+    let mut cache = PartitionCache::default();
+    let old = claim(&mut db, "old-owner", 0);
+    let new = claim(&mut db, "new-owner", 0);
+    assert!(new.epoch > old.epoch);
+    let e = event(1, "rheinbank", 1, 0, "60");
+    let stale = vec![PartitionBatch { claim: old, messages: vec![msg(0, &e)] }];
+    match append_batch(&mut db, &mut cache, "old-owner", &stale, Utc::now()).unwrap() {
+        AppendOutcome::Fenced(f) => assert!(!f[0].still_owned),
+        other => panic!("stale batch was not fenced: {other:?}"),
+    }
+    let fresh = vec![PartitionBatch { claim: new, messages: vec![msg(0, &e)] }];
+    committed(append_batch(&mut db, &mut cache, "new-owner", &fresh, Utc::now()).unwrap());
+    // The same owner replaying from a stale position is fenced too, and told where to resume.
+    let replay = vec![PartitionBatch { claim: new, messages: vec![msg(0, &e)] }];
+    match append_batch(&mut db, &mut cache, "new-owner", &replay, Utc::now()).unwrap() {
+        AppendOutcome::Fenced(f) => {
+            assert_eq!((f[0].still_owned, f[0].next_offset), (true, Some(1)))
+        }
+        other => panic!("replay was not fenced: {other:?}"),
+    }
+    let n: i64 = db.query_one("SELECT count(*) FROM ledger_events", &[]).unwrap().get(0);
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn projection_rebuilds_from_the_log_and_the_chain_detects_tampering() {
+    let url = fresh_db("chain").unwrap();
+    let mut db = connect(&url);
+    let mut cache = PartitionCache::default();
+    let mut c = claim(&mut db, "me", 0);
+    let mut offset = 0;
+    let mut expected: BTreeMap<String, Decimal> = BTreeMap::new();
+    // Three batches of events across an hour and a month boundary (Oct 31 23:00 → Nov 1 01:00).
+    for round in 0..3i64 {
+        let mut messages = Vec::new();
+        for i in 0..40i64 {
+            let minute = round * 40 + i;
+            let tenant = if i % 2 == 0 { "rheinbank" } else { "falke-drones" };
+            let e = event((minute + 1) as u128, tenant, (i % 4 + 1) as u128, minute, "59.5");
+            let mut e = e;
+            e.interval_start += Duration::seconds(i % 4 * 15); // stagger so intervals cross hours
+            e.interval_end += Duration::seconds(i % 4 * 15);
+            *expected.entry(tenant.to_string()).or_default() += Decimal::new(595, 1);
+            messages.push(msg(offset, &e));
+            offset += 1;
+        }
+        let out =
+            append_batch(&mut db, &mut cache, "me", &[PartitionBatch { claim: c, messages }], Utc::now()).unwrap();
+        let counts = committed(out);
+        assert_eq!(counts.quarantined, 0, "{counts:?}");
+        c.next_offset = Some(offset);
+    }
+    let live = store::read::live_hourly(&mut db).unwrap();
+    let rebuilt = store::read::rebuild_hourly(&mut db).unwrap();
+    assert_eq!(live, rebuilt);
+    assert!(live.rows.len() > 4, "several hours and tenants");
+    let by_tenant: BTreeMap<String, Decimal> = store::read::totals_by_tenant_sku(&mut db)
+        .unwrap()
+        .into_iter()
+        .map(|(t, m)| (t, m.values().copied().sum::<Decimal>()))
+        .collect();
+    assert_eq!(by_tenant, expected.into_iter().map(|(t, d)| (t, d.normalize())).collect());
+    let months: i64 = db
+        .query_one("SELECT count(*) FROM pg_inherits WHERE inhparent = 'ledger_events'::regclass", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(months, 2, "October and November partitions");
+
+    assert!(store::read::verify_chains(&mut db).unwrap().iter().all(|r| r.result.is_ok()));
+    // A superuser can switch triggers off; the chain still tells.
+    db.batch_execute(
+        "SET session_replication_role = replica;
+         UPDATE ledger_events SET payload = jsonb_set(payload, '{data,gpu_seconds}', '\"1\"') WHERE stream_pos = 17;
+         SET session_replication_role = origin;",
+    )
+    .unwrap();
+    let reports = store::read::verify_chains(&mut db).unwrap();
+    let broken = reports.iter().find_map(|r| r.result.clone().err()).expect("tampering detected");
+    assert_eq!(broken.stream_pos, 17);
+}

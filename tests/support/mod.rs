@@ -1,0 +1,237 @@
+//! Shared helpers for the integration tests: a fresh database per test on the real PostgreSQL,
+//! a fresh topic per test on the real Kafka (both started by `scripts/services.sh up`), the
+//! `gpuledger` binary as a child process, and the checks every exactly-once test ends with.
+
+use anyhow::{bail, Context, Result};
+use postgres::{Client, NoTls};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+pub fn admin_url() -> String {
+    std::env::var("GPULEDGER_ADMIN_URL").unwrap_or_else(|_| "postgres://gpuledger@127.0.0.1:55432/postgres".into())
+}
+
+pub fn brokers() -> String {
+    std::env::var("GPULEDGER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// The release binary, built by the test command before the tests run.
+pub fn bin() -> PathBuf {
+    if let Ok(p) = std::env::var("GPULEDGER_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join("target/release/gpuledger");
+    assert!(p.exists(), "build the binary first: cargo build --release -p gpuledger ({})", p.display());
+    p
+}
+
+/// A unique suffix per test run, so that reruns never meet old topics or databases.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    format!("{name}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// Creates a fresh database, migrates it, and returns its URL.
+pub fn fresh_db(name: &str) -> Result<String> {
+    let db = unique(&format!("t_{name}"));
+    let mut admin =
+        Client::connect(&admin_url(), NoTls).context("connecting to PostgreSQL: is scripts/services.sh up?")?;
+    admin.batch_execute(&format!("CREATE DATABASE \"{db}\""))?;
+    let url = admin_url().rsplit_once('/').expect("url has a path").0.to_string() + "/" + &db;
+    let mut c = Client::connect(&url, NoTls)?;
+    store::migrate(&mut c)?;
+    Ok(url)
+}
+
+pub fn connect(url: &str) -> Client {
+    // The tests themselves retry too, because some of them restart PostgreSQL under their feet.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match Client::connect(url, NoTls) {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for PostgreSQL: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("PostgreSQL unreachable: {e}"),
+        }
+    }
+}
+
+/// Runs `gpuledger produce` with these extra arguments and returns the generator's totals.
+pub fn produce(db_url: &str, topic: &str, args: &[&str]) -> Result<Value> {
+    let totals = std::env::temp_dir().join(format!("{}.totals.json", unique("totals")));
+    let out = Command::new(bin())
+        .args(["produce", "--topic", topic, "--totals"])
+        .arg(&totals)
+        .args(args)
+        .env("GPULEDGER_DATABASE_URL", db_url)
+        .env("GPULEDGER_KAFKA_BROKERS", brokers())
+        .output()?;
+    if !out.status.success() {
+        bail!("produce failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&std::fs::read(&totals)?)?)
+}
+
+/// Starts `gpuledger ingest` as a child process; its log goes to a file under target/.
+pub fn spawn_ingest(db_url: &str, topic: &str, group: &str, args: &[&str]) -> Result<Child> {
+    let logs = repo_root().join("target/test-logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{topic}.log")))?;
+    Ok(Command::new(bin())
+        .args(["ingest", "--topic", topic, "--group", group])
+        .args(args)
+        .env("GPULEDGER_DATABASE_URL", db_url)
+        .env("GPULEDGER_KAFKA_BROKERS", brokers())
+        .env("RUST_LOG", "info,rdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?)
+}
+
+/// Sum over the topic's partitions of every offset accounted for: ledgered + duplicates + quarantined.
+pub fn accounted(db: &mut Client, topic: &str) -> Result<i64> {
+    let row = db.query_one(
+        "SELECT coalesce(sum(ledgered + duplicates + quarantined), 0)::bigint FROM ledger_streams WHERE topic = $1",
+        &[&topic],
+    )?;
+    Ok(row.get(0))
+}
+
+/// Waits until `expected` offsets are accounted for, or fails after `timeout`.
+pub fn wait_accounted(db_url: &str, topic: &str, expected: i64, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = match Client::connect(db_url, NoTls) {
+            Ok(mut c) => accounted(&mut c, topic).unwrap_or(-1),
+            Err(_) => -1,
+        };
+        if n == expected {
+            return Ok(());
+        }
+        if n > expected {
+            bail!("{n} offsets accounted for, more than the {expected} produced");
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {expected} offsets accounted for after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+pub fn stop(mut child: Child) -> Result<()> {
+    let pid = child.id() as i32;
+    // SIGTERM: the ingester finishes its batch and leaves the group.
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            child.kill()?;
+            bail!("ingester did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+pub fn sigkill(child: &mut Child) -> Result<()> {
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    Ok(())
+}
+
+/// The ledger's exact outcome must equal the generator's: GPU-seconds per tenant and SKU (decimal
+/// equality), counts of ledgered, duplicate and quarantined messages by reason, every offset of
+/// every partition accounted for exactly once, the hash chains intact and the hourly projection
+/// equal to its rebuild from the log.
+pub fn assert_exact(db_url: &str, topic: &str, totals: &Value) -> Result<()> {
+    let mut db = connect(db_url);
+    let messages = totals["messages"].as_i64().expect("messages");
+    let good = totals["good"].as_i64().expect("good");
+    let duplicates = totals["duplicates"].as_i64().expect("duplicates");
+
+    let streams = store::read::stream_stats(&mut db, topic)?;
+    let mut sum = (0i64, 0i64, 0i64);
+    for s in &streams {
+        let consumed = s.next_offset.unwrap_or(0);
+        assert_eq!(
+            consumed,
+            s.ledgered + s.duplicates + s.quarantined,
+            "partition {}: offsets 0..{consumed} must each be ledgered, duplicate or quarantined",
+            s.partition
+        );
+        sum.0 += s.ledgered;
+        sum.1 += s.duplicates;
+        sum.2 += s.quarantined;
+    }
+    assert_eq!(sum.0 + sum.1 + sum.2, messages, "every produced message is accounted for");
+    assert_eq!(sum.0, good, "ledgered events");
+    assert_eq!(sum.1, duplicates, "duplicates");
+
+    // Ledger rows are exactly the good events, each once, and their offsets are distinct.
+    let row = db.query_one(
+        "SELECT count(*), count(DISTINCT (tenant_id, event_id)), count(DISTINCT (stream_id, src_offset)) FROM ledger_events",
+        &[],
+    )?;
+    let (rows, ids, offsets): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((rows, ids, offsets), (good, good, good), "ledger rows, distinct ids, distinct offsets");
+
+    // Quarantine: one row per refused message, with the generator's reasons.
+    let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
+    for r in db.query("SELECT reason, count(*) FROM quarantine GROUP BY reason", &[])? {
+        reasons.insert(r.get(0), r.get(1));
+    }
+    let expected: BTreeMap<String, i64> = totals["quarantined"]
+        .as_object()
+        .expect("quarantined")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_i64().expect("count")))
+        .collect();
+    assert_eq!(reasons, expected, "quarantine reasons");
+    let q: i64 = db.query_one("SELECT count(DISTINCT (stream_id, src_offset)) FROM quarantine", &[])?.get(0);
+    assert_eq!(q, sum.2, "each quarantined offset once");
+
+    // GPU-seconds per tenant and SKU, exactly, from the projection and from the raw rows.
+    let mut want: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
+    for (t, m) in totals["gpu_seconds"].as_object().expect("gpu_seconds") {
+        for (s, d) in m.as_object().expect("by sku") {
+            want.entry(t.clone())
+                .or_default()
+                .insert(s.clone(), Decimal::from_str(d.as_str().expect("str"))?.normalize());
+        }
+    }
+    assert_eq!(store::read::totals_by_tenant_sku(&mut db)?, want, "projection totals equal the generator's");
+    assert_eq!(store::read::ledger_totals_by_tenant_sku(&mut db)?, want, "ledger totals equal the generator's");
+
+    for r in store::read::verify_chains(&mut db)? {
+        assert_eq!(r.result, Ok(()), "hash chain of stream {}", r.stream_id);
+    }
+    assert_eq!(store::read::rebuild_hourly(&mut db)?, store::read::live_hourly(&mut db)?, "projection rebuild");
+    Ok(())
+}
+
+/// Runs scripts/services.sh with a subcommand (restart-pg, restart-kafka, ...).
+pub fn services(cmd: &str) -> Result<()> {
+    let status = Command::new("bash").arg(repo_root().join("scripts/services.sh")).arg(cmd).status()?;
+    if !status.success() {
+        bail!("services.sh {cmd} failed");
+    }
+    Ok(())
+}
+
+/// Tests that restart services or run long must not overlap each other.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
