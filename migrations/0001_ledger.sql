@@ -1,8 +1,6 @@
 -- gpuledger 0001: the append-only ledger, its streams (hash chain heads and Kafka offsets),
 -- the event-id and GPU-occupancy guards, the quarantine, and the hourly usage projection.
 
-CREATE EXTENSION IF NOT EXISTS btree_gist;
-
 -- The role the ingester (and later every writer) runs as: it may append and read, never change.
 DO $$
 BEGIN
@@ -75,13 +73,17 @@ CREATE TABLE ledger_event_ids (
     PRIMARY KEY (tenant_id, event_id)
 );
 
--- Which GPU was billed for which time: the database itself refuses a second claim on the same
--- GPU-second, across all ingesters (exclusion constraint).
+-- Which GPU was billed for which time. An interval is at most an hour long, so the intervals
+-- that can overlap [lo, hi) all start in (lo - 1 hour, hi): one btree range scan per GPU. Writers
+-- serialize per GPU bucket with transaction-scoped advisory locks (see store::append), so two
+-- ingesters can never both bill the same GPU-second.
 CREATE TABLE gpu_occupancy (
-    gpu_id  uuid NOT NULL,
-    during  tstzrange NOT NULL,
-    EXCLUDE USING gist (gpu_id WITH =, during WITH &&)
+    gpu_id    uuid NOT NULL,
+    starts_at timestamptz NOT NULL,
+    ends_at   timestamptz NOT NULL,
+    CHECK (ends_at > starts_at AND ends_at <= starts_at + interval '1 hour')
 );
+CREATE INDEX gpu_occupancy_gpu_start ON gpu_occupancy (gpu_id, starts_at);
 
 -- Messages that were not ledgered, with their raw bytes and why. Nothing is ever lost.
 CREATE TABLE quarantine (

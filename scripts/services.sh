@@ -102,9 +102,13 @@ as_root() {
 }
 
 apt_install() {
-    log "installing with apt-get: $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2
+    mkdir -p "$SVC"
+    log "installing with apt-get: $* (output: $SVC/apt.log)"
+    if ! { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+           as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; } >"$SVC/apt.log" 2>&1; then
+        tail -n 20 "$SVC/apt.log" >&2
+        die "apt-get install $* failed (full output: $SVC/apt.log)"
+    fi
 }
 
 lock() {
@@ -327,7 +331,7 @@ pg_wait_ready() {
 
 pg_bootstrap_db() {
     # One round trip when everything exists already.
-    local state
+    local state has_role has_db has_gist
     state="$(pg_psql_admin -At -c "select
         (select count(*) from pg_roles where rolname = '$PG_ROLE' and rolsuper and rolcanlogin)
         || ',' || (select count(*) from pg_database where datname = '$PG_DB')
@@ -639,6 +643,13 @@ kafka_wait_ready() {
 
 kafka_up() {
     if kafka_pid >/dev/null; then
+        if ! grep -qx "listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CTRL_PORT" "$KCONF"; then
+            log "our broker runs with other ports than $KAFKA_PORT/$KAFKA_CTRL_PORT: restarting it"
+            kafka_stop term
+            kafka_start
+            kafka_wait_ready full
+            return
+        fi
         kafka_wait_ready
     else
         kafka_start

@@ -38,17 +38,13 @@ fn msg(offset: i64, e: &UsageRecorded) -> InMessage {
     let payload = serde_json::to_vec(&e.to_cloudevent()).unwrap();
     let key = Some(e.tenant_id.as_bytes().to_vec());
     let verdict = parse_usage_message(key.as_deref(), &payload, Utc::now());
-    InMessage { offset, key, payload, verdict }
+    InMessage::new(offset, key, payload, verdict)
 }
 
 fn raw(offset: i64, bytes: &[u8]) -> InMessage {
     let key = Some(b"rheinbank".to_vec());
-    InMessage {
-        offset,
-        key: key.clone(),
-        payload: bytes.to_vec(),
-        verdict: parse_usage_message(key.as_deref(), bytes, Utc::now()),
-    }
+    let verdict = parse_usage_message(key.as_deref(), bytes, Utc::now());
+    InMessage::new(offset, key, bytes.to_vec(), verdict)
 }
 
 fn claim(db: &mut Client, owner: &str, p: i32) -> Claim {
@@ -101,8 +97,11 @@ fn ledger_rows_cannot_be_updated_deleted_or_truncated() {
     for t in tables {
         for sql in statements(t) {
             let sql = sql.replace("SET tenant_id = tenant_id", "SET recorded_at = recorded_at");
-            let sql =
-                if t == "gpu_occupancy" { sql.replace("recorded_at = recorded_at", "during = during") } else { sql };
+            let sql = if t == "gpu_occupancy" {
+                sql.replace("recorded_at = recorded_at", "starts_at = starts_at")
+            } else {
+                sql
+            };
             let sql = if t == "ledger_event_ids" {
                 sql.replace("recorded_at = recorded_at", "fingerprint = fingerprint")
             } else {
@@ -118,7 +117,8 @@ fn ledger_rows_cannot_be_updated_deleted_or_truncated() {
     for t in tables {
         for sql in statements(t) {
             let sql = sql.replace("SET tenant_id = tenant_id", "SET recorded_at = now()");
-            let sql = if t == "gpu_occupancy" { sql.replace("recorded_at = now()", "during = during") } else { sql };
+            let sql =
+                if t == "gpu_occupancy" { sql.replace("recorded_at = now()", "starts_at = starts_at") } else { sql };
             let sql = if t == "ledger_event_ids" {
                 sql.replace("recorded_at = now()", "fingerprint = fingerprint")
             } else {

@@ -224,11 +224,7 @@ impl UsageRecorded {
     /// Identity of the content: two messages with the same event id are duplicates when their
     /// fingerprints are equal and a conflict otherwise.
     pub fn fingerprint(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(EVENT_TYPE.as_bytes());
-        h.update([0]);
-        h.update(self.payload_bytes());
-        h.finalize().into()
+        fingerprint_of(&self.payload_bytes())
     }
 
     /// The whole CloudEvent as a producer would send it.
@@ -256,6 +252,15 @@ impl UsageRecorded {
             .ok_or_else(|| Rejection::new(RejectionCode::WrongShape, "payload.data is not an object"))?;
         parse_data(event_id, source, data)
     }
+}
+
+/// The fingerprint of a usage event from its canonical payload bytes.
+pub fn fingerprint_of(payload_bytes: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(EVENT_TYPE.as_bytes());
+    h.update([0]);
+    h.update(payload_bytes);
+    h.finalize().into()
 }
 
 fn reject(code: RejectionCode, message: impl Into<String>) -> Rejection {

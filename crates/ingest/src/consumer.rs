@@ -226,7 +226,7 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
                 let key = msg.key().map(<[u8]>::to_vec);
                 let payload = msg.payload().map(<[u8]>::to_vec).unwrap_or_default();
                 let verdict = parse_usage_message(key.as_deref(), &payload, Utc::now());
-                buf.entry(msg.partition()).or_default().push(InMessage { offset: msg.offset(), key, payload, verdict });
+                buf.entry(msg.partition()).or_default().push(InMessage::new(msg.offset(), key, payload, verdict));
                 buffered += 1;
                 batch_started.get_or_insert_with(Instant::now);
             }

@@ -6,7 +6,7 @@
 //! 2. the event id: a known id with the same fingerprint is a duplicate (counted, dropped), with
 //!    another fingerprint a conflict (quarantined);
 //! 3. the GPU's time: usage overlapping usage already ledgered for the same GPU is quarantined
-//!    (the exclusion constraint on `gpu_occupancy` decides, across all ingesters);
+//!    (decided under per-GPU-bucket advisory locks, so across all ingesters);
 //! 4. the rest is chained by hash and appended, and folded into the hourly projection.
 
 use crate::StoreError;
@@ -18,7 +18,7 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::Client;
 use rust_decimal::Decimal;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 /// A partition this ingester claimed: the epoch fences every older claim.
@@ -58,13 +58,50 @@ pub fn claim_partitions(
     Ok(claims)
 }
 
-/// One consumed message and the pure validator's verdict on it.
+/// One consumed message and the pure validator's verdict on it. For a valid event it also carries
+/// the canonical payload bytes and fingerprint, computed once, off the database's critical path.
 #[derive(Debug, Clone)]
 pub struct InMessage {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub verdict: Result<UsageRecorded, Rejection>,
+    canonical: Option<(Vec<u8>, [u8; 32])>,
+}
+
+impl InMessage {
+    pub fn new(offset: i64, key: Option<Vec<u8>>, payload: Vec<u8>, verdict: Result<UsageRecorded, Rejection>) -> Self {
+        let canonical = verdict.as_ref().ok().map(|e| {
+            let bytes = e.payload_bytes();
+            let print = domain::usage::fingerprint_of(&bytes);
+            (bytes, print)
+        });
+        InMessage { offset, key, payload, verdict, canonical }
+    }
+
+    fn canonical(&self) -> &(Vec<u8>, [u8; 32]) {
+        self.canonical.as_ref().expect("a valid event has its canonical payload")
+    }
+}
+
+/// Canonical JSON bytes sent as `jsonb` in binary COPY: a version byte, then the text.
+#[derive(Debug)]
+struct RawJsonb<'a>(&'a [u8]);
+
+impl ToSql for RawJsonb<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0);
+        Ok(postgres::types::IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+    postgres::types::to_sql_checked!();
 }
 
 /// A run of consecutive offsets of one claimed partition.
@@ -120,6 +157,45 @@ struct StreamUpdate {
     quarantined: i64,
 }
 
+fn overlap(e: &UsageRecorded) -> Fate {
+    Fate::Quarantine(
+        RejectionCode::Overlap,
+        format!(
+            "GPU-{} is already billed for part of [{}, {})",
+            e.gpu_id,
+            domain::usage::format_instant(e.interval_start),
+            domain::usage::format_instant(e.interval_end)
+        ),
+    )
+}
+
+/// The stored fingerprints of those of these event ids that are in the ledger.
+fn stored_fingerprints(
+    tx: &mut postgres::Transaction<'_>,
+    keys: &[(&str, Uuid)],
+) -> Result<HashMap<(String, Uuid), [u8; 32]>, StoreError> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.iter().copied().unzip();
+    for row in tx.query(
+        "SELECT k.tenant_id, k.event_id, k.fingerprint
+           FROM ledger_event_ids k
+           JOIN unnest($1::text[], $2::uuid[]) AS b(tenant_id, event_id)
+             ON k.tenant_id = b.tenant_id AND k.event_id = b.event_id",
+        &[&tenants, &ids],
+    )? {
+        let print: Vec<u8> = row.get(2);
+        let print: [u8; 32] = print
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Invariant("a stored fingerprint is not 32 bytes".into()))?;
+        out.insert((row.get(0), row.get(1)), print);
+    }
+    Ok(out)
+}
+
 enum Fate {
     Ledger,
     Duplicate,
@@ -128,6 +204,15 @@ enum Fate {
 
 fn month_of(t: DateTime<Utc>) -> NaiveDate {
     NaiveDate::from_ymd_opt(t.year(), t.month(), 1).expect("first of a month")
+}
+
+/// Overlap checks serialize per bucket of GPUs: enough buckets that two ingesters rarely wait
+/// for each other, few enough that a batch's advisory locks fit PostgreSQL's lock table.
+pub const GPU_BUCKETS: i64 = 256;
+
+fn gpu_bucket(gpu: &Uuid) -> i64 {
+    // A fixed, documented key space: 0x6770_0000 ("gp") + bucket, so other advisory locks can avoid it.
+    0x6770_0000 + (u64::from_le_bytes(gpu.as_bytes()[..8].try_into().expect("8 bytes")) % GPU_BUCKETS as u64) as i64
 }
 
 /// Months whose ledger partitions exist, known to this process.
@@ -168,12 +253,34 @@ pub fn ensure_months(
 }
 
 /// Appends one batch in one transaction. See the module doc for the order of decisions.
+///
+/// Optimistic first: the ledger's event ids are read only for events whose GPU time is already
+/// taken (a redelivered event always overlaps its own first copy). An id reused with other GPU
+/// time fails the unique key instead; the transaction is then rolled back and redone reading the
+/// ids of the whole batch first.
 pub fn append_batch(
     client: &mut Client,
     cache: &mut PartitionCache,
     owner: &str,
     batch: &[PartitionBatch],
     recorded_at: DateTime<Utc>,
+) -> Result<AppendOutcome, StoreError> {
+    match append_once(client, cache, owner, batch, recorded_at, false) {
+        Err(StoreError::Db(e)) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            tracing::debug!("an event id was reused with other GPU time; redoing the batch with a full id lookup");
+            append_once(client, cache, owner, batch, recorded_at, true)
+        }
+        other => other,
+    }
+}
+
+fn append_once(
+    client: &mut Client,
+    cache: &mut PartitionCache,
+    owner: &str,
+    batch: &[PartitionBatch],
+    recorded_at: DateTime<Utc>,
+    full_lookup: bool,
 ) -> Result<AppendOutcome, StoreError> {
     // Microseconds, as PostgreSQL stores them, so the hash of a row read back is the same.
     let recorded_at = DateTime::<Utc>::from_timestamp_micros(recorded_at.timestamp_micros()).expect("valid instant");
@@ -227,23 +334,12 @@ pub fn append_batch(
             }
         }
     }
-    let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.iter().copied().unzip();
     // reference fingerprint per id, and whether it came from the ledger
     let mut reference: HashMap<(String, Uuid), ([u8; 32], bool)> = HashMap::new();
-    if !ids.is_empty() {
-        for row in tx.query(
-            "SELECT k.tenant_id, k.event_id, k.fingerprint
-               FROM ledger_event_ids k
-               JOIN unnest($1::text[], $2::uuid[]) AS b(tenant_id, event_id)
-                 ON k.tenant_id = b.tenant_id AND k.event_id = b.event_id",
-            &[&tenants, &ids],
-        )? {
-            let print: Vec<u8> = row.get(2);
-            let print: [u8; 32] = print
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Invariant("a stored fingerprint is not 32 bytes".into()))?;
-            reference.insert((row.get(0), row.get(1)), (print, true));
+    if full_lookup {
+        let keys: Vec<(&str, Uuid)> = keys.into_iter().collect();
+        for (k, print) in stored_fingerprints(&mut tx, &keys)? {
+            reference.insert(k, (print, true));
         }
     }
     let mut fates: Vec<Vec<Fate>> = Vec::with_capacity(ordered.len());
@@ -258,7 +354,7 @@ pub fn append_batch(
                     fp.push(None);
                 }
                 Ok(e) => {
-                    let print = e.fingerprint();
+                    let print = m.canonical().1;
                     fp.push(Some(print));
                     match reference.get(&(e.tenant_id.clone(), e.event_id)) {
                         None => {
@@ -283,51 +379,86 @@ pub fn append_batch(
     }
 
     let t_ids = t0.elapsed();
-    // 3. GPU time: claim each candidate's interval, in offset order; a refused claim is an overlap.
-    let mut gpu_ids = Vec::new();
-    let mut starts = Vec::new();
-    let mut ends = Vec::new();
+    // 3. GPU time: lock the GPUs' buckets, read the intervals that could overlap, decide in offset
+    //    order (against the ledger and against earlier events of this batch), record the winners.
+    let mut windows: BTreeMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
     for (bi, b) in ordered.iter().enumerate() {
         for (mi, m) in b.messages.iter().enumerate() {
             if let (Fate::Ledger, Ok(e)) = (&fates[bi][mi], &m.verdict) {
-                gpu_ids.push(e.gpu_id);
-                starts.push(e.interval_start);
-                ends.push(e.interval_end);
+                let w = windows.entry(e.gpu_id).or_insert((e.interval_start, e.interval_end));
+                w.0 = w.0.min(e.interval_start);
+                w.1 = w.1.max(e.interval_end);
             }
         }
     }
-    let mut claimed: HashSet<(Uuid, DateTime<Utc>)> = HashSet::new();
-    if !gpu_ids.is_empty() {
+    let mut busy: HashMap<Uuid, Vec<(DateTime<Utc>, DateTime<Utc>)>> = HashMap::new();
+    if !windows.is_empty() {
+        let buckets: BTreeSet<i64> = windows.keys().map(gpu_bucket).collect();
+        let buckets: Vec<i64> = buckets.into_iter().collect();
+        // Sorted, in one statement: two writers always take bucket locks in the same order.
+        tx.execute("SELECT pg_advisory_xact_lock(b) FROM unnest($1::bigint[]) AS b ORDER BY b", &[&buckets])?;
+        let gpus: Vec<Uuid> = windows.keys().copied().collect();
+        let los: Vec<DateTime<Utc>> = windows.values().map(|w| w.0).collect();
+        let his: Vec<DateTime<Utc>> = windows.values().map(|w| w.1).collect();
         for row in tx.query(
-            "INSERT INTO gpu_occupancy (gpu_id, during)
-             SELECT g, tstzrange(s, e, '[)')
-               FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b(g, s, e, n)
-              ORDER BY n
-             ON CONFLICT DO NOTHING
-             RETURNING gpu_id, lower(during)",
-            &[&gpu_ids, &starts, &ends],
+            "SELECT o.gpu_id, o.starts_at, o.ends_at
+               FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(gpu_id, lo, hi)
+               JOIN gpu_occupancy o
+                 ON o.gpu_id = w.gpu_id AND o.starts_at > w.lo - interval '1 hour' AND o.starts_at < w.hi
+              WHERE o.ends_at > w.lo",
+            &[&gpus, &los, &his],
         )? {
-            claimed.insert((row.get(0), row.get(1)));
+            busy.entry(row.get(0)).or_default().push((row.get(1), row.get(2)));
         }
     }
-    let mut claimed_once: HashSet<(Uuid, DateTime<Utc>)> = HashSet::new();
+    let mut occupied: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    let mut this_batch: HashMap<Uuid, Vec<(DateTime<Utc>, DateTime<Utc>)>> = HashMap::new();
+    let mut suspects: Vec<(usize, usize)> = Vec::new();
     for (bi, b) in ordered.iter().enumerate() {
         for (mi, m) in b.messages.iter().enumerate() {
             if let (Fate::Ledger, Ok(e)) = (&fates[bi][mi], &m.verdict) {
-                let k = (e.gpu_id, e.interval_start);
-                if !claimed.contains(&k) || !claimed_once.insert(k) {
-                    fates[bi][mi] = Fate::Quarantine(
-                        RejectionCode::Overlap,
-                        format!(
-                            "GPU-{} is already billed for part of [{}, {})",
-                            e.gpu_id,
-                            domain::usage::format_instant(e.interval_start),
-                            domain::usage::format_instant(e.interval_end)
-                        ),
-                    );
+                let hits = |v: Option<&Vec<(DateTime<Utc>, DateTime<Utc>)>>| {
+                    v.is_some_and(|v| v.iter().any(|(s, t)| *s < e.interval_end && *t > e.interval_start))
+                };
+                if hits(busy.get(&e.gpu_id)) {
+                    // Taken in the ledger: an overlap, unless it is the same event id again.
+                    suspects.push((bi, mi));
+                } else if hits(this_batch.get(&e.gpu_id)) {
+                    fates[bi][mi] = overlap(e);
+                } else {
+                    this_batch.entry(e.gpu_id).or_default().push((e.interval_start, e.interval_end));
+                    occupied.push((e.gpu_id, e.interval_start, e.interval_end));
                 }
             }
         }
+    }
+    if !suspects.is_empty() {
+        let keys: Vec<(&str, Uuid)> = suspects
+            .iter()
+            .filter_map(|(bi, mi)| ordered[*bi].messages[*mi].verdict.as_ref().ok())
+            .map(|e| (e.tenant_id.as_str(), e.event_id))
+            .collect();
+        let stored = stored_fingerprints(&mut tx, &keys)?;
+        for (bi, mi) in suspects {
+            let e = ordered[bi].messages[mi].verdict.as_ref().expect("suspects are valid events");
+            let print = fingerprints[bi][mi].expect("valid events have a fingerprint");
+            fates[bi][mi] = match stored.get(&(e.tenant_id.clone(), e.event_id)) {
+                Some(p) if *p == print => Fate::Duplicate,
+                Some(_) => Fate::Quarantine(
+                    RejectionCode::Conflict,
+                    format!("event id {} is already in the ledger with other content", e.event_id),
+                ),
+                None => overlap(e),
+            };
+        }
+    }
+    if !occupied.is_empty() {
+        let sink = tx.copy_in("COPY gpu_occupancy (gpu_id, starts_at, ends_at) FROM STDIN BINARY")?;
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::UUID, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ]);
+        for (g, s, e) in &occupied {
+            w.write(&[g, s, e])?;
+        }
+        w.finish()?;
     }
 
     let t_gpu = t0.elapsed();
@@ -371,8 +502,8 @@ pub fn append_batch(
             match (&fates[bi][mi], &m.verdict) {
                 (Fate::Ledger, Ok(e)) => {
                     pos += 1;
-                    let payload = e.payload_json();
-                    let bytes = serde_json::to_vec(&payload).expect("json");
+                    let bytes = &m.canonical().0;
+                    let payload = RawJsonb(bytes);
                     let row = ChainRow {
                         stream_id: b.claim.stream_id,
                         stream_pos: pos,
@@ -384,7 +515,7 @@ pub fn append_batch(
                         recorded_at,
                         src_partition: Some(b.claim.partition),
                         src_offset: Some(m.offset),
-                        payload: &bytes,
+                        payload: bytes,
                     };
                     head = link(&head, &row);
                     let values: [&(dyn ToSql + Sync); 11] = [
@@ -448,11 +579,12 @@ pub fn append_batch(
     let t_copy = t0.elapsed();
 
     if !key_ids.is_empty() {
-        tx.execute(
-            "INSERT INTO ledger_event_ids (tenant_id, event_id, fingerprint)
-             SELECT * FROM unnest($1::text[], $2::uuid[], $3::bytea[])",
-            &[&key_tenants, &key_ids, &key_prints],
-        )?;
+        let sink = tx.copy_in("COPY ledger_event_ids (tenant_id, event_id, fingerprint) FROM STDIN BINARY")?;
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::UUID, Type::BYTEA]);
+        for i in 0..key_ids.len() {
+            w.write(&[&key_tenants[i], &key_ids[i], &key_prints[i]])?;
+        }
+        w.finish()?;
     }
 
     let t_keys = t0.elapsed();

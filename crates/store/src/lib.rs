@@ -40,7 +40,6 @@ impl StoreError {
                             || c == "40001" // serialization failure
                             || c == "40P01" // deadlock detected
                             || c == "23505" // unique violation: another writer took an event id first
-                            || c == "23P01" // exclusion violation: a concurrent occupancy race
                             || c == "53300" // too many connections
                             || c == "55P03" // lock not available
                     }
