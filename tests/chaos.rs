@@ -47,15 +47,20 @@ fn twenty_sigkills_during_two_hundred_thousand_events() {
     let messages = totals["messages"].as_i64().unwrap();
     assert!(totals["good"].as_i64().unwrap() >= 200_000, "{totals}");
 
+    // Twenty random moments spread over the run: each ingester is killed once the ledger has
+    // reached its random target (plus a random few milliseconds), so every kill lands mid-run.
+    let mut targets: Vec<i64> = (0..20).map(|_| rng.gen_range(messages / 50..messages * 19 / 20)).collect();
+    targets.sort_unstable();
     let mut kills_mid_run = 0;
-    for i in 0..20 {
+    for (i, target) in targets.iter().enumerate() {
         let before = accounted_now(&db, &topic);
         let mut child =
             spawn_ingest(&db, &topic, &group, &["--instance-id", "chaos-ingester", "--batch-max", "5000"]).unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(300..2000)));
+        wait_for_progress(&db, &topic, *target, Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..150)));
         sigkill(&mut child).unwrap();
         let after = accounted_now(&db, &topic);
-        eprintln!("kill {i}: accounted {before} -> {after} of {messages}");
+        eprintln!("kill {i}: target {target}, accounted {before} -> {after} of {messages}");
         if after < messages {
             kills_mid_run += 1;
         }

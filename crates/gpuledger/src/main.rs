@@ -102,8 +102,68 @@ enum Command {
         #[arg(long)]
         totals: PathBuf,
     },
+    /// Baselines for docs/benchmarks.md (see scripts/bench.sh).
+    Bench {
+        #[command(subcommand)]
+        which: BenchKind,
+    },
     /// Walk every hash chain and rebuild the hourly projection from the log; compare with the live one.
     Verify,
+}
+
+#[derive(clap::Args, Clone)]
+struct FleetArgs {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 96)]
+    gpus: u32,
+    #[arg(long, default_value_t = 20)]
+    tenants: u32,
+    #[arg(long, default_value = "2026-06-01T00:00:00Z")]
+    start: DateTime<Utc>,
+    #[arg(long, default_value_t = 40_000)]
+    minutes: u32,
+    /// Number of events.
+    #[arg(long, default_value_t = 1_000_000)]
+    limit: usize,
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// PostgreSQL's ceiling: binary COPY of the same ledger rows into ledger_events, 10,000 per commit.
+    Copy {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Naive baseline: one INSERT and one COMMIT per event.
+    Naive {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+}
+
+fn bench_rows(f: &FleetArgs) -> Vec<store::bench::LedgerRow> {
+    let spec = FleetSpec {
+        seed: f.seed,
+        gpus: f.gpus,
+        tenants: f.tenants,
+        start: f.start,
+        minutes: f.minutes,
+        duplicates_ppm: 0,
+        conflicts_ppm: 0,
+        overlaps_ppm: 0,
+        poison_ppm: 0,
+    };
+    let now = Utc::now();
+    let events: Vec<domain::UsageRecorded> = Simulator::new(spec)
+        .take(f.limit)
+        .filter_map(|m| domain::parse_usage_message(m.key.as_deref(), &m.payload, now).ok())
+        .collect();
+    store::bench::rows_for(&events, 0)
+}
+
+fn per_second(n: usize, d: Duration) -> u128 {
+    (n as u128 * 1000) / d.as_millis().max(1)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -158,9 +218,17 @@ fn run(cli: Cli) -> Result<()> {
                 stop,
             };
             let stats = ingest::consume(&cfg).context("ingesting")?;
+            let events = stats.ledgered + stats.duplicates + stats.quarantined;
             println!(
-                "ingest: {} ledgered, {} duplicates, {} quarantined in {} batches",
-                stats.ledgered, stats.duplicates, stats.quarantined, stats.batches
+                "ingest: {} ledgered, {} duplicates, {} quarantined in {} batches; {} messages in {} ms from first message to last commit = {} messages/s; peak RSS {} MiB",
+                stats.ledgered,
+                stats.duplicates,
+                stats.quarantined,
+                stats.batches,
+                events,
+                stats.active_ms,
+                (events as u128 * 1000) / (stats.active_ms.max(1) as u128),
+                peak_rss_kib() / 1024
             );
         }
         Command::Produce {
@@ -266,6 +334,31 @@ fn run(cli: Cli) -> Result<()> {
                 want.len()
             );
         }
+        Command::Bench { which } => {
+            let mut db = store::connect(&cli.database_url)?;
+            match which {
+                BenchKind::Copy { fleet } => {
+                    let rows = bench_rows(&fleet);
+                    let took = store::bench::copy_rows(&mut db, &rows, 10_000)?;
+                    println!(
+                        "copy: {} rows in {} ms = {} rows/s (binary COPY, 10,000 rows per commit)",
+                        rows.len(),
+                        took.as_millis(),
+                        per_second(rows.len(), took)
+                    );
+                }
+                BenchKind::Naive { fleet } => {
+                    let rows = bench_rows(&fleet);
+                    let took = store::bench::insert_one_by_one(&mut db, &rows)?;
+                    println!(
+                        "naive: {} rows in {} ms = {} rows/s (one INSERT and COMMIT per event)",
+                        rows.len(),
+                        took.as_millis(),
+                        per_second(rows.len(), took)
+                    );
+                }
+            }
+        }
         Command::Verify => {
             let mut db = store::connect(&cli.database_url)?;
             let mut ok = true;
@@ -292,6 +385,18 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Peak resident set size of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
 }
 
 fn hostname() -> String {

@@ -54,6 +54,8 @@ pub struct IngestStats {
     pub quarantined: u64,
     pub fenced: u64,
     pub db_retries: u64,
+    /// Milliseconds from the first message polled to the last batch committed.
+    pub active_ms: u64,
 }
 
 struct Ctx {
@@ -204,6 +206,7 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     let mut buf_generation = consumer.context().generation.load(Ordering::SeqCst);
     let mut batch_started: Option<Instant> = None;
     let mut last_message = Instant::now();
+    let mut first_message: Option<Instant> = None;
     let mut last_log = Instant::now();
     info!(topic = %cfg.topic, group = %cfg.group, owner = %cfg.owner, "ingester started");
 
@@ -223,6 +226,7 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
         match polled {
             Some(Ok(msg)) => {
                 last_message = Instant::now();
+                first_message.get_or_insert(last_message);
                 let key = msg.key().map(<[u8]>::to_vec);
                 let payload = msg.payload().map(<[u8]>::to_vec).unwrap_or_default();
                 let verdict = parse_usage_message(key.as_deref(), &payload, Utc::now());
@@ -239,6 +243,9 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
             buffered = 0;
             batch_started = None;
             commit(cfg, &consumer, &mut db, &mut cache, batch, &mut stats, dlq.as_ref())?;
+            if let Some(first) = first_message {
+                stats.active_ms = first.elapsed().as_millis() as u64;
+            }
         }
         if last_log.elapsed() >= Duration::from_secs(5) {
             info!(

@@ -135,6 +135,9 @@ pub struct Fence {
     pub next_offset: Option<i64>,
 }
 
+/// `[start, end)` of GPU time.
+type Interval = (DateTime<Utc>, DateTime<Utc>);
+
 struct QuarantineRow<'a> {
     stream_id: i32,
     offset: i64,
@@ -232,6 +235,19 @@ pub fn ensure_months(
         .map(|e| month_of(e.interval_start))
         .filter(|m| !cache.0.contains(m))
         .collect();
+    ensure_month_set(client, cache, months)
+}
+
+/// Ensures the monthly partitions for these instants exist.
+pub fn ensure_months_for(client: &mut Client, instants: impl Iterator<Item = DateTime<Utc>>) -> Result<(), StoreError> {
+    ensure_month_set(client, &mut PartitionCache::default(), instants.map(month_of).collect())
+}
+
+fn ensure_month_set(
+    client: &mut Client,
+    cache: &mut PartitionCache,
+    months: BTreeSet<NaiveDate>,
+) -> Result<(), StoreError> {
     for m in months {
         // DDL on a fresh month can meet concurrent catalog updates (other ingesters, GRANTs in
         // other databases of the cluster); it is idempotent, so a few quick retries are safe.
@@ -391,7 +407,7 @@ fn append_once(
             }
         }
     }
-    let mut busy: HashMap<Uuid, Vec<(DateTime<Utc>, DateTime<Utc>)>> = HashMap::new();
+    let mut busy: HashMap<Uuid, Vec<Interval>> = HashMap::new();
     if !windows.is_empty() {
         let buckets: BTreeSet<i64> = windows.keys().map(gpu_bucket).collect();
         let buckets: Vec<i64> = buckets.into_iter().collect();
@@ -412,12 +428,12 @@ fn append_once(
         }
     }
     let mut occupied: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-    let mut this_batch: HashMap<Uuid, Vec<(DateTime<Utc>, DateTime<Utc>)>> = HashMap::new();
+    let mut this_batch: HashMap<Uuid, Vec<Interval>> = HashMap::new();
     let mut suspects: Vec<(usize, usize)> = Vec::new();
     for (bi, b) in ordered.iter().enumerate() {
         for (mi, m) in b.messages.iter().enumerate() {
             if let (Fate::Ledger, Ok(e)) = (&fates[bi][mi], &m.verdict) {
-                let hits = |v: Option<&Vec<(DateTime<Utc>, DateTime<Utc>)>>| {
+                let hits = |v: Option<&Vec<Interval>>| {
                     v.is_some_and(|v| v.iter().any(|(s, t)| *s < e.interval_end && *t > e.interval_start))
                 };
                 if hits(busy.get(&e.gpu_id)) {

@@ -3,6 +3,7 @@
 //! fences ingesters that lost a partition, and reads the ledger back for checks and rebuilds.
 
 pub mod append;
+pub mod bench;
 pub mod migrate;
 pub mod read;
 
