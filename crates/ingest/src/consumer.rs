@@ -58,13 +58,20 @@ pub struct IngestStats {
     pub active_ms: u64,
 }
 
+/// What the poller (which runs the rebalance callbacks) and the writer both see.
+#[derive(Default)]
+struct Shared {
+    claims: Mutex<HashMap<i32, Claim>>,
+    /// Bumped on every assignment and revocation: batches read under an older one are dropped.
+    generation: AtomicU64,
+}
+
 struct Ctx {
     topic: String,
     owner: String,
     database_url: String,
     claim_db: Mutex<Option<Client>>,
-    claims: Mutex<HashMap<i32, Claim>>,
-    generation: AtomicU64,
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
 }
 
@@ -103,7 +110,7 @@ impl ConsumerContext for Ctx {
                         }
                     }
                 };
-                let mut map = self.claims.lock().expect("claims lock");
+                let mut map = self.shared.claims.lock().expect("claims lock");
                 map.clear();
                 for c in &claims {
                     let offset = c.next_offset.map(Offset::Offset).unwrap_or(Offset::Beginning);
@@ -112,15 +119,15 @@ impl ConsumerContext for Ctx {
                     }
                     map.insert(c.partition, *c);
                 }
-                self.generation.fetch_add(1, Ordering::SeqCst);
+                self.shared.generation.fetch_add(1, Ordering::SeqCst);
                 info!(?partitions, epochs = ?claims.iter().map(|c| c.epoch).collect::<Vec<_>>(), "partitions assigned and claimed");
                 if let Err(e) = consumer.assign(tpl) {
                     warn!(error = %e, "assign failed");
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.claims.lock().expect("claims lock").clear();
-                self.generation.fetch_add(1, Ordering::SeqCst);
+                self.shared.claims.lock().expect("claims lock").clear();
+                self.shared.generation.fetch_add(1, Ordering::SeqCst);
                 info!("partitions revoked");
                 if let Err(e) = consumer.unassign() {
                     warn!(error = %e, "unassign failed");
@@ -153,7 +160,18 @@ fn connect_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Op
     }
 }
 
+/// A batch handed from the poller to the writer.
+struct Batch {
+    generation: u64,
+    first_polled: Instant,
+    parts: BTreeMap<i32, Vec<InMessage>>,
+}
+
 /// Runs the ingester until `stop` is set (or it has been idle for `idle_exit`).
+///
+/// Two threads: the poller polls Kafka (and so runs the rebalance callbacks), validates and
+/// builds batches; the writer commits them. A channel of one batch between them bounds memory and
+/// lets validation of the next batch overlap with the database work of this one.
 pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     let mut stats = IngestStats::default();
     let Some(mut db) = connect_until_up(&cfg.database_url, &cfg.stop, &mut stats) else {
@@ -161,13 +179,13 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     };
     store::check_durability(&mut db)?;
 
+    let shared = Arc::new(Shared::default());
     let ctx = Ctx {
         topic: cfg.topic.clone(),
         owner: cfg.owner.clone(),
         database_url: cfg.database_url.clone(),
         claim_db: Mutex::new(None),
-        claims: Mutex::new(HashMap::new()),
-        generation: AtomicU64::new(0),
+        shared: shared.clone(),
         stop: cfg.stop.clone(),
     };
     let mut config = ClientConfig::new();
@@ -189,33 +207,56 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     }
     let consumer: BaseConsumer<Ctx> = config.create_with_context(ctx)?;
     consumer.subscribe(&[&cfg.topic])?;
-    let dlq: Option<ThreadedProducer<DefaultProducerContext>> = match &cfg.dead_letter_topic {
-        Some(_) => Some(
-            ClientConfig::new()
-                .set("bootstrap.servers", &cfg.brokers)
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                .create()?,
-        ),
-        None => None,
-    };
-
-    let mut cache = PartitionCache::default();
-    let mut buf: BTreeMap<i32, Vec<InMessage>> = BTreeMap::new();
-    let mut buffered = 0usize;
-    let mut buf_generation = consumer.context().generation.load(Ordering::SeqCst);
-    let mut batch_started: Option<Instant> = None;
-    let mut last_message = Instant::now();
-    let mut first_message: Option<Instant> = None;
-    let mut last_log = Instant::now();
     info!(topic = %cfg.topic, group = %cfg.group, owner = %cfg.owner, "ingester started");
 
+    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+    let (seek_tx, seek_rx) = std::sync::mpsc::channel::<(i32, i64)>();
+    let writer_failed = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let r = write_batches(cfg, &shared, &mut db, batch_rx, seek_tx, stats);
+            if r.is_err() {
+                writer_failed.store(true, Ordering::SeqCst);
+            }
+            r
+        });
+        let polled = poll_batches(cfg, &consumer, &shared, batch_tx, seek_rx, &writer_failed);
+        let written = writer.join().unwrap_or_else(|_| Err(IngestError::Other("the writer thread panicked".into())));
+        polled.and(written)
+    });
+    match &result {
+        Ok(stats) => info!(?stats, "ingester stopped"),
+        Err(e) => tracing::error!(error = %e, "ingester stopped on an error"),
+    }
+    result
+}
+
+fn poll_batches(
+    cfg: &IngestConfig,
+    consumer: &BaseConsumer<Ctx>,
+    shared: &Shared,
+    batches: std::sync::mpsc::SyncSender<Batch>,
+    seeks: std::sync::mpsc::Receiver<(i32, i64)>,
+    writer_failed: &AtomicBool,
+) -> Result<(), IngestError> {
+    let mut buf: BTreeMap<i32, Vec<InMessage>> = BTreeMap::new();
+    let mut buffered = 0usize;
+    let mut buf_generation = shared.generation.load(Ordering::SeqCst);
+    let mut batch_started: Option<Instant> = None;
+    let mut last_message = Instant::now();
     loop {
-        if cfg.stop.load(Ordering::Relaxed) {
+        if cfg.stop.load(Ordering::Relaxed) || writer_failed.load(Ordering::SeqCst) {
             break;
         }
+        // The writer found our position in a partition behind or ahead of the ledger's.
+        while let Ok((partition, offset)) = seeks.try_recv() {
+            if let Some(v) = buf.remove(&partition) {
+                buffered -= v.len();
+            }
+            seek(consumer, &cfg.topic, partition, offset)?;
+        }
         let polled = consumer.poll(Duration::from_millis(20));
-        let generation = consumer.context().generation.load(Ordering::SeqCst);
+        let generation = shared.generation.load(Ordering::SeqCst);
         if generation != buf_generation {
             // A rebalance happened inside poll: whatever was buffered belongs to an old claim.
             buf.clear();
@@ -226,27 +267,75 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
         match polled {
             Some(Ok(msg)) => {
                 last_message = Instant::now();
-                first_message.get_or_insert(last_message);
                 let key = msg.key().map(<[u8]>::to_vec);
                 let payload = msg.payload().map(<[u8]>::to_vec).unwrap_or_default();
                 let verdict = parse_usage_message(key.as_deref(), &payload, Utc::now());
-                buf.entry(msg.partition()).or_default().push(InMessage::new(msg.offset(), key, payload, verdict));
+                let part = buf.entry(msg.partition()).or_default();
+                if part.last().is_some_and(|last| last.offset + 1 != msg.offset()) {
+                    // Only after a seek: start this partition's run again from here.
+                    warn!(partition = msg.partition(), offset = msg.offset(), "non-contiguous offset, restarting the run");
+                    buffered -= part.len();
+                    part.clear();
+                }
+                part.push(InMessage::new(msg.offset(), key, payload, verdict));
                 buffered += 1;
-                batch_started.get_or_insert_with(Instant::now);
+                batch_started.get_or_insert(last_message);
             }
             Some(Err(e)) => warn!(error = %e, "kafka consumer error"),
             None => {}
         }
         let due = batch_started.is_some_and(|t| t.elapsed() >= cfg.linger);
         if buffered >= cfg.batch_max || (buffered > 0 && due) {
-            let batch = std::mem::take(&mut buf);
+            let batch = Batch {
+                generation: buf_generation,
+                first_polled: batch_started.take().unwrap_or_else(Instant::now),
+                parts: std::mem::take(&mut buf),
+            };
             buffered = 0;
-            batch_started = None;
-            commit(cfg, &consumer, &mut db, &mut cache, batch, &mut stats, dlq.as_ref())?;
-            if let Some(first) = first_message {
-                stats.active_ms = first.elapsed().as_millis() as u64;
+            // Blocks while the writer is busy: back-pressure instead of an unbounded queue.
+            if batches.send(batch).is_err() {
+                break;
             }
         }
+        if let Some(idle) = cfg.idle_exit {
+            if buffered == 0 && last_message.elapsed() >= idle {
+                info!("idle, exiting");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_batches(
+    cfg: &IngestConfig,
+    shared: &Shared,
+    db: &mut Client,
+    batches: std::sync::mpsc::Receiver<Batch>,
+    seeks: std::sync::mpsc::Sender<(i32, i64)>,
+    mut stats: IngestStats,
+) -> Result<IngestStats, IngestError> {
+    let dlq: Option<ThreadedProducer<DefaultProducerContext>> = match &cfg.dead_letter_topic {
+        Some(_) => Some(
+            ClientConfig::new()
+                .set("bootstrap.servers", &cfg.brokers)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .create()?,
+        ),
+        None => None,
+    };
+    let mut cache = PartitionCache::default();
+    let mut first: Option<Instant> = None;
+    let mut last_log = Instant::now();
+    // Ends when the poller drops its sender (stop, idle, error) after the last batch.
+    for batch in batches {
+        if batch.generation != shared.generation.load(Ordering::SeqCst) {
+            continue; // read under a claim that is gone; the new claim restarts from the ledger
+        }
+        let first = *first.get_or_insert(batch.first_polled);
+        commit(cfg, shared, db, &mut cache, batch.parts, &mut stats, dlq.as_ref(), &seeks)?;
+        stats.active_ms = first.elapsed().as_millis() as u64;
         if last_log.elapsed() >= Duration::from_secs(5) {
             info!(
                 batches = stats.batches,
@@ -259,27 +348,22 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
             );
             last_log = Instant::now();
         }
-        if let Some(idle) = cfg.idle_exit {
-            if buffered == 0 && last_message.elapsed() >= idle {
-                info!("idle, exiting");
-                break;
-            }
-        }
     }
-    info!(?stats, "ingester stopped");
     Ok(stats)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn commit(
     cfg: &IngestConfig,
-    consumer: &BaseConsumer<Ctx>,
+    shared: &Shared,
     db: &mut Client,
     cache: &mut PartitionCache,
     batch: BTreeMap<i32, Vec<InMessage>>,
     stats: &mut IngestStats,
     dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
+    seeks: &std::sync::mpsc::Sender<(i32, i64)>,
 ) -> Result<(), IngestError> {
-    let claims = consumer.context().claims.lock().expect("claims lock").clone();
+    let claims = shared.claims.lock().expect("claims lock").clone();
     let mut parts: Vec<PartitionBatch> = batch
         .into_iter()
         .filter_map(|(p, messages)| claims.get(&p).map(|c| PartitionBatch { claim: *c, messages }))
@@ -303,13 +387,16 @@ fn commit(
                     warn!(partition = f.partition, still_owned = f.still_owned, next_offset = ?f.next_offset, "batch fenced");
                     parts.retain(|b| b.claim.partition != f.partition);
                     if let (true, Some(n)) = (f.still_owned, f.next_offset) {
-                        seek(consumer, &cfg.topic, f.partition, n)?;
+                        let _ = seeks.send((f.partition, n));
                     }
                 }
             }
             Err(e) if e.is_transient() => {
                 stats.db_retries += 1;
                 warn!(error = %e, cause = ?std::error::Error::source(&e), "database write failed, retrying the same batch");
+                if cfg.stop.load(Ordering::Relaxed) && stats.db_retries > 1000 {
+                    return Err(e.into());
+                }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 if db.is_closed() {
