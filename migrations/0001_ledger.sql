@@ -2,11 +2,14 @@
 -- the event-id and GPU-occupancy guards, the quarantine, and the hourly usage projection.
 
 -- The role the ingester (and later every writer) runs as: it may append and read, never change.
+-- Roles are cluster-wide: two databases migrating at once may race to create it.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gpuledger_writer') THEN
         CREATE ROLE gpuledger_writer NOLOGIN;
     END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END
 $$;
 

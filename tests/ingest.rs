@@ -2,7 +2,9 @@
 //! input, duplicate, conflict and overlap mixed in; each refused message quarantined once with the
 //! right reason, every good event ledgered once, no partition stalled, every offset accounted for.
 
-use integration::{assert_exact, connect, fresh_db, produce, serial, spawn_ingest, stop, unique, wait_accounted};
+use integration::{
+    assert_exact, connect, fresh_db, produce, serial, spawn_ingest, stop, topic_messages, unique, wait_accounted,
+};
 use std::time::Duration;
 
 #[test]
@@ -40,10 +42,16 @@ fn bad_input_is_quarantined_and_everything_else_goes_on() {
         "all 22 poison kinds, conflicts and overlaps are in the traffic: {quarantined:?}"
     );
     let messages = totals["messages"].as_i64().unwrap();
-    let child = spawn_ingest(&db, &topic, &unique("g"), &["--dead-letter-topic", &format!("{topic}.dlq")]).unwrap();
+    let dlq = format!("{topic}.dlq");
+    let child = spawn_ingest(&db, &topic, &unique("g"), &["--dead-letter-topic", &dlq]).unwrap();
     wait_accounted(&db, &topic, messages, Duration::from_secs(180)).unwrap();
     stop(child).unwrap();
     assert_exact(&db, &topic, &totals).unwrap();
+    assert_eq!(topic_messages(&topic).unwrap(), messages, "the topic holds what was produced");
+
+    // The optional dead-letter topic got every quarantined message too.
+    let refused: i64 = quarantined.values().map(|v| v.as_i64().unwrap()).sum();
+    assert_eq!(topic_messages(&dlq).unwrap(), refused, "dead-letter topic");
 
     // Every quarantined message keeps its raw bytes, key and coordinates.
     let mut c = connect(&db);

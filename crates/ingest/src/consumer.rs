@@ -178,6 +178,9 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
         return Ok(stats);
     };
     store::check_durability(&mut db)?;
+    if let Some(dlq) = &cfg.dead_letter_topic {
+        crate::producer::ensure_topic(&cfg.brokers, dlq, 1)?;
+    }
 
     let shared = Arc::new(Shared::default());
     let ctx = Ctx {
@@ -273,7 +276,11 @@ fn poll_batches(
                 let part = buf.entry(msg.partition()).or_default();
                 if part.last().is_some_and(|last| last.offset + 1 != msg.offset()) {
                     // Only after a seek: start this partition's run again from here.
-                    warn!(partition = msg.partition(), offset = msg.offset(), "non-contiguous offset, restarting the run");
+                    warn!(
+                        partition = msg.partition(),
+                        offset = msg.offset(),
+                        "non-contiguous offset, restarting the run"
+                    );
                     buffered -= part.len();
                     part.clear();
                 }
@@ -377,7 +384,7 @@ fn commit(
                 stats.duplicates += counts.duplicates;
                 stats.quarantined += counts.quarantined;
                 if let (Some(p), Some(topic)) = (dlq, cfg.dead_letter_topic.as_deref()) {
-                    dead_letter(p, topic, &cfg.topic, &parts);
+                    dead_letter(p, topic, &cfg.topic, &parts, &counts.quarantined_at);
                 }
                 return Ok(());
             }
@@ -426,29 +433,32 @@ fn seek(consumer: &BaseConsumer<Ctx>, topic: &str, partition: i32, offset: i64) 
     Err(IngestError::Other(format!("cannot seek partition {partition} to {offset}: {last:?}")))
 }
 
+/// Best effort, after the commit: the quarantine table is the record, the topic a convenience.
 fn dead_letter(
     producer: &ThreadedProducer<DefaultProducerContext>,
     dlq_topic: &str,
     topic: &str,
     parts: &[PartitionBatch],
+    quarantined: &[(i32, i64, domain::usage::RejectionCode)],
 ) {
-    for b in parts {
-        for m in &b.messages {
-            if let Err(r) = &m.verdict {
-                let headers = OwnedHeaders::new()
-                    .insert(Header { key: "gpuledger.reason", value: Some(r.code.as_str()) })
-                    .insert(Header {
-                        key: "gpuledger.source",
-                        value: Some(&format!("{topic}/{}/{}", b.claim.partition, m.offset)),
-                    });
-                let mut rec = BaseRecord::to(dlq_topic).payload(&m.payload).headers(headers);
-                if let Some(k) = &m.key {
-                    rec = rec.key(k);
-                }
-                if let Err((e, _)) = producer.send(rec) {
-                    warn!(error = %e, "dead-letter send failed (the quarantine table holds the message)");
-                }
-            }
+    for (partition, offset, code) in quarantined {
+        let Some(m) = parts
+            .iter()
+            .find(|b| b.claim.partition == *partition)
+            .and_then(|b| b.messages.iter().find(|m| m.offset == *offset))
+        else {
+            continue;
+        };
+        let source = format!("{topic}/{partition}/{offset}");
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "gpuledger.reason", value: Some(code.as_str()) })
+            .insert(Header { key: "gpuledger.source", value: Some(&source) });
+        let mut rec = BaseRecord::to(dlq_topic).payload(&m.payload).headers(headers);
+        if let Some(k) = &m.key {
+            rec = rec.key(k);
+        }
+        if let Err((e, _)) = producer.send(rec) {
+            warn!(error = %e, "dead-letter send failed (the quarantine table holds the message)");
         }
     }
     let _ = producer.flush(Duration::from_secs(5));

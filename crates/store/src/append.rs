@@ -117,6 +117,8 @@ pub struct BatchCounts {
     pub duplicates: u64,
     pub quarantined: u64,
     pub by_reason: Vec<(RejectionCode, u64)>,
+    /// Partition, offset and reason of every quarantined message of the batch.
+    pub quarantined_at: Vec<(i32, i64, RejectionCode)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -571,6 +573,7 @@ fn append_once(
                         raw: &m.payload,
                     });
                     *by_reason.entry(*code).or_insert(0) += 1;
+                    counts.quarantined_at.push((b.claim.partition, m.offset, *code));
                     quarantined += 1;
                 }
                 (Fate::Ledger, Err(_)) => unreachable!("a rejected message is never ledgered"),
