@@ -70,6 +70,8 @@ pub fn produce(
         .set("message.max.bytes", "1000000")
         .set("queue.buffering.max.messages", "200000")
         .set("compression.type", "lz4")
+        // The Java clients' partitioner, so that a key lands on the same partition whoever produces it.
+        .set("partitioner", "murmur2_random")
         .create_with_context(Ctx(delivery.clone()))?;
     let mut sent = 0u64;
     for (key, payload) in messages {
