@@ -70,7 +70,7 @@ CREATE INDEX ledger_events_stream ON ledger_events (stream_id, stream_pos);
 -- (tenant, event id) is the idempotency key: same content is a duplicate, other content a
 -- conflict. The fingerprint is sha256 of the event's type and canonical payload.
 CREATE TABLE ledger_event_ids (
-    tenant_id   text NOT NULL,
+    tenant_id   text COLLATE "C" NOT NULL,
     event_id    uuid NOT NULL,
     fingerprint bytea NOT NULL,
     PRIMARY KEY (tenant_id, event_id)
@@ -106,9 +106,9 @@ CREATE TABLE quarantine (
 -- The first projection: GPU-seconds per tenant, SKU, project and hour, kept in the same
 -- transaction as the append. It is the only table here whose rows change.
 CREATE TABLE usage_hourly (
-    tenant_id   text NOT NULL,
-    gpu_sku     text NOT NULL,
-    project     text NOT NULL,
+    tenant_id   text COLLATE "C" NOT NULL,
+    gpu_sku     text COLLATE "C" NOT NULL,
+    project     text COLLATE "C" NOT NULL,
     hour        timestamptz NOT NULL,
     gpu_seconds numeric(24, 6) NOT NULL CHECK (gpu_seconds >= 0 AND gpu_seconds < 'Infinity'),
     events      bigint NOT NULL,
@@ -159,4 +159,5 @@ REVOKE ALL ON ledger_events, ledger_event_ids, gpu_occupancy, quarantine, ledger
 GRANT SELECT, INSERT ON ledger_events, ledger_event_ids, gpu_occupancy, quarantine TO gpuledger_writer;
 GRANT SELECT, INSERT, UPDATE ON ledger_streams, usage_hourly TO gpuledger_writer;
 GRANT USAGE ON SEQUENCE ledger_seq TO gpuledger_writer;
+REVOKE EXECUTE ON FUNCTION ledger_ensure_month(date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledger_ensure_month(date) TO gpuledger_writer;

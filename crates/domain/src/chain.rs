@@ -60,6 +60,42 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
+/// Checks one stream's rows one at a time, in `stream_pos` order, so a stream of any length can
+/// be verified in constant memory.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    prev: [u8; 32],
+    expected_pos: i64,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier { prev: GENESIS, expected_pos: 1 }
+    }
+}
+
+impl ChainVerifier {
+    pub fn check(&mut self, row: &ChainRow<'_>, stored: &[u8; 32]) -> Result<(), ChainBreak> {
+        if row.stream_pos != self.expected_pos {
+            return Err(ChainBreak {
+                stream_pos: row.stream_pos,
+                reason: format!("expected position {}, found {}", self.expected_pos, row.stream_pos),
+            });
+        }
+        if link(&self.prev, row) != *stored {
+            return Err(ChainBreak { stream_pos: row.stream_pos, reason: "hash does not match the row".into() });
+        }
+        self.prev = *stored;
+        self.expected_pos += 1;
+        Ok(())
+    }
+
+    /// The head hash and the position of the last row checked.
+    pub fn head(&self) -> ([u8; 32], i64) {
+        (self.prev, self.expected_pos - 1)
+    }
+}
+
 /// Walks one stream's rows in `stream_pos` order and checks every link; returns the head.
 pub fn verify<'a>(rows: impl IntoIterator<Item = (ChainRow<'a>, [u8; 32])>) -> Result<([u8; 32], i64), ChainBreak> {
     let mut prev = GENESIS;

@@ -47,7 +47,10 @@ impl GpuSeconds {
             && text.bytes().filter(|b| *b == b'.').count() <= 1
             && !text.starts_with('.')
             && !text.ends_with('.')
-            && text != "-";
+            && text != "-"
+            // The JSON Schema's bounds: at most 20 integer and 19 fractional digits.
+            && text.trim_start_matches('-').split('.').next().is_some_and(|i| i.len() <= 20)
+            && text.split('.').nth(1).is_none_or(|f| f.len() <= 19);
         if !plain {
             return Err(GpuSecondsError::NotDecimal(text.to_string()));
         }

@@ -286,7 +286,8 @@ fn req_str<'a>(obj: &'a Map<String, Value>, name: &str, path: &str) -> Result<&'
 
 fn opt_str<'a>(obj: &'a Map<String, Value>, name: &str, path: &str) -> Result<Option<&'a str>, Rejection> {
     match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
+        // Absent is fine; `null` is not a string (the JSON Schema agrees).
+        None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(reject(RejectionCode::WrongShape, format!("{path}.{name} must be a string"))),
     }
@@ -399,7 +400,7 @@ fn parse_data(event_id: Uuid, source: String, data: &Map<String, Value>) -> Resu
     }
     let mut labels = BTreeMap::new();
     match data.get("labels") {
-        None | Some(Value::Null) => {}
+        None => {}
         Some(Value::Object(map)) => {
             if map.len() > LABELS_COUNT_MAX {
                 return Err(reject(
@@ -650,6 +651,10 @@ mod tests {
         check(|v| v["data"]["gpu_seconds"] = json!("59.999999"), None);
         check(|v| v["data"]["gpu_seconds"] = json!("0"), None);
         check(|v| v["data"]["labels"] = json!({"team": "quant"}), None);
+        check(|v| v["data"]["labels"] = json!(null), Some(WrongShape));
+        check(|v| v["data"]["job"] = json!(null), Some(WrongShape));
+        check(|v| v["time"] = json!(null), Some(WrongShape));
+        check(|v| v["data"]["gpu_seconds"] = json!("0000000000000000000060"), Some(GpuSecondsNotDecimal));
         check(|v| v["data"]["gpu_seconds"] = json!(60), Some(WrongShape));
         check(|v| v["data"]["gpu_seconds"] = json!("NaN"), Some(GpuSecondsNotDecimal));
         check(|v| v["data"]["gpu_seconds"] = json!("1e2"), Some(GpuSecondsNotDecimal));

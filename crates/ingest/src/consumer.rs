@@ -79,7 +79,11 @@ impl Ctx {
     fn claim(&self, partitions: &[i32]) -> Result<Vec<Claim>, store::StoreError> {
         let mut guard = self.claim_db.lock().expect("claim db lock");
         if guard.is_none() {
-            *guard = Some(store::connect(&self.database_url)?);
+            let mut c = store::connect(&self.database_url)?;
+            // Same rights as the writer, and never hang the polling thread for long.
+            c.batch_execute("SET ROLE gpuledger_writer; SET statement_timeout = '30s'")
+                .map_err(store::StoreError::from)?;
+            *guard = Some(c);
         }
         let result = claim_partitions(guard.as_mut().expect("just set"), &self.topic, partitions, &self.owner);
         if result.is_err() {
@@ -160,6 +164,13 @@ fn connect_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Op
     }
 }
 
+/// The writer asks the poller to move a partition to the ledger's next offset.
+struct Seek {
+    generation: u64,
+    partition: i32,
+    offset: i64,
+}
+
 /// A batch handed from the poller to the writer.
 struct Batch {
     generation: u64,
@@ -197,7 +208,9 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
         .set("group.id", &cfg.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        // A partition the ledger has never seen is assigned at Offset::Beginning explicitly; a
+        // stored offset Kafka no longer has (retention, truncation) is an error, never a reset.
+        .set("auto.offset.reset", "error")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "300000")
@@ -213,7 +226,7 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     info!(topic = %cfg.topic, group = %cfg.group, owner = %cfg.owner, "ingester started");
 
     let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<Batch>(1);
-    let (seek_tx, seek_rx) = std::sync::mpsc::channel::<(i32, i64)>();
+    let (seek_tx, seek_rx) = std::sync::mpsc::channel::<Seek>();
     let writer_failed = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
@@ -239,7 +252,7 @@ fn poll_batches(
     consumer: &BaseConsumer<Ctx>,
     shared: &Shared,
     batches: std::sync::mpsc::SyncSender<Batch>,
-    seeks: std::sync::mpsc::Receiver<(i32, i64)>,
+    seeks: std::sync::mpsc::Receiver<Seek>,
     writer_failed: &AtomicBool,
 ) -> Result<(), IngestError> {
     let mut buf: BTreeMap<i32, Vec<InMessage>> = BTreeMap::new();
@@ -247,16 +260,23 @@ fn poll_batches(
     let mut buf_generation = shared.generation.load(Ordering::SeqCst);
     let mut batch_started: Option<Instant> = None;
     let mut last_message = Instant::now();
+    // Where each partition must continue after an assignment or a seek: the ledger's next offset.
+    let mut expect: HashMap<i32, i64> = HashMap::new();
     loop {
         if cfg.stop.load(Ordering::Relaxed) || writer_failed.load(Ordering::SeqCst) {
             break;
         }
         // The writer found our position in a partition behind or ahead of the ledger's.
-        while let Ok((partition, offset)) = seeks.try_recv() {
-            if let Some(v) = buf.remove(&partition) {
+        while let Ok(request) = seeks.try_recv() {
+            if request.generation != shared.generation.load(Ordering::SeqCst) {
+                continue; // asked under an assignment that is gone; the new claim set the position
+            }
+            if let Some(v) = buf.remove(&request.partition) {
                 buffered -= v.len();
             }
-            seek(consumer, &cfg.topic, partition, offset)?;
+            if seek(consumer, &cfg.topic, request.partition, request.offset) {
+                expect.insert(request.partition, request.offset);
+            }
         }
         let polled = consumer.poll(Duration::from_millis(20));
         let generation = shared.generation.load(Ordering::SeqCst);
@@ -266,29 +286,50 @@ fn poll_batches(
             buffered = 0;
             batch_started = None;
             buf_generation = generation;
+            expect = shared
+                .claims
+                .lock()
+                .expect("claims lock")
+                .values()
+                .filter_map(|c| c.next_offset.map(|n| (c.partition, n)))
+                .collect();
         }
         match polled {
             Some(Ok(msg)) => {
                 last_message = Instant::now();
+                let (partition, offset) = (msg.partition(), msg.offset());
+                let part = buf.entry(partition).or_default();
+                let next = part.last().map(|last| last.offset + 1).or_else(|| expect.get(&partition).copied());
+                match next {
+                    Some(n) if offset < n => continue, // delivered before a seek took effect
+                    Some(n) if offset > n => {
+                        // Offsets n..offset are missing (transaction markers, compaction, data
+                        // loss): nothing we could commit would account for them. Stop loudly
+                        // rather than skip or spin.
+                        return Err(IngestError::Other(format!(
+                            "partition {partition}: the ledger continues at offset {n} but Kafka delivered {offset}; \
+                             the offsets in between are missing (transactional producer, compaction or data loss)"
+                        )));
+                    }
+                    _ => {}
+                }
+                expect.remove(&partition);
                 let key = msg.key().map(<[u8]>::to_vec);
                 let payload = msg.payload().map(<[u8]>::to_vec).unwrap_or_default();
                 let verdict = parse_usage_message(key.as_deref(), &payload, Utc::now());
-                let part = buf.entry(msg.partition()).or_default();
-                if part.last().is_some_and(|last| last.offset + 1 != msg.offset()) {
-                    // Only after a seek: start this partition's run again from here.
-                    warn!(
-                        partition = msg.partition(),
-                        offset = msg.offset(),
-                        "non-contiguous offset, restarting the run"
-                    );
-                    buffered -= part.len();
-                    part.clear();
-                }
-                part.push(InMessage::new(msg.offset(), key, payload, verdict));
+                part.push(InMessage::new(offset, key, payload, verdict));
                 buffered += 1;
                 batch_started.get_or_insert(last_message);
             }
-            Some(Err(e)) => warn!(error = %e, "kafka consumer error"),
+            Some(Err(e)) => {
+                use rdkafka::error::RDKafkaErrorCode::{AutoOffsetReset, OffsetOutOfRange};
+                if matches!(e.rdkafka_error_code(), Some(AutoOffsetReset | OffsetOutOfRange)) {
+                    return Err(IngestError::Other(format!(
+                        "the ledger's next offset is not in Kafka any more (retention or truncation): {e}"
+                    )));
+                }
+                warn!(error = %e, "kafka consumer error")
+            }
             None => {}
         }
         let due = batch_started.is_some_and(|t| t.elapsed() >= cfg.linger);
@@ -319,7 +360,7 @@ fn write_batches(
     shared: &Shared,
     db: &mut Client,
     batches: std::sync::mpsc::Receiver<Batch>,
-    seeks: std::sync::mpsc::Sender<(i32, i64)>,
+    seeks: std::sync::mpsc::Sender<Seek>,
     mut stats: IngestStats,
 ) -> Result<IngestStats, IngestError> {
     let dlq: Option<ThreadedProducer<DefaultProducerContext>> = match &cfg.dead_letter_topic {
@@ -341,7 +382,7 @@ fn write_batches(
             continue; // read under a claim that is gone; the new claim restarts from the ledger
         }
         let first = *first.get_or_insert(batch.first_polled);
-        commit(cfg, shared, db, &mut cache, batch.parts, &mut stats, dlq.as_ref(), &seeks)?;
+        commit(cfg, shared, db, &mut cache, batch.parts, &mut stats, dlq.as_ref(), &seeks, batch.generation)?;
         stats.active_ms = first.elapsed().as_millis() as u64;
         if last_log.elapsed() >= Duration::from_secs(5) {
             info!(
@@ -368,7 +409,8 @@ fn commit(
     batch: BTreeMap<i32, Vec<InMessage>>,
     stats: &mut IngestStats,
     dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
-    seeks: &std::sync::mpsc::Sender<(i32, i64)>,
+    seeks: &std::sync::mpsc::Sender<Seek>,
+    generation: u64,
 ) -> Result<(), IngestError> {
     let claims = shared.claims.lock().expect("claims lock").clone();
     let mut parts: Vec<PartitionBatch> = batch
@@ -394,7 +436,7 @@ fn commit(
                     warn!(partition = f.partition, still_owned = f.still_owned, next_offset = ?f.next_offset, "batch fenced");
                     parts.retain(|b| b.claim.partition != f.partition);
                     if let (true, Some(n)) = (f.still_owned, f.next_offset) {
-                        let _ = seeks.send((f.partition, n));
+                        let _ = seeks.send(Seek { generation, partition: f.partition, offset: n });
                     }
                 }
             }
@@ -419,18 +461,18 @@ fn commit(
     Ok(())
 }
 
-fn seek(consumer: &BaseConsumer<Ctx>, topic: &str, partition: i32, offset: i64) -> Result<(), IngestError> {
-    let mut last = None;
-    for _ in 0..50 {
+/// Seeks a partition; a failure is not fatal (the next batch is fenced and asks again).
+fn seek(consumer: &BaseConsumer<Ctx>, topic: &str, partition: i32, offset: i64) -> bool {
+    for attempt in 0..3 {
         match consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return true,
             Err(e) => {
-                last = Some(e);
-                let _ = consumer.poll(Duration::from_millis(100));
+                warn!(error = %e, partition, offset, attempt, "seek failed");
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
-    Err(IngestError::Other(format!("cannot seek partition {partition} to {offset}: {last:?}")))
+    false
 }
 
 /// Best effort, after the commit: the quarantine table is the record, the topic a convenience.

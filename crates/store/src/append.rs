@@ -1,12 +1,14 @@
 //! Appending a batch: the events, the quarantined messages and the new offsets of every
 //! partition in the batch are committed in ONE transaction, or not at all.
 //!
-//! Order of decisions inside the transaction, per event, in offset order:
+//! Inside the transaction, each message is decided in offset order, exactly as if messages came
+//! one at a time (so the outcome never depends on where batches are cut):
 //! 1. the partition's stream row is locked and the fence checked (owner, epoch, next offset);
-//! 2. the event id: a known id with the same fingerprint is a duplicate (counted, dropped), with
-//!    another fingerprint a conflict (quarantined);
-//! 3. the GPU's time: usage overlapping usage already ledgered for the same GPU is quarantined
-//!    (decided under per-GPU-bucket advisory locks, so across all ingesters);
+//! 2. an event id seen before (in the ledger or earlier in the batch) is a duplicate when the
+//!    content's fingerprint is equal (counted, dropped) and a conflict otherwise (quarantined);
+//! 3. else usage overlapping GPU time already ledgered (or accepted earlier in the batch) for the
+//!    same GPU is quarantined as an overlap (decided under per-GPU-bucket advisory locks, so across
+//!    all ingesters);
 //! 4. the rest is chained by hash and appended, and folded into the hourly projection.
 
 use crate::StoreError;
@@ -310,7 +312,8 @@ fn append_once(
     let mut heads: HashMap<i32, (Vec<u8>, i64)> = HashMap::new();
     let mut fences = Vec::new();
     let mut ordered: Vec<&PartitionBatch> = batch.iter().filter(|b| !b.messages.is_empty()).collect();
-    ordered.sort_by_key(|b| b.claim.stream_id);
+    // Partition order, as in claim_partitions: stream rows are always locked in the same order.
+    ordered.sort_by_key(|b| b.claim.partition);
     for b in &ordered {
         let row = tx.query_one(
             "SELECT owner, epoch, next_offset, head_hash, head_pos FROM ledger_streams WHERE stream_id = $1 FOR UPDATE",
@@ -343,66 +346,14 @@ fn append_once(
     }
 
     let t_fence = t0.elapsed();
-    // 2. Event ids: the ledger's fingerprint is the reference, else the first copy in the batch.
-    let mut keys: HashSet<(&str, Uuid)> = HashSet::new();
+    // 2. What the ledger already holds for this batch: the GPU time of the batch's GPUs (under
+    //    per-GPU-bucket advisory locks), and the fingerprints of the event ids that may be in it —
+    //    all of them on the full path; on the optimistic path only those of events whose GPU time
+    //    is taken (an event id reused with free GPU time then fails the unique key instead).
+    let mut windows: BTreeMap<Uuid, Interval> = BTreeMap::new();
     for b in &ordered {
         for m in &b.messages {
             if let Ok(e) = &m.verdict {
-                keys.insert((e.tenant_id.as_str(), e.event_id));
-            }
-        }
-    }
-    // reference fingerprint per id, and whether it came from the ledger
-    let mut reference: HashMap<(String, Uuid), ([u8; 32], bool)> = HashMap::new();
-    if full_lookup {
-        let keys: Vec<(&str, Uuid)> = keys.into_iter().collect();
-        for (k, print) in stored_fingerprints(&mut tx, &keys)? {
-            reference.insert(k, (print, true));
-        }
-    }
-    let mut fates: Vec<Vec<Fate>> = Vec::with_capacity(ordered.len());
-    let mut fingerprints: Vec<Vec<Option<[u8; 32]>>> = Vec::with_capacity(ordered.len());
-    for b in &ordered {
-        let mut f = Vec::with_capacity(b.messages.len());
-        let mut fp = Vec::with_capacity(b.messages.len());
-        for m in &b.messages {
-            match &m.verdict {
-                Err(r) => {
-                    f.push(Fate::Quarantine(r.code, r.message.clone()));
-                    fp.push(None);
-                }
-                Ok(e) => {
-                    let print = m.canonical().1;
-                    fp.push(Some(print));
-                    match reference.get(&(e.tenant_id.clone(), e.event_id)) {
-                        None => {
-                            reference.insert((e.tenant_id.clone(), e.event_id), (print, false));
-                            f.push(Fate::Ledger);
-                        }
-                        Some((p, _)) if *p == print => f.push(Fate::Duplicate),
-                        Some((_, in_ledger)) => f.push(Fate::Quarantine(
-                            RejectionCode::Conflict,
-                            if *in_ledger {
-                                format!("event id {} is already in the ledger with other content", e.event_id)
-                            } else {
-                                format!("event id {} came earlier in this batch with other content", e.event_id)
-                            },
-                        )),
-                    }
-                }
-            }
-        }
-        fates.push(f);
-        fingerprints.push(fp);
-    }
-
-    let t_ids = t0.elapsed();
-    // 3. GPU time: lock the GPUs' buckets, read the intervals that could overlap, decide in offset
-    //    order (against the ledger and against earlier events of this batch), record the winners.
-    let mut windows: BTreeMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
-    for (bi, b) in ordered.iter().enumerate() {
-        for (mi, m) in b.messages.iter().enumerate() {
-            if let (Fate::Ledger, Ok(e)) = (&fates[bi][mi], &m.verdict) {
                 let w = windows.entry(e.gpu_id).or_insert((e.interval_start, e.interval_end));
                 w.0 = w.0.min(e.interval_start);
                 w.1 = w.1.max(e.interval_end);
@@ -429,46 +380,66 @@ fn append_once(
             busy.entry(row.get(0)).or_default().push((row.get(1), row.get(2)));
         }
     }
-    let mut occupied: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    let overlaps = |v: Option<&Vec<Interval>>, e: &UsageRecorded| {
+        v.is_some_and(|v| v.iter().any(|(s, t)| *s < e.interval_end && *t > e.interval_start))
+    };
+    let lookup: Vec<(&str, Uuid)> = ordered
+        .iter()
+        .flat_map(|b| b.messages.iter())
+        .filter_map(|m| m.verdict.as_ref().ok())
+        .filter(|e| full_lookup || overlaps(busy.get(&e.gpu_id), e))
+        .map(|e| (e.tenant_id.as_str(), e.event_id))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    // Reference fingerprint per event id, and whether it is the ledger's.
+    let mut reference: HashMap<(String, Uuid), ([u8; 32], bool)> =
+        stored_fingerprints(&mut tx, &lookup)?.into_iter().map(|(k, p)| (k, (p, true))).collect();
+    let t_ids = t0.elapsed();
+
+    // 3. Decide each message in offset order, exactly as if they came one at a time: an id seen
+    //    before is a duplicate or a conflict; else GPU time already taken is an overlap; else the
+    //    event is ledgered and becomes the reference for its id and its GPU time.
+    let mut fates: Vec<Vec<Fate>> = Vec::with_capacity(ordered.len());
+    let mut fingerprints: Vec<Vec<Option<[u8; 32]>>> = Vec::with_capacity(ordered.len());
     let mut this_batch: HashMap<Uuid, Vec<Interval>> = HashMap::new();
-    let mut suspects: Vec<(usize, usize)> = Vec::new();
-    for (bi, b) in ordered.iter().enumerate() {
-        for (mi, m) in b.messages.iter().enumerate() {
-            if let (Fate::Ledger, Ok(e)) = (&fates[bi][mi], &m.verdict) {
-                let hits = |v: Option<&Vec<Interval>>| {
-                    v.is_some_and(|v| v.iter().any(|(s, t)| *s < e.interval_end && *t > e.interval_start))
-                };
-                if hits(busy.get(&e.gpu_id)) {
-                    // Taken in the ledger: an overlap, unless it is the same event id again.
-                    suspects.push((bi, mi));
-                } else if hits(this_batch.get(&e.gpu_id)) {
-                    fates[bi][mi] = overlap(e);
-                } else {
+    let mut occupied: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for b in &ordered {
+        let mut f = Vec::with_capacity(b.messages.len());
+        let mut fp = Vec::with_capacity(b.messages.len());
+        for m in &b.messages {
+            let e = match &m.verdict {
+                Err(r) => {
+                    f.push(Fate::Quarantine(r.code, r.message.clone()));
+                    fp.push(None);
+                    continue;
+                }
+                Ok(e) => e,
+            };
+            let print = m.canonical().1;
+            fp.push(Some(print));
+            let key = (e.tenant_id.clone(), e.event_id);
+            f.push(match reference.get(&key) {
+                Some((p, _)) if *p == print => Fate::Duplicate,
+                Some((_, in_ledger)) => Fate::Quarantine(
+                    RejectionCode::Conflict,
+                    if *in_ledger {
+                        format!("event id {} is already in the ledger with other content", e.event_id)
+                    } else {
+                        format!("event id {} came earlier in this batch with other content", e.event_id)
+                    },
+                ),
+                None if overlaps(busy.get(&e.gpu_id), e) || overlaps(this_batch.get(&e.gpu_id), e) => overlap(e),
+                None => {
+                    reference.insert(key, (print, false));
                     this_batch.entry(e.gpu_id).or_default().push((e.interval_start, e.interval_end));
                     occupied.push((e.gpu_id, e.interval_start, e.interval_end));
+                    Fate::Ledger
                 }
-            }
+            });
         }
-    }
-    if !suspects.is_empty() {
-        let keys: Vec<(&str, Uuid)> = suspects
-            .iter()
-            .filter_map(|(bi, mi)| ordered[*bi].messages[*mi].verdict.as_ref().ok())
-            .map(|e| (e.tenant_id.as_str(), e.event_id))
-            .collect();
-        let stored = stored_fingerprints(&mut tx, &keys)?;
-        for (bi, mi) in suspects {
-            let e = ordered[bi].messages[mi].verdict.as_ref().expect("suspects are valid events");
-            let print = fingerprints[bi][mi].expect("valid events have a fingerprint");
-            fates[bi][mi] = match stored.get(&(e.tenant_id.clone(), e.event_id)) {
-                Some(p) if *p == print => Fate::Duplicate,
-                Some(_) => Fate::Quarantine(
-                    RejectionCode::Conflict,
-                    format!("event id {} is already in the ledger with other content", e.event_id),
-                ),
-                None => overlap(e),
-            };
-        }
+        fates.push(f);
+        fingerprints.push(fp);
     }
     if !occupied.is_empty() {
         let sink = tx.copy_in("COPY gpu_occupancy (gpu_id, starts_at, ends_at) FROM STDIN BINARY")?;

@@ -3,11 +3,11 @@
 
 use crate::StoreError;
 use chrono::{DateTime, Utc};
-use domain::chain::{verify, ChainBreak, ChainRow};
+use domain::chain::{ChainBreak, ChainRow, ChainVerifier};
 use domain::projection::{HourKey, HourTotals, HourlyUsage};
 use domain::usage::{UsageRecorded, LEDGER_KIND};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::Client;
+use postgres::{Client, IsolationLevel};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -118,89 +118,78 @@ pub struct ChainReport {
     pub result: Result<(), ChainBreak>,
 }
 
-/// Walks every stream's rows in order, recomputing each hash, and checks the stored head.
+/// Walks every stream's rows in order, recomputing each hash, and checks the stored head. Each
+/// stream is read in one REPEATABLE READ snapshot (head and rows agree while ingesters write) and
+/// streamed row by row (constant memory).
 pub fn verify_chains(client: &mut Client) -> Result<Vec<ChainReport>, StoreError> {
-    let streams: Vec<(i32, i32, Vec<u8>, i64)> = client
-        .query("SELECT stream_id, kafka_partition, head_hash, head_pos FROM ledger_streams ORDER BY stream_id", &[])?
+    let streams: Vec<i32> = client
+        .query("SELECT stream_id FROM ledger_streams ORDER BY stream_id", &[])?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .map(|r| r.get(0))
         .collect();
     let mut reports = Vec::new();
-    for (stream_id, partition, head, head_pos) in streams {
-        let mut tx = client.transaction()?;
+    for stream_id in streams {
+        let mut tx =
+            client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+        let head_row = tx.query_one(
+            "SELECT kafka_partition, head_hash, head_pos FROM ledger_streams WHERE stream_id = $1",
+            &[&stream_id],
+        )?;
+        let (partition, head, head_pos): (i32, Vec<u8>, i64) = (head_row.get(0), head_row.get(1), head_row.get(2));
         let params: [&(dyn postgres::types::ToSql + Sync); 1] = [&stream_id];
-        let rows: Vec<_> = tx
-            .query_raw(
-                "SELECT stream_pos, event_id, tenant_id, kind, version, occurred_at, recorded_at, src_offset, payload, hash
-                   FROM ledger_events WHERE stream_id = $1 ORDER BY stream_pos",
-                params,
-            )?
-            .collect()?;
-        tx.commit()?;
-        struct Owned {
-            pos: i64,
-            id: Uuid,
-            tenant: String,
-            kind: String,
-            version: i16,
-            occurred: DateTime<Utc>,
-            recorded: DateTime<Utc>,
-            offset: Option<i64>,
-            payload: Vec<u8>,
-            hash: Vec<u8>,
-        }
-        let owned: Vec<Owned> = rows
-            .iter()
-            .map(|r| {
-                let payload: serde_json::Value = r.get(8);
-                Owned {
-                    pos: r.get(0),
-                    id: r.get(1),
-                    tenant: r.get(2),
-                    kind: r.get(3),
-                    version: r.get(4),
-                    occurred: r.get(5),
-                    recorded: r.get(6),
-                    offset: r.get(7),
-                    payload: serde_json::to_vec(&payload).expect("json"),
-                    hash: r.get(9),
-                }
-            })
-            .collect();
-        let result = verify(owned.iter().map(|o| {
+        let mut rows = tx.query_raw(
+            "SELECT stream_pos, event_id, tenant_id, kind, version, occurred_at, recorded_at, src_offset, payload, hash
+               FROM ledger_events WHERE stream_id = $1 ORDER BY stream_pos",
+            params,
+        )?;
+        let mut verifier = ChainVerifier::default();
+        let mut count = 0i64;
+        let mut result = Ok(());
+        while let Some(r) = rows.next()? {
+            count += 1;
+            if result.is_err() {
+                continue; // keep counting rows after the first break
+            }
+            let payload: serde_json::Value = r.get(8);
+            let payload = serde_json::to_vec(&payload).expect("json");
+            let tenant: String = r.get(2);
+            let kind: String = r.get(3);
+            let hash: Vec<u8> = r.get(9);
             let mut stored = [0u8; 32];
-            if o.hash.len() == 32 {
-                stored.copy_from_slice(&o.hash);
+            if hash.len() == 32 {
+                stored.copy_from_slice(&hash);
             }
-            (
-                ChainRow {
-                    stream_id,
-                    stream_pos: o.pos,
-                    event_id: o.id,
-                    tenant_id: &o.tenant,
-                    kind: &o.kind,
-                    version: o.version,
-                    occurred_at: o.occurred,
-                    recorded_at: o.recorded,
-                    src_partition: Some(partition),
-                    src_offset: o.offset,
-                    payload: &o.payload,
-                },
-                stored,
-            )
-        }))
-        .and_then(|(computed_head, last_pos)| {
+            let occurred: DateTime<Utc> = r.get(5);
+            let recorded: DateTime<Utc> = r.get(6);
+            let row = ChainRow {
+                stream_id,
+                stream_pos: r.get(0),
+                event_id: r.get(1),
+                tenant_id: &tenant,
+                kind: &kind,
+                version: r.get(4),
+                occurred_at: occurred,
+                recorded_at: recorded,
+                src_partition: Some(partition),
+                src_offset: r.get(7),
+                payload: &payload,
+            };
+            result = verifier.check(&row, &stored);
+        }
+        drop(rows);
+        tx.commit()?;
+        if result.is_ok() {
+            let (computed_head, last_pos) = verifier.head();
             if last_pos != head_pos || computed_head.as_slice() != head.as_slice() {
-                Err(ChainBreak {
+                result = Err(ChainBreak {
                     stream_pos: last_pos,
-                    reason: format!("stream head says position {head_pos}, the rows end at {last_pos} or hash differs"),
-                })
-            } else {
-                Ok(())
+                    reason: format!(
+                        "stream head says position {head_pos}, the rows end at {last_pos} or the hash differs"
+                    ),
+                });
             }
-        })
-        .map(|_| ());
-        reports.push(ChainReport { stream_id, rows: owned.len() as i64, result });
+        }
+        reports.push(ChainReport { stream_id, rows: count, result });
     }
     Ok(reports)
 }
