@@ -350,25 +350,39 @@ fn append_once(
     //    per-GPU-bucket advisory locks), and the fingerprints of the event ids that may be in it —
     //    all of them on the full path; on the optimistic path only those of events whose GPU time
     //    is taken (an event id reused with free GPU time then fails the unique key instead).
-    let mut windows: BTreeMap<Uuid, Interval> = BTreeMap::new();
+    // One window per cluster of a GPU's intervals (clusters split where the gap exceeds an hour),
+    // so a batch that mixes late usage with current usage reads only the time it touches.
+    let mut per_gpu: BTreeMap<Uuid, Vec<Interval>> = BTreeMap::new();
     for b in &ordered {
         for m in &b.messages {
             if let Ok(e) = &m.verdict {
-                let w = windows.entry(e.gpu_id).or_insert((e.interval_start, e.interval_end));
-                w.0 = w.0.min(e.interval_start);
-                w.1 = w.1.max(e.interval_end);
+                per_gpu.entry(e.gpu_id).or_default().push((e.interval_start, e.interval_end));
             }
         }
     }
+    let mut windows: Vec<(Uuid, Interval)> = Vec::new();
+    for (gpu, mut intervals) in per_gpu {
+        intervals.sort_unstable();
+        let mut current = intervals[0];
+        for (s, e) in intervals.into_iter().skip(1) {
+            if s <= current.1 + chrono::Duration::hours(1) {
+                current.1 = current.1.max(e);
+            } else {
+                windows.push((gpu, current));
+                current = (s, e);
+            }
+        }
+        windows.push((gpu, current));
+    }
     let mut busy: HashMap<Uuid, Vec<Interval>> = HashMap::new();
     if !windows.is_empty() {
-        let buckets: BTreeSet<i64> = windows.keys().map(gpu_bucket).collect();
+        let buckets: BTreeSet<i64> = windows.iter().map(|(g, _)| gpu_bucket(g)).collect();
         let buckets: Vec<i64> = buckets.into_iter().collect();
         // Sorted, in one statement: two writers always take bucket locks in the same order.
         tx.execute("SELECT pg_advisory_xact_lock(b) FROM unnest($1::bigint[]) AS b ORDER BY b", &[&buckets])?;
-        let gpus: Vec<Uuid> = windows.keys().copied().collect();
-        let los: Vec<DateTime<Utc>> = windows.values().map(|w| w.0).collect();
-        let his: Vec<DateTime<Utc>> = windows.values().map(|w| w.1).collect();
+        let gpus: Vec<Uuid> = windows.iter().map(|(g, _)| *g).collect();
+        let los: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| w.0).collect();
+        let his: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| w.1).collect();
         for row in tx.query(
             "SELECT o.gpu_id, o.starts_at, o.ends_at
                FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(gpu_id, lo, hi)
