@@ -88,7 +88,7 @@ impl InMessage {
 
 /// Canonical JSON bytes sent as `jsonb` in binary COPY: a version byte, then the text.
 #[derive(Debug)]
-struct RawJsonb<'a>(&'a [u8]);
+pub(crate) struct RawJsonb<'a>(pub(crate) &'a [u8]);
 
 impl ToSql for RawJsonb<'_> {
     fn to_sql(
@@ -104,6 +104,29 @@ impl ToSql for RawJsonb<'_> {
         *ty == Type::JSONB
     }
     postgres::types::to_sql_checked!();
+}
+
+/// The binary COPY into `ledger_events`, column by column; every writer of ledger rows uses it.
+pub(crate) fn ledger_copy<'a>(tx: &'a mut postgres::Transaction<'_>) -> Result<BinaryCopyInWriter<'a>, StoreError> {
+    let sink = tx.copy_in(
+        "COPY ledger_events (occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, tenant_id, event_id, hash, payload) FROM STDIN BINARY",
+    )?;
+    Ok(BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::INT4,
+            Type::INT8,
+            Type::INT8,
+            Type::INT2,
+            Type::TEXT,
+            Type::TEXT,
+            Type::UUID,
+            Type::BYTEA,
+            Type::JSONB,
+        ],
+    ))
 }
 
 /// A run of consecutive offsets of one claimed partition.
@@ -415,23 +438,19 @@ fn append_once(
     //    before is a duplicate or a conflict; else GPU time already taken is an overlap; else the
     //    event is ledgered and becomes the reference for its id and its GPU time.
     let mut fates: Vec<Vec<Fate>> = Vec::with_capacity(ordered.len());
-    let mut fingerprints: Vec<Vec<Option<[u8; 32]>>> = Vec::with_capacity(ordered.len());
     let mut this_batch: HashMap<Uuid, Vec<Interval>> = HashMap::new();
     let mut occupied: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
     for b in &ordered {
         let mut f = Vec::with_capacity(b.messages.len());
-        let mut fp = Vec::with_capacity(b.messages.len());
         for m in &b.messages {
             let e = match &m.verdict {
                 Err(r) => {
                     f.push(Fate::Quarantine(r.code, r.message.clone()));
-                    fp.push(None);
                     continue;
                 }
                 Ok(e) => e,
             };
             let print = m.canonical().1;
-            fp.push(Some(print));
             let key = (e.tenant_id.clone(), e.event_id);
             f.push(match reference.get(&key) {
                 Some((p, _)) if *p == print => Fate::Duplicate,
@@ -453,7 +472,6 @@ fn append_once(
             });
         }
         fates.push(f);
-        fingerprints.push(fp);
     }
     if !occupied.is_empty() {
         let sink = tx.copy_in("COPY gpu_occupancy (gpu_id, starts_at, ends_at) FROM STDIN BINARY")?;
@@ -468,32 +486,13 @@ fn append_once(
     // 4. Append: event ids, chained rows, projection, quarantine, stream heads and offsets.
     let mut counts = BatchCounts::default();
     let mut by_reason: HashMap<RejectionCode, u64> = HashMap::new();
-    let mut key_tenants: Vec<&str> = Vec::new();
-    let mut key_ids: Vec<Uuid> = Vec::new();
-    let mut key_prints: Vec<Vec<u8>> = Vec::new();
+    // Written after the ledger rows: one COPY at a time on a connection.
+    let mut new_ids: Vec<(&str, Uuid, &[u8; 32])> = Vec::new();
     let mut projection = HourlyUsage::default();
     let mut q_rows: Vec<QuarantineRow<'_>> = Vec::new();
     let mut stream_updates: Vec<StreamUpdate> = Vec::new();
 
-    let sink = tx.copy_in(
-        "COPY ledger_events (occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, tenant_id, event_id, hash, payload) FROM STDIN BINARY",
-    )?;
-    let mut writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::TIMESTAMPTZ,
-            Type::TIMESTAMPTZ,
-            Type::INT4,
-            Type::INT8,
-            Type::INT8,
-            Type::INT2,
-            Type::TEXT,
-            Type::TEXT,
-            Type::UUID,
-            Type::BYTEA,
-            Type::JSONB,
-        ],
-    );
+    let mut writer = ledger_copy(&mut tx)?;
     for (bi, b) in ordered.iter().enumerate() {
         let (head, mut pos) = heads.remove(&b.claim.stream_id).expect("locked above");
         let mut head: [u8; 32] = head
@@ -535,9 +534,7 @@ fn append_once(
                         &payload,
                     ];
                     writer.write(&values)?;
-                    key_tenants.push(&e.tenant_id);
-                    key_ids.push(e.event_id);
-                    key_prints.push(fingerprints[bi][mi].expect("valid").to_vec());
+                    new_ids.push((&e.tenant_id, e.event_id, &m.canonical().1));
                     projection.apply(e);
                     ledgered += 1;
                 }
@@ -582,11 +579,11 @@ fn append_once(
     writer.finish()?;
     let t_copy = t0.elapsed();
 
-    if !key_ids.is_empty() {
+    if !new_ids.is_empty() {
         let sink = tx.copy_in("COPY ledger_event_ids (tenant_id, event_id, fingerprint) FROM STDIN BINARY")?;
         let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::UUID, Type::BYTEA]);
-        for i in 0..key_ids.len() {
-            w.write(&[&key_tenants[i], &key_ids[i], &key_prints[i]])?;
+        for (tenant, id, print) in &new_ids {
+            w.write(&[tenant, id, &print.as_slice()])?;
         }
         w.finish()?;
     }
