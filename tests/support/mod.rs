@@ -4,12 +4,10 @@
 
 use anyhow::{bail, Context, Result};
 use postgres::{Client, NoTls};
-use rust_decimal::Decimal;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
@@ -202,14 +200,7 @@ pub fn assert_exact(db_url: &str, topic: &str, totals: &Value) -> Result<()> {
     assert_eq!(q, sum.2, "each quarantined offset once");
 
     // GPU-seconds per tenant and SKU, exactly, from the projection and from the raw rows.
-    let mut want: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
-    for (t, m) in totals["gpu_seconds"].as_object().expect("gpu_seconds") {
-        for (s, d) in m.as_object().expect("by sku") {
-            want.entry(t.clone())
-                .or_default()
-                .insert(s.clone(), Decimal::from_str(d.as_str().expect("str"))?.normalize());
-        }
-    }
+    let want = domain::simulate::Totals::gpu_seconds_from_json(totals).expect("gpu_seconds by tenant and SKU");
     assert_eq!(store::read::totals_by_tenant_sku(&mut db)?, want, "projection totals equal the generator's");
     assert_eq!(store::read::ledger_totals_by_tenant_sku(&mut db)?, want, "ledger totals equal the generator's");
 

@@ -90,6 +90,19 @@ impl Totals {
         })
     }
 
+    /// Reads back the `gpu_seconds` part of `to_json` (tenant → SKU → exact decimal, normalized);
+    /// `None` if the value does not have that shape.
+    pub fn gpu_seconds_from_json(v: &Value) -> Option<BTreeMap<String, BTreeMap<String, Decimal>>> {
+        let mut out: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
+        for (tenant, by_sku) in v.get("gpu_seconds")?.as_object()? {
+            for (sku, d) in by_sku.as_object()? {
+                let d: Decimal = d.as_str()?.parse().ok()?;
+                out.entry(tenant.clone()).or_default().insert(sku.clone(), d.normalize());
+            }
+        }
+        Some(out)
+    }
+
     pub fn quarantined(&self) -> u64 {
         self.rejected.values().sum()
     }

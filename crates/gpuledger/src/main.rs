@@ -58,29 +58,8 @@ enum Command {
     },
     /// Generate a seeded fleet's usage and produce it to Kafka; write the exact expected totals.
     Produce {
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        #[arg(long, default_value_t = 16)]
-        gpus: u32,
-        #[arg(long, default_value_t = 5)]
-        tenants: u32,
-        /// First minute, RFC 3339 UTC.
-        #[arg(long, default_value = "2026-10-01T00:00:00Z")]
-        start: DateTime<Utc>,
-        /// Length of the period in minutes (one month of October: 44640).
-        #[arg(long, default_value_t = 44_640)]
-        minutes: u32,
-        #[arg(long, default_value_t = 0)]
-        duplicates_ppm: u32,
-        #[arg(long, default_value_t = 0)]
-        conflicts_ppm: u32,
-        #[arg(long, default_value_t = 0)]
-        overlaps_ppm: u32,
-        #[arg(long, default_value_t = 0)]
-        poison_ppm: u32,
-        /// Stop after this many messages.
-        #[arg(long)]
-        limit: Option<u64>,
+        #[command(flatten)]
+        fleet: FleetArgs,
         #[arg(long, default_value_t = 6)]
         partitions: i32,
         /// Where to write the generator's exact totals (JSON).
@@ -111,21 +90,54 @@ enum Command {
     Verify,
 }
 
+/// The simulated fleet, for `produce` and `bench`.
 #[derive(clap::Args, Clone)]
 struct FleetArgs {
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 42)]
     seed: u64,
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 16)]
     gpus: u32,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 5)]
     tenants: u32,
-    #[arg(long, default_value = "2026-06-01T00:00:00Z")]
+    /// First minute, RFC 3339 UTC.
+    #[arg(long, default_value = "2026-10-01T00:00:00Z")]
     start: DateTime<Utc>,
-    #[arg(long, default_value_t = 40_000)]
+    /// Length of the period in minutes (one month of October: 44640).
+    #[arg(long, default_value_t = 44_640)]
     minutes: u32,
-    /// Number of events.
-    #[arg(long, default_value_t = 1_000_000)]
-    limit: usize,
+    #[arg(long, default_value_t = 0)]
+    duplicates_ppm: u32,
+    #[arg(long, default_value_t = 0)]
+    conflicts_ppm: u32,
+    #[arg(long, default_value_t = 0)]
+    overlaps_ppm: u32,
+    #[arg(long, default_value_t = 0)]
+    poison_ppm: u32,
+    /// Stop after this many messages.
+    #[arg(long)]
+    limit: Option<u64>,
+}
+
+impl FleetArgs {
+    /// The generator and how many messages to take from it.
+    fn simulator(&self) -> Result<(Simulator, usize)> {
+        if self.gpus == 0 || self.tenants == 0 || self.tenants > 1000 || self.gpus > 100_000 {
+            bail!("--gpus must be 1..=100000 and --tenants 1..=1000");
+        }
+        let spec = FleetSpec {
+            seed: self.seed,
+            gpus: self.gpus,
+            tenants: self.tenants,
+            start: self.start,
+            minutes: self.minutes,
+            duplicates_ppm: self.duplicates_ppm,
+            conflicts_ppm: self.conflicts_ppm,
+            overlaps_ppm: self.overlaps_ppm,
+            poison_ppm: self.poison_ppm,
+        };
+        let limit = self.limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        Ok((Simulator::new(spec), limit))
+    }
 }
 
 #[derive(Subcommand)]
@@ -142,24 +154,12 @@ enum BenchKind {
     },
 }
 
-fn bench_rows(f: &FleetArgs) -> Vec<store::bench::LedgerRow> {
-    let spec = FleetSpec {
-        seed: f.seed,
-        gpus: f.gpus,
-        tenants: f.tenants,
-        start: f.start,
-        minutes: f.minutes,
-        duplicates_ppm: 0,
-        conflicts_ppm: 0,
-        overlaps_ppm: 0,
-        poison_ppm: 0,
-    };
+fn bench_rows(f: &FleetArgs) -> Result<Vec<store::bench::LedgerRow>> {
     let now = Utc::now();
-    let events: Vec<domain::UsageRecorded> = Simulator::new(spec)
-        .take(f.limit)
-        .filter_map(|m| domain::parse_usage_message(m.key.as_deref(), &m.payload, now).ok())
-        .collect();
-    store::bench::rows_for(&events, 0)
+    let (sim, limit) = f.simulator()?;
+    let events: Vec<domain::UsageRecorded> =
+        sim.take(limit).filter_map(|m| domain::parse_usage_message(m.key.as_deref(), &m.payload, now).ok()).collect();
+    Ok(store::bench::rows_for(&events))
 }
 
 fn per_second(n: usize, d: Duration) -> u128 {
@@ -231,42 +231,13 @@ fn run(cli: Cli) -> Result<()> {
                 peak_rss_kib() / 1024
             );
         }
-        Command::Produce {
-            seed,
-            gpus,
-            tenants,
-            start,
-            minutes,
-            duplicates_ppm,
-            conflicts_ppm,
-            overlaps_ppm,
-            poison_ppm,
-            limit,
-            partitions,
-            totals,
-            to_file,
-        } => {
-            let spec = FleetSpec {
-                seed,
-                gpus,
-                tenants,
-                start,
-                minutes,
-                duplicates_ppm,
-                conflicts_ppm,
-                overlaps_ppm,
-                poison_ppm,
-            };
-            if gpus == 0 || tenants == 0 || tenants > 1000 || gpus > 100_000 {
-                bail!("--gpus must be 1..=100000 and --tenants 1..=1000");
-            }
-            let mut sim = Simulator::new(spec);
-            let limit = limit.unwrap_or(u64::MAX);
+        Command::Produce { fleet, partitions, totals, to_file } => {
+            let (mut sim, limit) = fleet.simulator()?;
             let t = Instant::now();
             let sent = if let Some(path) = to_file {
                 let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
                 let mut n = 0u64;
-                for m in sim.by_ref().take(limit as usize) {
+                for m in sim.by_ref().take(limit) {
                     out.write_all(&m.payload)?;
                     out.write_all(b"\n")?;
                     n += 1;
@@ -274,7 +245,7 @@ fn run(cli: Cli) -> Result<()> {
                 n
             } else {
                 ingest::ensure_topic(&cli.brokers, &cli.topic, partitions).context("creating the topic")?;
-                let messages = sim.by_ref().take(limit.min(usize::MAX as u64) as usize).map(|m| (m.key, m.payload));
+                let messages = sim.by_ref().take(limit).map(|m| (m.key, m.payload));
                 ingest::produce(&cli.brokers, &cli.topic, messages).context("producing")?.delivered
             };
             let secs = t.elapsed().as_secs_f64();
@@ -316,13 +287,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check { totals } => {
             let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(&totals)?)?;
-            let mut want: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
-            for (t, m) in expected["gpu_seconds"].as_object().context("totals file has no gpu_seconds")? {
-                for (s, d) in m.as_object().context("gpu_seconds by SKU")? {
-                    let d: Decimal = d.as_str().context("a decimal string")?.parse()?;
-                    want.entry(t.clone()).or_default().insert(s.clone(), d.normalize());
-                }
-            }
+            let want = domain::simulate::Totals::gpu_seconds_from_json(&expected)
+                .context("the totals file has no gpu_seconds by tenant and SKU")?;
             let mut db = store::connect(&cli.database_url)?;
             let projected = store::read::totals_by_tenant_sku(&mut db)?;
             let ledgered = store::read::ledger_totals_by_tenant_sku(&mut db)?;
@@ -338,7 +304,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut db = store::connect(&cli.database_url)?;
             match which {
                 BenchKind::Copy { fleet } => {
-                    let rows = bench_rows(&fleet);
+                    let rows = bench_rows(&fleet)?;
                     let took = store::bench::copy_rows(&mut db, &rows, 10_000)?;
                     println!(
                         "copy: {} rows in {} ms = {} rows/s (binary COPY, 10,000 rows per commit)",
@@ -348,7 +314,7 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 BenchKind::Naive { fleet } => {
-                    let rows = bench_rows(&fleet);
+                    let rows = bench_rows(&fleet)?;
                     let took = store::bench::insert_one_by_one(&mut db, &rows)?;
                     println!(
                         "naive: {} rows in {} ms = {} rows/s (one INSERT and COMMIT per event)",

@@ -443,8 +443,10 @@ fn commit(
             Err(e) if e.is_transient() => {
                 stats.db_retries += 1;
                 warn!(error = %e, cause = ?std::error::Error::source(&e), "database write failed, retrying the same batch");
-                if cfg.stop.load(Ordering::Relaxed) && stats.db_retries > 1000 {
-                    return Err(e.into());
+                if cfg.stop.load(Ordering::Relaxed) {
+                    // Shutting down: leave the batch uncommitted; its offsets were not advanced,
+                    // so the next owner reads it again.
+                    return Ok(());
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -82,32 +82,30 @@ pub fn rebuild_hourly(client: &mut Client) -> Result<HourlyUsage, StoreError> {
     Ok(p)
 }
 
-/// GPU-seconds per tenant and SKU, from the live projection.
-pub fn totals_by_tenant_sku(client: &mut Client) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, StoreError> {
-    let mut out: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
-    for r in client
-        .query("SELECT tenant_id, gpu_sku, sum(gpu_seconds) FROM usage_hourly GROUP BY 1, 2 ORDER BY 1, 2", &[])?
-    {
+type TenantSkuTotals = BTreeMap<String, BTreeMap<String, Decimal>>;
+
+/// Rows of (tenant, SKU, GPU-seconds) as nested maps, normalized.
+fn by_tenant_sku(rows: Vec<postgres::Row>) -> TenantSkuTotals {
+    let mut out = TenantSkuTotals::new();
+    for r in rows {
         let d: Decimal = r.get(2);
         out.entry(r.get(0)).or_default().insert(r.get(1), d.normalize());
     }
-    Ok(out)
+    out
+}
+
+/// GPU-seconds per tenant and SKU, from the live projection.
+pub fn totals_by_tenant_sku(client: &mut Client) -> Result<TenantSkuTotals, StoreError> {
+    Ok(by_tenant_sku(client.query("SELECT tenant_id, gpu_sku, sum(gpu_seconds) FROM usage_hourly GROUP BY 1, 2", &[])?))
 }
 
 /// GPU-seconds per tenant and SKU, summed straight from the ledger rows.
-pub fn ledger_totals_by_tenant_sku(
-    client: &mut Client,
-) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, StoreError> {
-    let mut out: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
-    for r in client.query(
+pub fn ledger_totals_by_tenant_sku(client: &mut Client) -> Result<TenantSkuTotals, StoreError> {
+    Ok(by_tenant_sku(client.query(
         "SELECT tenant_id, payload->'data'->>'gpu_sku', sum((payload->'data'->>'gpu_seconds')::numeric)
-           FROM ledger_events WHERE kind = $1 GROUP BY 1, 2 ORDER BY 1, 2",
+           FROM ledger_events WHERE kind = $1 GROUP BY 1, 2",
         &[&LEDGER_KIND],
-    )? {
-        let d: Decimal = r.get(2);
-        out.entry(r.get(0)).or_default().insert(r.get(1), d.normalize());
-    }
-    Ok(out)
+    )?))
 }
 
 /// The result of walking one stream's chain.
