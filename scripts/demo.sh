@@ -2,7 +2,10 @@
 # The main job end to end: real PostgreSQL and Kafka up, migrations, a month (October 2026) of
 # usage for a fleet of GPUs and 5 tenants produced to Kafka (with duplicates and poison messages
 # mixed in), ingested exactly once, then per-tenant GPU-hours by SKU, checked against the
-# generator's own exact totals. Safe to run again: the second run's messages are all duplicates.
+# generator's own exact totals; then finance's reference data, the close of October with an invoice
+# per tenant, every export (CSV, JSON, XRechnung checked by the official rules, FOCUS) in
+# out/invoices/. Safe to run again: the second run's messages are all duplicates, the close
+# issues nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh up
@@ -23,3 +26,14 @@ $B report
 echo
 $B check --totals out/demo-totals.json
 $B verify | tail -n 2
+echo
+echo "== billing: the seller, price lists (with a mid-October price change), profiles and contracts"
+$B reference load fixtures/billing/seller.json fixtures/billing/prices.json fixtures/billing/profiles.json fixtures/billing/contracts.json | tail -n 1
+echo
+echo "== closing October 2026 (Europe/Berlin): one invoice per tenant"
+$B invoices close --period 2026-10
+$B invoices export --period 2026-10 --out out/invoices
+PY="$(bash scripts/python.sh)"
+"$PY" ../shared/einvoice-rules/validate.py out/invoices/2026-10/xrechnung/*.xml | sed 's/^/  /'
+$B invoices verify | tail -n 1
+echo "exports (CSV, JSON, XRechnung, FOCUS) are in out/invoices/2026-10/"

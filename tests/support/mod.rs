@@ -241,3 +241,43 @@ pub fn topic_messages(topic: &str) -> Result<i64> {
     }
     Ok(total)
 }
+
+/// Runs the `gpuledger` binary with these arguments against a database; returns its stdout,
+/// or its stderr as the error when it exits non-zero.
+pub fn gpuledger(db_url: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(repo_root())
+        .env("GPULEDGER_DATABASE_URL", db_url)
+        .env("GPULEDGER_KAFKA_BROKERS", brokers())
+        .output()?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The official XRechnung validation (UBL 2.1 schema, EN 16931 and XRechnung 3.0 Schematron) of
+/// `../shared/einvoice-rules/validate.py`, run by the venv of `scripts/python.sh`. Returns the
+/// validator's report; fails when any file has a fatal or error finding, or the validator is missing.
+pub fn validate_xrechnung(files: &[PathBuf]) -> Result<String> {
+    let python = std::env::var("GPULEDGER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".services/venv/bin/python"));
+    let rules = std::env::var("GPULEDGER_EINVOICE_RULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("../shared/einvoice-rules"));
+    let script = rules.join("validate.py");
+    if !python.exists() || !script.exists() {
+        bail!("validator missing: {} / {} (run scripts/python.sh)", python.display(), script.display());
+    }
+    if files.is_empty() {
+        bail!("no files to validate");
+    }
+    let out = Command::new(&python).arg(&script).args(files).output()?;
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("XRechnung validation failed:\n{report}");
+    }
+    Ok(report)
+}

@@ -88,6 +88,17 @@ impl HourlyUsage {
         }
     }
 
+    /// A finance correction (`usage.adjusted`): GPU-seconds added to (or taken from) one row.
+    pub fn adjust(&mut self, a: &crate::billing::reference::UsageAdjustment) {
+        let key = HourKey {
+            tenant_id: a.tenant_id.clone(),
+            gpu_sku: a.gpu_sku.clone(),
+            project: a.project.clone(),
+            hour: a.hour,
+        };
+        self.rows.entry(key).or_default().gpu_seconds += a.gpu_seconds_delta;
+    }
+
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageRecorded>) -> HourlyUsage {
         let mut p = HourlyUsage::default();
         for e in events {

@@ -1,6 +1,8 @@
 //! The `gpuledger` command: the only place that reads the environment, parses arguments and
 //! prints. Everything it does is a call into the domain, store and ingest crates.
 
+mod billing_cli;
+
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -86,6 +88,16 @@ enum Command {
         #[command(subcommand)]
         which: BenchKind,
     },
+    /// Reference data for billing: seller, price lists, billing profiles, contracts, usage adjustments.
+    Reference {
+        #[command(subcommand)]
+        cmd: billing_cli::ReferenceCmd,
+    },
+    /// Close a month, list and export invoices and credit notes, verify them by replay.
+    Invoices {
+        #[command(subcommand)]
+        cmd: billing_cli::InvoicesCmd,
+    },
     /// Walk every hash chain and rebuild the hourly projection from the log; compare with the live one.
     Verify,
 }
@@ -151,6 +163,22 @@ enum BenchKind {
     Naive {
         #[command(flatten)]
         fleet: FleetArgs,
+    },
+    /// Month close: hourly aggregates of a fleet's month written directly, then the close timed
+    /// beside the bare read of the same rows. Needs an empty, migrated database.
+    Close {
+        #[arg(long, default_value_t = 50)]
+        tenants: u32,
+        #[arg(long, default_value_t = 10_000)]
+        gpus: u32,
+        #[arg(long, default_value_t = 3)]
+        projects: u32,
+        #[arg(long, default_value = "2026-09")]
+        period: String,
+        #[arg(long, default_value_t = 1)]
+        events_per_gpu_minute: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
 }
 
@@ -313,6 +341,32 @@ fn run(cli: Cli) -> Result<()> {
                         per_second(rows.len(), took)
                     );
                 }
+                BenchKind::Close { tenants, gpus, projects, period, events_per_gpu_minute, seed } => {
+                    if tenants == 0 || gpus < tenants || projects == 0 || events_per_gpu_minute == 0 {
+                        bail!("need --gpus >= --tenants >= 1, --projects >= 1, --events-per-gpu-minute >= 1");
+                    }
+                    let period = domain::billing::Period::parse(&period).map_err(anyhow::Error::msg)?;
+                    let spec = store::bench_close::CloseBenchSpec {
+                        tenants,
+                        gpus,
+                        projects,
+                        period,
+                        seed,
+                        events_per_gpu_minute,
+                    };
+                    let r = store::bench_close::run_close_bench(&mut db, &spec)?;
+                    println!(
+                        "close: {tenants} tenants, {gpus} GPUs, {} hourly rows standing for {} raw events; \
+                         read floor {} ms, close {} ms ({} documents, gross EUR {}); seeding took {} ms",
+                        r.hourly_rows,
+                        r.raw_events,
+                        r.floor.as_millis(),
+                        r.close.as_millis(),
+                        r.documents,
+                        r.gross_total,
+                        r.seed.as_millis()
+                    );
+                }
                 BenchKind::Naive { fleet } => {
                     let rows = bench_rows(&fleet)?;
                     let took = store::bench::insert_one_by_one(&mut db, &rows)?;
@@ -324,6 +378,14 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
             }
+        }
+        Command::Reference { cmd } => {
+            let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;
+            billing_cli::reference(&mut db, cmd)?;
+        }
+        Command::Invoices { cmd } => {
+            let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;
+            billing_cli::invoices(&mut db, cmd)?;
         }
         Command::Verify => {
             let mut db = store::connect(&cli.database_url)?;

@@ -4,6 +4,8 @@
 
 pub mod append;
 pub mod bench;
+pub mod bench_close;
+pub mod billing;
 pub mod migrate;
 pub mod read;
 
@@ -19,6 +21,9 @@ pub enum StoreError {
     MigrationChanged { name: String },
     #[error("durability setting {name} is {value}; the ledger needs it on")]
     NotDurable { name: String, value: String },
+    /// Refused input (a clear message for the person who sent it); nothing was written.
+    #[error("{0}")]
+    Refused(String),
     #[error("ledger invariant broken: {0}")]
     Invariant(String),
 }

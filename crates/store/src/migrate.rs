@@ -6,7 +6,10 @@ use postgres::{Client, NoTls};
 use sha2_free::checksum;
 
 /// The migrations, in order. Adding a file means adding a line here.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../../../migrations/0001_ledger.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_ledger", include_str!("../../../migrations/0001_ledger.sql")),
+    ("0002_billing", include_str!("../../../migrations/0002_billing.sql")),
+];
 
 mod sha2_free {
     /// FNV-1a 64: a change detector for migration text, not a security boundary.

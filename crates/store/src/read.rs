@@ -61,7 +61,8 @@ pub fn live_hourly(client: &mut Client) -> Result<HourlyUsage, StoreError> {
     Ok(p)
 }
 
-/// Folds the hourly projection again from the ledger's usage events alone (streamed, not loaded).
+/// Folds the hourly projection again from the ledger's usage events and usage adjustments alone
+/// (streamed, not loaded).
 pub fn rebuild_hourly(client: &mut Client) -> Result<HourlyUsage, StoreError> {
     let mut p = HourlyUsage::default();
     let mut tx = client.transaction()?;
@@ -75,6 +76,14 @@ pub fn rebuild_hourly(client: &mut Client) -> Result<HourlyUsage, StoreError> {
         p.apply(&e);
     }
     drop(rows);
+    // Finance's usage adjustments change the projection too (see store::billing).
+    let kind = domain::billing::reference::KIND_ADJUSTMENT;
+    for r in tx.query("SELECT payload FROM ledger_events WHERE kind = $1 ORDER BY seq", &[&kind])? {
+        let payload: serde_json::Value = r.get(0);
+        let a: domain::billing::reference::UsageAdjustment = serde_json::from_value(payload["data"].clone())
+            .map_err(|e| StoreError::Invariant(format!("ledgered usage adjustment does not parse: {e}")))?;
+        p.adjust(&a);
+    }
     tx.commit()?;
     for v in p.rows.values_mut() {
         v.gpu_seconds = v.gpu_seconds.normalize();

@@ -1,0 +1,214 @@
+//! Rating: from a tenant's hourly usage in one period to charge lines with exact amounts.
+//!
+//! Amounts are kept exact as `gpu_seconds × EUR per GPU-hour` (the numerator; the amount is that
+//! divided by 3600) until a line is rounded to cents, once, half away from zero.
+//!
+//! - List prices: each hour is rated at the price list of its SKU in force at that hour, in the
+//!   graduated tier that the tenant's cumulative GPU-hours of that SKU in the month have reached
+//!   (hours in time order, projects in name order within an hour). An hour that crosses a tier
+//!   boundary is split across the two tiers.
+//! - A contract for the SKU in the period replaces the list price: GPU-hours up to the commitment
+//!   at the committed rate, beyond it at the overage rate, an unused commitment as a minimum-charge
+//!   top-up, and the contract's discount as a negative line on all three.
+
+use super::dec;
+use super::period::Period;
+use super::reference::ReferenceState;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SECONDS_PER_HOUR: Decimal = Decimal::from_parts(3600, 0, 0, false, 0);
+
+/// GPU-seconds of one SKU, project and hour (a row of the hourly projection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub sku: String,
+    pub project: String,
+    pub hour: DateTime<Utc>,
+    pub gpu_seconds: Decimal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    /// GPU-hours at the list price of a tier.
+    Usage,
+    /// GPU-hours within a contract's commitment, at the committed rate.
+    Commitment,
+    /// GPU-hours beyond a contract's commitment, at the overage rate.
+    Overage,
+    /// The unused part of a commitment (take-or-pay).
+    MinimumTopUp,
+    /// A contract's percentage discount (negative).
+    Discount,
+}
+
+/// What makes two charges the same line: a line's identity across an invoice, its late-usage
+/// lines and its credit notes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LineKey {
+    pub kind: LineKind,
+    pub sku: String,
+    /// Set when the tenant's profile asks for lines per project.
+    pub project: Option<String>,
+    /// 1-based tier of the price list; 0 for contract lines.
+    pub tier: u32,
+    #[serde(with = "dec")]
+    pub unit_price: Decimal,
+    pub contract_id: Option<String>,
+}
+
+/// Exact totals of one line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rated {
+    pub gpu_seconds: Decimal,
+    /// Σ gpu_seconds × EUR per GPU-hour; the exact amount is this / 3600.
+    pub numerator: Decimal,
+}
+
+impl Rated {
+    pub fn exact(&self) -> Decimal {
+        self.numerator / SECONDS_PER_HOUR
+    }
+
+    /// The line's net amount: the exact amount rounded half away from zero to cents.
+    pub fn net(&self) -> Decimal {
+        dec::cents(self.exact())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RatingError {
+    #[error("no price list for {sku} in force at {hour} (tenant {tenant_id})")]
+    NoPrice { tenant_id: String, sku: String, hour: DateTime<Utc> },
+    #[error("usage of {tenant_id} at {hour} is outside period {period}")]
+    OutsidePeriod { tenant_id: String, hour: DateTime<Utc>, period: Period },
+}
+
+/// The rated lines of one tenant in one period.
+pub type RatedLines = BTreeMap<LineKey, Rated>;
+
+fn add(lines: &mut RatedLines, key: LineKey, secs: Decimal, price: Decimal) {
+    let r = lines.entry(key).or_default();
+    r.gpu_seconds += secs;
+    r.numerator += secs * price;
+}
+
+/// Rates a tenant's usage in `period`. `usage` may come in any order and any split: the result
+/// depends only on the GPU-seconds per SKU, project and hour.
+pub fn rate_period(
+    tenant_id: &str,
+    period: Period,
+    usage: &[UsageRow],
+    refs: &ReferenceState,
+    by_project: bool,
+) -> Result<RatedLines, RatingError> {
+    // GPU-seconds per SKU, then per (hour, project): the order of rating.
+    let mut per_sku: BTreeMap<&str, BTreeMap<(DateTime<Utc>, &str), Decimal>> = BTreeMap::new();
+    for u in usage {
+        if u.hour < period.start() || u.hour >= period.end() {
+            return Err(RatingError::OutsidePeriod { tenant_id: tenant_id.to_string(), hour: u.hour, period });
+        }
+        *per_sku.entry(&u.sku).or_default().entry((u.hour, &u.project)).or_default() += u.gpu_seconds;
+    }
+    let mut lines = RatedLines::new();
+    // SKUs with a contract but no usage still owe the minimum charge.
+    let mut skus: Vec<&str> = per_sku.keys().copied().collect();
+    for c in refs.contracts.values() {
+        if c.tenant_id == tenant_id && c.covers(period) && !skus.contains(&c.sku.as_str()) {
+            skus.push(&c.sku);
+        }
+    }
+    skus.sort_unstable();
+    let empty = BTreeMap::new();
+    for sku in skus {
+        let hours = per_sku.get(sku).unwrap_or(&empty);
+        let project = |p: &str| by_project.then(|| p.to_string());
+        if let Some(c) = refs.contract_for(tenant_id, sku, period) {
+            let committed = c.committed_gpu_hours_per_month * SECONDS_PER_HOUR;
+            let mut used = Decimal::ZERO;
+            let key = |kind, p: Option<String>, price| LineKey {
+                kind,
+                sku: sku.to_string(),
+                project: p,
+                tier: 0,
+                unit_price: price,
+                contract_id: Some(c.contract_id.clone()),
+            };
+            let mut contract_numerator = Decimal::ZERO;
+            for (&(_, p), &secs) in hours {
+                let within = secs.min((committed - used).max(Decimal::ZERO));
+                let over = secs - within;
+                used += secs;
+                if !within.is_zero() {
+                    add(
+                        &mut lines,
+                        key(LineKind::Commitment, project(p), c.committed_eur_per_gpu_hour),
+                        within,
+                        c.committed_eur_per_gpu_hour,
+                    );
+                    contract_numerator += within * c.committed_eur_per_gpu_hour;
+                }
+                if !over.is_zero() {
+                    add(
+                        &mut lines,
+                        key(LineKind::Overage, project(p), c.overage_eur_per_gpu_hour),
+                        over,
+                        c.overage_eur_per_gpu_hour,
+                    );
+                    contract_numerator += over * c.overage_eur_per_gpu_hour;
+                }
+            }
+            if used < committed {
+                let unused = committed - used;
+                add(
+                    &mut lines,
+                    key(LineKind::MinimumTopUp, None, c.committed_eur_per_gpu_hour),
+                    unused,
+                    c.committed_eur_per_gpu_hour,
+                );
+                contract_numerator += unused * c.committed_eur_per_gpu_hour;
+            }
+            if !c.discount_percent.is_zero() {
+                let r = lines.entry(key(LineKind::Discount, None, c.discount_percent)).or_default();
+                r.numerator -= contract_numerator * c.discount_percent / Decimal::ONE_HUNDRED;
+            }
+            continue;
+        }
+        let mut cumulative = Decimal::ZERO;
+        for (&(hour, p), &secs) in hours {
+            let list = refs.price_at(sku, hour).ok_or_else(|| RatingError::NoPrice {
+                tenant_id: tenant_id.to_string(),
+                sku: sku.to_string(),
+                hour,
+            })?;
+            let mut left = secs;
+            while left > Decimal::ZERO {
+                let idx =
+                    list.tiers.iter().rposition(|t| t.from_gpu_hours * SECONDS_PER_HOUR <= cumulative).unwrap_or(0);
+                let room = list.tiers.get(idx + 1).map(|t| t.from_gpu_hours * SECONDS_PER_HOUR - cumulative);
+                let take = room.map_or(left, |r| left.min(r));
+                let price = list.tiers[idx].eur_per_gpu_hour;
+                let key = LineKey {
+                    kind: LineKind::Usage,
+                    sku: sku.to_string(),
+                    project: project(p),
+                    tier: idx as u32 + 1,
+                    unit_price: price,
+                    contract_id: None,
+                };
+                add(&mut lines, key, take, price);
+                cumulative += take;
+                left -= take;
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// The exact total of rated lines (before rounding).
+pub fn exact_total(lines: &RatedLines) -> Decimal {
+    lines.values().map(Rated::exact).sum()
+}

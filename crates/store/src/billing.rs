@@ -1,0 +1,608 @@
+//! Billing in the ledger: reference events (finance's price lists, profiles, contracts, usage
+//! adjustments) appended to the stream `gpuledger.reference`; period closes and their invoices and
+//! credit notes appended to `gpuledger.billing`; and the replay that re-derives every issued
+//! document from the log alone and compares it byte for byte.
+
+use crate::append::ensure_months_for;
+use crate::StoreError;
+use chrono::{DateTime, SubsecRound, Utc};
+use domain::billing::close::{plan_close, recheck_set, CloseInput, CloseRecord, CLOSE_VERSION, KIND_CLOSE};
+use domain::billing::invoice::{InvoiceDoc, INVOICE_VERSION, KIND_INVOICE};
+use domain::billing::rating::UsageRow;
+use domain::billing::reference::{Reference, ReferenceInput, ReferenceState, REFERENCE_VERSION};
+use domain::billing::Period;
+use domain::chain::{link, ChainRow};
+use domain::projection::HourlyUsage;
+use domain::usage::{UsageRecorded, LEDGER_KIND};
+use postgres::{Client, IsolationLevel, Transaction};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use uuid::Uuid;
+
+pub const REFERENCE_STREAM: &str = "gpuledger.reference";
+pub const BILLING_STREAM: &str = "gpuledger.billing";
+/// Closes are serialized cluster-wide by this advisory lock key.
+const CLOSE_LOCK: &str = "gpuledger.billing.close";
+
+/// An event written by gpuledger itself (not consumed from Kafka).
+#[derive(Debug, Clone)]
+pub struct LocalEvent {
+    pub event_id: Uuid,
+    pub tenant_id: String,
+    pub kind: String,
+    pub version: i16,
+    pub occurred_at: DateTime<Utc>,
+    pub data: Value,
+}
+
+impl LocalEvent {
+    fn payload(&self) -> Value {
+        json!({ "data": self.data })
+    }
+}
+
+/// Where a local event landed, or that it was there already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub event_id: Uuid,
+    pub new: bool,
+    pub stream_id: i32,
+    pub stream_pos: i64,
+}
+
+fn fingerprint(kind: &str, payload: &[u8]) -> Vec<u8> {
+    domain::usage::fingerprint_of(&[kind.as_bytes(), b"\n", payload].concat()).to_vec()
+}
+
+/// The stream row of a local stream (made on first use), locked for this transaction.
+fn lock_stream(tx: &mut Transaction<'_>, topic: &str) -> Result<(i32, i64, [u8; 32]), StoreError> {
+    tx.execute(
+        "INSERT INTO ledger_streams (topic, kafka_partition) VALUES ($1, 0) ON CONFLICT (topic, kafka_partition) DO NOTHING",
+        &[&topic],
+    )?;
+    let row = tx.query_one(
+        "SELECT stream_id, head_pos, head_hash FROM ledger_streams WHERE topic = $1 AND kafka_partition = 0 FOR UPDATE",
+        &[&topic],
+    )?;
+    let hash: Vec<u8> = row.get(2);
+    let mut head = [0u8; 32];
+    head.copy_from_slice(&hash);
+    Ok((row.get(0), row.get(1), head))
+}
+
+/// Appends local events to a stream, chained, in this transaction. An event id already in the
+/// ledger with the same content is a duplicate (skipped); with other content it is refused.
+/// The ledger partitions for the events' months must exist (`ensure_months_for`).
+pub fn append_local(
+    tx: &mut Transaction<'_>,
+    topic: &str,
+    events: &[LocalEvent],
+    recorded_at: DateTime<Utc>,
+) -> Result<Vec<Appended>, StoreError> {
+    let (stream_id, mut pos, mut head) = lock_stream(tx, topic)?;
+    let recorded_at = recorded_at.trunc_subsecs(6);
+    let mut out = Vec::with_capacity(events.len());
+    let mut new = 0i64;
+    for e in events {
+        let payload = e.payload();
+        let bytes = serde_json::to_vec(&payload).expect("json");
+        let print = fingerprint(&e.kind, &bytes);
+        let inserted = tx.execute(
+            "INSERT INTO ledger_event_ids (tenant_id, event_id, fingerprint) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, event_id) DO NOTHING",
+            &[&e.tenant_id, &e.event_id, &print],
+        )?;
+        if inserted == 0 {
+            let old: Vec<u8> = tx
+                .query_one(
+                    "SELECT fingerprint FROM ledger_event_ids WHERE tenant_id = $1 AND event_id = $2",
+                    &[&e.tenant_id, &e.event_id],
+                )?
+                .get(0);
+            if old != print {
+                return Err(StoreError::Refused(format!(
+                    "event id {} of {} is already in the ledger with other content",
+                    e.event_id, e.tenant_id
+                )));
+            }
+            out.push(Appended { event_id: e.event_id, new: false, stream_id, stream_pos: 0 });
+            continue;
+        }
+        pos += 1;
+        let occurred_at = e.occurred_at.trunc_subsecs(6);
+        let row = ChainRow {
+            stream_id,
+            stream_pos: pos,
+            event_id: e.event_id,
+            tenant_id: &e.tenant_id,
+            kind: &e.kind,
+            version: e.version,
+            occurred_at,
+            recorded_at,
+            src_partition: Some(0),
+            src_offset: None,
+            payload: &bytes,
+        };
+        head = link(&head, &row);
+        tx.execute(
+            "INSERT INTO ledger_events (occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, tenant_id, event_id, hash, payload)
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9, $10)",
+            &[&occurred_at, &recorded_at, &stream_id, &pos, &e.version, &e.kind, &e.tenant_id, &e.event_id, &head.as_slice(), &payload],
+        )?;
+        new += 1;
+        out.push(Appended { event_id: e.event_id, new: true, stream_id, stream_pos: pos });
+    }
+    tx.execute(
+        "UPDATE ledger_streams SET head_pos = $2, head_hash = $3, ledgered = ledgered + $4 WHERE stream_id = $1",
+        &[&stream_id, &pos, &head.as_slice(), &new],
+    )?;
+    Ok(out)
+}
+
+fn stream_id(tx: &mut Transaction<'_>, topic: &str) -> Result<Option<(i32, i64)>, StoreError> {
+    Ok(tx
+        .query_opt(
+            "SELECT stream_id, head_pos FROM ledger_streams WHERE topic = $1 AND kafka_partition = 0",
+            &[&topic],
+        )?
+        .map(|r| (r.get(0), r.get(1))))
+}
+
+/// The reference events of the ledger in order, up to a stream position (all when `None`).
+fn reference_events(tx: &mut Transaction<'_>, upto: Option<i64>) -> Result<Vec<(i64, Uuid, Reference)>, StoreError> {
+    let Some((sid, head)) = stream_id(tx, REFERENCE_STREAM)? else {
+        return Ok(Vec::new());
+    };
+    let upto = upto.unwrap_or(head);
+    let rows = tx.query(
+        "SELECT stream_pos, event_id, kind, payload FROM ledger_events
+          WHERE stream_id = $1 AND stream_pos <= $2 ORDER BY stream_pos",
+        &[&sid, &upto],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let kind: String = r.get(2);
+            let payload: Value = r.get(3);
+            let parsed = Reference::parse(&kind, &payload["data"]).map_err(|e| {
+                StoreError::Invariant(format!(
+                    "reference event at position {} no longer parses: {e}",
+                    r.get::<_, i64>(0)
+                ))
+            })?;
+            Ok((r.get(0), r.get(1), parsed))
+        })
+        .collect()
+}
+
+fn fold_reference(events: &[(i64, Uuid, Reference)]) -> ReferenceState {
+    let mut state = ReferenceState::default();
+    for (_, id, r) in events {
+        state.apply(r.clone(), *id);
+    }
+    state
+}
+
+fn closed_periods(tx: &mut Transaction<'_>) -> Result<BTreeSet<Period>, StoreError> {
+    tx.query("SELECT period FROM billing_closes", &[])?
+        .iter()
+        .map(|r| Period::parse(r.get(0)).map_err(StoreError::Invariant))
+        .collect()
+}
+
+/// The reference data as the ledger knows it now.
+pub fn reference_state(client: &mut Client) -> Result<ReferenceState, StoreError> {
+    let mut tx = client.build_transaction().read_only(true).start()?;
+    let events = reference_events(&mut tx, None)?;
+    tx.commit()?;
+    Ok(fold_reference(&events))
+}
+
+/// What happened to one submitted reference event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedRef {
+    pub event_id: Uuid,
+    pub kind: &'static str,
+    pub new: bool,
+}
+
+/// Validates and appends reference events, all or none. Each is checked on its own, then against
+/// the state it joins (overlapping contracts, closed periods); usage adjustments also change the
+/// hourly projection in the same transaction and may not make any hour negative.
+pub fn load_reference(
+    client: &mut Client,
+    items: &[ReferenceInput],
+    now: DateTime<Utc>,
+) -> Result<Vec<LoadedRef>, StoreError> {
+    let mut parsed = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let r = Reference::parse(&item.kind, &item.data)
+            .map_err(|e| StoreError::Refused(format!("item {} ({}): {e}", i + 1, item.kind)))?;
+        parsed.push((item.event_id.unwrap_or_else(Uuid::new_v4), r));
+    }
+    ensure_months_for(client, std::iter::once(now))?;
+    let mut tx = client.transaction()?;
+    lock_stream(&mut tx, REFERENCE_STREAM)?;
+    let mut state = fold_reference(&reference_events(&mut tx, None)?);
+    let closed = closed_periods(&mut tx)?;
+    let mut events = Vec::with_capacity(parsed.len());
+    for (i, (id, r)) in parsed.iter().enumerate() {
+        let known = tx
+            .query_opt("SELECT 1 FROM ledger_event_ids WHERE tenant_id = $1 AND event_id = $2", &[&r.tenant(), id])?
+            .is_some();
+        if !known {
+            state.admits(r, &closed).map_err(|e| StoreError::Refused(format!("item {} ({}): {e}", i + 1, r.kind())))?;
+            state.apply(r.clone(), *id);
+        }
+        events.push(LocalEvent {
+            event_id: *id,
+            tenant_id: r.tenant().to_string(),
+            kind: r.kind().to_string(),
+            version: REFERENCE_VERSION,
+            occurred_at: now,
+            data: r.data(),
+        });
+    }
+    let appended = append_local(&mut tx, REFERENCE_STREAM, &events, now)?;
+    for ((_, r), a) in parsed.iter().zip(&appended) {
+        if let (Reference::Adjustment(adj), true) = (r, a.new) {
+            let current: Option<Decimal> = tx
+                .query_opt(
+                    "SELECT gpu_seconds FROM usage_hourly WHERE tenant_id = $1 AND gpu_sku = $2 AND project = $3 AND hour = $4 FOR UPDATE",
+                    &[&adj.tenant_id, &adj.gpu_sku, &adj.project, &adj.hour],
+                )?
+                .map(|row| row.get(0));
+            let after = current.unwrap_or_default() + adj.gpu_seconds_delta;
+            if after < Decimal::ZERO {
+                return Err(StoreError::Refused(format!(
+                    "adjustment {}: {} {} {} at {} has {} GPU-seconds; taking {} would make it negative",
+                    a.event_id,
+                    adj.tenant_id,
+                    adj.gpu_sku,
+                    adj.project,
+                    adj.hour,
+                    current.unwrap_or_default(),
+                    -adj.gpu_seconds_delta
+                )));
+            }
+            // An UPDATE when the row exists: INSERT ... ON CONFLICT would check the negative
+            // delta against the CHECK constraint before finding the conflict.
+            let sql = if current.is_some() {
+                "UPDATE usage_hourly SET gpu_seconds = gpu_seconds + $5
+                  WHERE tenant_id = $1 AND gpu_sku = $2 AND project = $3 AND hour = $4"
+            } else {
+                "INSERT INTO usage_hourly (tenant_id, gpu_sku, project, hour, gpu_seconds, events) VALUES ($1, $2, $3, $4, $5, 0)"
+            };
+            tx.execute(sql, &[&adj.tenant_id, &adj.gpu_sku, &adj.project, &adj.hour, &adj.gpu_seconds_delta])?;
+        }
+    }
+    tx.commit()?;
+    Ok(parsed
+        .iter()
+        .zip(appended)
+        .map(|((_, r), a)| LoadedRef { event_id: a.event_id, kind: r.kind(), new: a.new })
+        .collect())
+}
+
+/// What a close did.
+#[derive(Debug, Clone)]
+pub struct CloseOutcome {
+    pub period: Period,
+    /// The period was closed before: nothing was issued now.
+    pub already_closed: bool,
+    /// The documents issued by this close (or, when already closed, by the earlier close).
+    pub documents: Vec<InvoiceDoc>,
+}
+
+/// Documents issued for a closing: the `period.closed` event's record and its documents' events.
+fn close_events(record: &CloseRecord, close_id: Uuid, docs: &[InvoiceDoc]) -> Vec<LocalEvent> {
+    let mut events: Vec<LocalEvent> = docs
+        .iter()
+        .map(|d| LocalEvent {
+            event_id: Uuid::new_v5(&close_id, d.number.as_bytes()),
+            tenant_id: d.tenant_id.clone(),
+            kind: KIND_INVOICE.to_string(),
+            version: INVOICE_VERSION,
+            occurred_at: d.issued_at,
+            data: d.to_json(),
+        })
+        .collect();
+    events.push(LocalEvent {
+        event_id: close_id,
+        tenant_id: domain::billing::reference::NO_TENANT.to_string(),
+        kind: KIND_CLOSE.to_string(),
+        version: CLOSE_VERSION,
+        occurred_at: record.issued_at,
+        data: serde_json::to_value(record).expect("json"),
+    });
+    events
+}
+
+fn stream_names(tx: &mut Transaction<'_>) -> Result<HashMap<i32, String>, StoreError> {
+    Ok(tx
+        .query("SELECT stream_id, topic, kafka_partition FROM ledger_streams", &[])?
+        .iter()
+        .map(|r| (r.get(0), format!("{}/{}", r.get::<_, String>(1), r.get::<_, i32>(2))))
+        .collect())
+}
+
+fn usage_rows(rows: Vec<postgres::Row>) -> BTreeMap<String, Vec<UsageRow>> {
+    let mut out: BTreeMap<String, Vec<UsageRow>> = BTreeMap::new();
+    for r in rows {
+        out.entry(r.get(0)).or_default().push(UsageRow {
+            sku: r.get(1),
+            project: r.get(2),
+            hour: r.get(3),
+            gpu_seconds: r.get(4),
+        });
+    }
+    out
+}
+
+/// Closes a Berlin calendar month: issues every tenant's invoice (and the credit notes and late
+/// lines of earlier periods) in one transaction with the `period.closed` event. Closing a closed
+/// period issues nothing. Closes are serialized; ingest goes on meanwhile: the close reads one
+/// snapshot, and records each stream's head in it (the cut) so that a replay reads the same log.
+pub fn close_period(client: &mut Client, period: Period, now: DateTime<Utc>) -> Result<CloseOutcome, StoreError> {
+    if now < period.end() {
+        return Err(StoreError::Refused(format!("period {period} is not over yet (it ends at {})", period.end())));
+    }
+    let issued_at = now.trunc_subsecs(0);
+    ensure_months_for(client, std::iter::once(issued_at))?;
+    client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&CLOSE_LOCK])?;
+    let result = close_locked(client, period, issued_at);
+    let unlock = client.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&CLOSE_LOCK]);
+    let outcome = result?;
+    unlock?;
+    Ok(outcome)
+}
+
+fn close_locked(client: &mut Client, period: Period, issued_at: DateTime<Utc>) -> Result<CloseOutcome, StoreError> {
+    let mut tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start()?;
+    if tx.query_opt("SELECT 1 FROM billing_closes WHERE period = $1", &[&period.to_string()])?.is_some() {
+        let documents = documents_where(&mut tx, "close_period = $1", &[&period.to_string()])?;
+        tx.commit()?;
+        return Ok(CloseOutcome { period, already_closed: true, documents });
+    }
+    // The cut: every stream's head in this snapshot.
+    let cut: BTreeMap<String, i64> = tx
+        .query("SELECT topic, kafka_partition, head_pos FROM ledger_streams", &[])?
+        .iter()
+        .map(|r| (format!("{}/{}", r.get::<_, String>(0), r.get::<_, i32>(1)), r.get(2)))
+        .collect();
+    let refs = fold_reference(&reference_events(&mut tx, None)?);
+    let closed = closed_periods(&mut tx)?;
+    let issued = documents_where(&mut tx, "true", &[])?;
+    let mut input = CloseInput { refs, closed, issued, ..CloseInput::default() };
+    let current = tx.query(
+        "SELECT tenant_id, gpu_sku, project, hour, gpu_seconds FROM usage_hourly WHERE hour >= $1 AND hour < $2",
+        &[&period.start(), &period.end()],
+    )?;
+    for (tenant, rows) in usage_rows(current) {
+        input.usage.entry(tenant).or_default().insert(period, rows);
+    }
+    // Earlier closed periods: re-rate those whose usage changed since they were billed.
+    if let Some(first) = input.closed.iter().next().copied().filter(|f| *f < period) {
+        let totals = tx.query(
+            "SELECT tenant_id, to_char(hour AT TIME ZONE 'Europe/Berlin', 'YYYY-MM'), sum(gpu_seconds)
+               FROM usage_hourly WHERE hour >= $1 AND hour < $2 GROUP BY 1, 2",
+            &[&first.start(), &period.start()],
+        )?;
+        let mut seconds = BTreeMap::new();
+        for r in totals {
+            let p = Period::parse(r.get(1)).map_err(StoreError::Invariant)?;
+            seconds.insert((r.get::<_, String>(0), p), r.get::<_, Decimal>(2));
+        }
+        let recheck = recheck_set(&seconds, &input.closed, &input.issued);
+        for (tenant, q) in &recheck {
+            let rows = tx.query(
+                "SELECT tenant_id, gpu_sku, project, hour, gpu_seconds FROM usage_hourly
+                  WHERE tenant_id = $1 AND hour >= $2 AND hour < $3",
+                &[tenant, &q.start(), &q.end()],
+            )?;
+            for (t, rows) in usage_rows(rows) {
+                input.usage.entry(t).or_default().insert(*q, rows);
+            }
+        }
+        input.recheck = Some(recheck);
+    } else {
+        input.recheck = Some(BTreeSet::new());
+    }
+    let close_id = Uuid::new_v4();
+    let docs = plan_close(period, issued_at, close_id, &input).map_err(|e| StoreError::Refused(e.to_string()))?;
+    let record = CloseRecord { period, issued_at, cut, documents: docs.iter().map(|d| d.number.clone()).collect() };
+    let appended = append_local(&mut tx, BILLING_STREAM, &close_events(&record, close_id, &docs), issued_at)?;
+    let close_at = appended.last().expect("the close event");
+    tx.execute(
+        "INSERT INTO billing_closes (period, event_id, closed_at, stream_id, stream_pos) VALUES ($1, $2, $3, $4, $5)",
+        &[&period.to_string(), &close_id, &issued_at, &close_at.stream_id, &close_at.stream_pos],
+    )?;
+    for (d, a) in docs.iter().zip(&appended) {
+        let series_no: i32 = d.number.rsplit('-').next().and_then(|n| n.parse().ok()).expect("numbered");
+        tx.execute(
+            "INSERT INTO invoices (number, series, series_no, type_code, tenant_id, period, close_period, issued_at,
+                                   net_total, vat_total, gross_total, event_id, stream_id, stream_pos)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                &d.number,
+                &d.series,
+                &series_no,
+                &(d.type_code as i16),
+                &d.tenant_id,
+                &d.period.to_string(),
+                &period.to_string(),
+                &issued_at,
+                &d.net_total,
+                &d.vat_total,
+                &d.gross_total,
+                &a.event_id,
+                &a.stream_id,
+                &a.stream_pos,
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(CloseOutcome { period, already_closed: false, documents: docs })
+}
+
+/// Issued documents (from their ledger rows) whose index row matches `filter`, in issue order.
+fn documents_where(
+    tx: &mut Transaction<'_>,
+    filter: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Vec<InvoiceDoc>, StoreError> {
+    let sql = format!(
+        "SELECT e.payload FROM invoices i JOIN ledger_events e ON e.stream_id = i.stream_id AND e.stream_pos = i.stream_pos
+          WHERE e.kind = '{KIND_INVOICE}' AND {filter} ORDER BY i.stream_pos"
+    );
+    tx.query(&sql, params)?
+        .iter()
+        .map(|r| {
+            let payload: Value = r.get(0);
+            InvoiceDoc::from_json(&payload["data"]).map_err(StoreError::Invariant)
+        })
+        .collect()
+}
+
+/// Issued documents, optionally of one close period and/or one tenant, in issue order.
+pub fn documents(
+    client: &mut Client,
+    close_period: Option<Period>,
+    tenant: Option<&str>,
+) -> Result<Vec<InvoiceDoc>, StoreError> {
+    let mut tx = client.build_transaction().read_only(true).start()?;
+    let p = close_period.map(|p| p.to_string());
+    let docs = documents_where(
+        &mut tx,
+        "($1::text IS NULL OR i.close_period = $1) AND ($2::text IS NULL OR i.tenant_id = $2)",
+        &[&p, &tenant],
+    )?;
+    tx.commit()?;
+    Ok(docs)
+}
+
+/// One close, re-derived from the log.
+#[derive(Debug, Clone)]
+pub struct CloseCheck {
+    pub period: Period,
+    pub documents: usize,
+    /// Differences found (empty: every document is byte-identical).
+    pub differences: Vec<String>,
+}
+
+/// Replays every period close from the log alone: the usage events and adjustments, reference
+/// events and earlier documents inside its recorded cut, folded and rated again; each document
+/// must come out byte-identical to the one issued.
+pub fn verify_closes(client: &mut Client) -> Result<Vec<CloseCheck>, StoreError> {
+    let mut tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+    let names = stream_names(&mut tx)?;
+    let Some((billing_sid, _)) = stream_id(&mut tx, BILLING_STREAM)? else {
+        tx.commit()?;
+        return Ok(Vec::new());
+    };
+    let reference = reference_events(&mut tx, None)?;
+    let billing = tx.query(
+        "SELECT stream_pos, event_id, kind, payload FROM ledger_events WHERE stream_id = $1 ORDER BY stream_pos",
+        &[&billing_sid],
+    )?;
+    let params: [&(dyn postgres::types::ToSql + Sync); 1] = [&LEDGER_KIND];
+    let mut usage: Vec<(String, i64, UsageRecorded)> = Vec::new();
+    {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut rows =
+            tx.query_raw("SELECT stream_id, stream_pos, event_id, payload FROM ledger_events WHERE kind = $1", params)?;
+        while let Some(r) = rows.next()? {
+            let payload: Value = r.get(3);
+            let e = UsageRecorded::from_payload(r.get(2), &payload)
+                .map_err(|e| StoreError::Invariant(format!("ledgered usage no longer parses: {}", e.message)))?;
+            usage.push((names[&r.get::<_, i32>(0)].clone(), r.get(1), e));
+        }
+    }
+    tx.commit()?;
+    let ref_name = format!("{REFERENCE_STREAM}/0");
+    let billing_name = format!("{BILLING_STREAM}/0");
+
+    let mut docs_by_pos: Vec<(i64, InvoiceDoc)> = Vec::new();
+    let mut closes: Vec<(i64, Uuid, CloseRecord)> = Vec::new();
+    for r in &billing {
+        let kind: String = r.get(2);
+        let payload: Value = r.get(3);
+        if kind == KIND_INVOICE {
+            docs_by_pos.push((r.get(0), InvoiceDoc::from_json(&payload["data"]).map_err(StoreError::Invariant)?));
+        } else if kind == KIND_CLOSE {
+            let rec: CloseRecord = serde_json::from_value(payload["data"].clone())
+                .map_err(|e| StoreError::Invariant(format!("period.closed event does not parse: {e}")))?;
+            closes.push((r.get(0), r.get(1), rec));
+        }
+    }
+
+    let mut checks = Vec::new();
+    for (_, close_id, rec) in &closes {
+        let upto = |name: &str| rec.cut.get(name).copied().unwrap_or(0);
+        let refs_in: Vec<(i64, Uuid, Reference)> =
+            reference.iter().filter(|(pos, _, _)| *pos <= upto(&ref_name)).cloned().collect();
+        let mut hourly = HourlyUsage::default();
+        for (stream, pos, e) in &usage {
+            if *pos <= upto(stream) {
+                hourly.apply(e);
+            }
+        }
+        for (_, _, r) in &refs_in {
+            if let Reference::Adjustment(a) = r {
+                hourly.adjust(a);
+            }
+        }
+        let issued: Vec<InvoiceDoc> =
+            docs_by_pos.iter().filter(|(pos, _)| *pos <= upto(&billing_name)).map(|(_, d)| d.clone()).collect();
+        let closed: BTreeSet<Period> =
+            closes.iter().filter(|(pos, _, _)| *pos <= upto(&billing_name)).map(|(_, _, r)| r.period).collect();
+        let mut input = CloseInput { refs: fold_reference(&refs_in), closed, issued, ..CloseInput::default() };
+        let mut seconds: BTreeMap<(String, Period), Decimal> = BTreeMap::new();
+        let mut by_period: BTreeMap<(String, Period), Vec<UsageRow>> = BTreeMap::new();
+        for (k, v) in &hourly.rows {
+            let p = Period::of(k.hour);
+            if p > rec.period {
+                continue;
+            }
+            if p < rec.period {
+                *seconds.entry((k.tenant_id.clone(), p)).or_default() += v.gpu_seconds;
+            }
+            by_period.entry((k.tenant_id.clone(), p)).or_default().push(UsageRow {
+                sku: k.gpu_sku.clone(),
+                project: k.project.clone(),
+                hour: k.hour,
+                gpu_seconds: v.gpu_seconds,
+            });
+        }
+        let recheck = recheck_set(&seconds, &input.closed, &input.issued);
+        for ((t, p), rows) in by_period {
+            if p == rec.period || recheck.contains(&(t.clone(), p)) {
+                input.usage.entry(t).or_default().insert(p, rows);
+            }
+        }
+        input.recheck = Some(recheck);
+        let mut differences = Vec::new();
+        match plan_close(rec.period, rec.issued_at, *close_id, &input) {
+            Err(e) => differences.push(format!("the replay cannot close {}: {e}", rec.period)),
+            Ok(replayed) => {
+                let stored: BTreeMap<&str, &InvoiceDoc> =
+                    docs_by_pos.iter().map(|(_, d)| (d.number.as_str(), d)).collect();
+                let numbers: Vec<&str> = replayed.iter().map(|d| d.number.as_str()).collect();
+                if numbers != rec.documents.iter().map(String::as_str).collect::<Vec<_>>() {
+                    differences.push(format!("issued {:?}, the replay issues {:?}", rec.documents, numbers));
+                }
+                for d in &replayed {
+                    match stored.get(d.number.as_str()) {
+                        None => differences.push(format!("{} is not in the ledger", d.number)),
+                        Some(s) if s.canonical_bytes() != d.canonical_bytes() => {
+                            differences.push(format!("{} differs from its replay", d.number))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        checks.push(CloseCheck { period: rec.period, documents: rec.documents.len(), differences });
+    }
+    Ok(checks)
+}
