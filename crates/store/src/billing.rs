@@ -523,12 +523,15 @@ pub fn verify_closes(client: &mut Client) -> Result<Vec<CloseCheck>, StoreError>
     let billing_name = format!("{BILLING_STREAM}/0");
 
     let mut docs_by_pos: Vec<(i64, InvoiceDoc)> = Vec::new();
+    let mut stored_json: BTreeMap<String, Value> = BTreeMap::new();
     let mut closes: Vec<(i64, Uuid, CloseRecord)> = Vec::new();
     for r in &billing {
         let kind: String = r.get(2);
         let payload: Value = r.get(3);
         if kind == KIND_INVOICE {
-            docs_by_pos.push((r.get(0), InvoiceDoc::from_json(&payload["data"]).map_err(StoreError::Invariant)?));
+            let doc = InvoiceDoc::from_json(&payload["data"]).map_err(StoreError::Invariant)?;
+            stored_json.insert(doc.number.clone(), payload["data"].clone());
+            docs_by_pos.push((r.get(0), doc));
         } else if kind == KIND_CLOSE {
             let rec: CloseRecord = serde_json::from_value(payload["data"].clone())
                 .map_err(|e| StoreError::Invariant(format!("period.closed event does not parse: {e}")))?;
@@ -585,18 +588,17 @@ pub fn verify_closes(client: &mut Client) -> Result<Vec<CloseCheck>, StoreError>
         match plan_close(rec.period, rec.issued_at, *close_id, &input) {
             Err(e) => differences.push(format!("the replay cannot close {}: {e}", rec.period)),
             Ok(replayed) => {
-                let stored: BTreeMap<&str, &InvoiceDoc> =
-                    docs_by_pos.iter().map(|(_, d)| (d.number.as_str(), d)).collect();
                 let numbers: Vec<&str> = replayed.iter().map(|d| d.number.as_str()).collect();
                 if numbers != rec.documents.iter().map(String::as_str).collect::<Vec<_>>() {
                     differences.push(format!("issued {:?}, the replay issues {:?}", rec.documents, numbers));
                 }
                 for d in &replayed {
-                    match stored.get(d.number.as_str()) {
+                    // The ledger's bytes of the document against the replay's.
+                    match stored_json.get(&d.number) {
                         None => differences.push(format!("{} is not in the ledger", d.number)),
-                        Some(s) if s.canonical_bytes() != d.canonical_bytes() => {
-                            differences.push(format!("{} differs from its replay", d.number))
-                        }
+                        Some(s) if serde_json::to_vec(s).expect("json") != d.canonical_bytes() => differences.push(
+                            format!("{} differs from its replay at {}", d.number, first_difference(s, &d.to_json())),
+                        ),
                         Some(_) => {}
                     }
                 }
@@ -605,4 +607,29 @@ pub fn verify_closes(client: &mut Client) -> Result<Vec<CloseCheck>, StoreError>
         checks.push(CloseCheck { period: rec.period, documents: rec.documents.len(), differences });
     }
     Ok(checks)
+}
+
+/// The JSON path of the first difference between two values (for reports).
+fn first_difference(a: &Value, b: &Value) -> String {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys()) {
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) if p == q => {}
+                    (Some(p), Some(q)) => return format!(".{k}{}", first_difference(p, q)),
+                    _ => return format!(".{k} (present on one side only)"),
+                }
+            }
+            String::new()
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                if p != q {
+                    return format!("[{i}]{}", first_difference(p, q));
+                }
+            }
+            String::new()
+        }
+        _ => format!(": {a} vs {b}"),
+    }
 }
