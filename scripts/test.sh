@@ -11,6 +11,6 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 cargo build --release --workspace --all-targets
 mkdir -p target
 # No doctests in this workspace: --lib --bins --tests runs every unit, property and integration test.
-cargo test --release --workspace --lib --bins --tests 2>&1 | tee target/test-output.log
+cargo test --release --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee target/test-output.log
 passed=$(grep -oE '^test result: ok\. [0-9]+ passed' target/test-output.log | awk '{s += $4} END {print s + 0}')
 echo "${passed} passed, 0 failed"
