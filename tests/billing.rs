@@ -65,7 +65,11 @@ fn usage_seconds(db: &str) -> BTreeMap<(String, Period), Decimal> {
 }
 
 fn billed_seconds(docs: &[InvoiceDoc]) -> BTreeMap<(String, Period), Decimal> {
-    domain::billing::close::billed_seconds(docs)
+    let mut out = BTreeMap::new();
+    for ((tenant, period, _sku), secs) in domain::billing::close::billed_seconds(docs) {
+        *out.entry((tenant, period)).or_insert(Decimal::ZERO) += secs;
+    }
+    out
 }
 
 #[test]

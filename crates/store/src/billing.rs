@@ -384,14 +384,14 @@ fn close_locked(client: &mut Client, period: Period, issued_at: DateTime<Utc>) -
     // Earlier closed periods: re-rate those whose usage changed since they were billed.
     if let Some(first) = input.closed.iter().next().copied().filter(|f| *f < period) {
         let totals = tx.query(
-            "SELECT tenant_id, to_char(hour AT TIME ZONE 'Europe/Berlin', 'YYYY-MM'), sum(gpu_seconds)
-               FROM usage_hourly WHERE hour >= $1 AND hour < $2 GROUP BY 1, 2",
+            "SELECT tenant_id, to_char(hour AT TIME ZONE 'Europe/Berlin', 'YYYY-MM'), gpu_sku, sum(gpu_seconds)
+               FROM usage_hourly WHERE hour >= $1 AND hour < $2 GROUP BY 1, 2, 3",
             &[&first.start(), &period.start()],
         )?;
         let mut seconds = BTreeMap::new();
         for r in totals {
             let p = Period::parse(r.get(1)).map_err(StoreError::Invariant)?;
-            seconds.insert((r.get::<_, String>(0), p), r.get::<_, Decimal>(2));
+            seconds.insert((r.get::<_, String>(0), p, r.get::<_, String>(2)), r.get::<_, Decimal>(3));
         }
         let recheck = recheck_set(&seconds, &input.closed, &input.issued);
         for (tenant, q) in &recheck {
@@ -560,7 +560,7 @@ pub fn verify_closes(client: &mut Client) -> Result<Vec<CloseCheck>, StoreError>
         let closed: BTreeSet<Period> =
             closes.iter().filter(|(pos, _, _)| *pos <= upto(&billing_name)).map(|(_, _, r)| r.period).collect();
         let mut input = CloseInput { refs: fold_reference(&refs_in), closed, issued, ..CloseInput::default() };
-        let mut seconds: BTreeMap<(String, Period), Decimal> = BTreeMap::new();
+        let mut seconds: BTreeMap<(String, Period, String), Decimal> = BTreeMap::new();
         let mut by_period: BTreeMap<(String, Period), Vec<UsageRow>> = BTreeMap::new();
         for (k, v) in &hourly.rows {
             let p = Period::of(k.hour);
@@ -568,7 +568,7 @@ pub fn verify_closes(client: &mut Client) -> Result<Vec<CloseCheck>, StoreError>
                 continue;
             }
             if p < rec.period {
-                *seconds.entry((k.tenant_id.clone(), p)).or_default() += v.gpu_seconds;
+                *seconds.entry((k.tenant_id.clone(), p, k.gpu_sku.clone())).or_default() += v.gpu_seconds;
             }
             by_period.entry((k.tenant_id.clone(), p)).or_default().push(UsageRow {
                 sku: k.gpu_sku.clone(),

@@ -61,25 +61,30 @@ pub enum CloseError {
     Rating(#[from] RatingError),
 }
 
-/// GPU-seconds of usage (not minimum charges) that documents billed, per tenant and period.
-pub fn billed_seconds(issued: &[InvoiceDoc]) -> BTreeMap<(String, Period), Decimal> {
-    let mut out = BTreeMap::<(String, Period), Decimal>::new();
+/// A tenant's usage of one SKU in one period: the grain at which a close notices changes.
+pub type UsageKey = (String, Period, String);
+
+/// GPU-seconds of usage (not minimum charges) that documents billed, per tenant, period and SKU.
+pub fn billed_seconds(issued: &[InvoiceDoc]) -> BTreeMap<UsageKey, Decimal> {
+    let mut out = BTreeMap::<UsageKey, Decimal>::new();
     for d in issued {
         for l in &d.lines {
             if matches!(l.charge.kind, LineKind::Usage | LineKind::Commitment | LineKind::Overage) {
-                *out.entry((d.tenant_id.clone(), l.period)).or_default() += d.sign() * l.gpu_seconds;
+                *out.entry((d.tenant_id.clone(), l.period, l.charge.sku.clone())).or_default() +=
+                    d.sign() * l.gpu_seconds;
             }
         }
     }
     out
 }
 
-/// Which (tenant, closed period) pairs to re-rate: those whose usage now differs from what their
-/// documents billed. (Known limit: a correction that only moves GPU-seconds between hours, SKUs or
-/// projects of one period, leaving its total unchanged, is not re-rated.) `usage_seconds` holds the GPU-seconds per tenant and period of the earlier
-/// periods, as the hourly projection knows them at the cut.
+/// Which (tenant, closed period) pairs to re-rate: those where the usage of some SKU now differs
+/// from what their documents billed for it. `usage_seconds` holds the GPU-seconds per tenant,
+/// period and SKU of the earlier periods, as the hourly projection knows them at the cut.
+/// (Known limit: a correction that only moves GPU-seconds between hours or projects of one SKU
+/// and period, leaving its total unchanged, is not re-rated.)
 pub fn recheck_set(
-    usage_seconds: &BTreeMap<(String, Period), Decimal>,
+    usage_seconds: &BTreeMap<UsageKey, Decimal>,
     closed: &BTreeSet<Period>,
     issued: &[InvoiceDoc],
 ) -> BTreeSet<(String, Period)> {
@@ -87,9 +92,9 @@ pub fn recheck_set(
     usage_seconds
         .keys()
         .chain(billed.keys())
-        .filter(|(_, q)| closed.contains(q))
+        .filter(|(_, q, _)| closed.contains(q))
         .filter(|k| usage_seconds.get(*k).copied().unwrap_or_default() != billed.get(*k).copied().unwrap_or_default())
-        .cloned()
+        .map(|(t, q, _)| (t.clone(), *q))
         .collect()
 }
 

@@ -214,7 +214,15 @@ proptest! {
                     usage.entry(TENANTS[*t].to_string()).or_default().insert(*q, rows.clone());
                 }
             }
-            CloseInput { refs: refs.clone(), usage, closed: closed.clone(), issued: issued.clone(), recheck: None }
+            // Re-rate what the store would: the closed periods whose usage per SKU changed.
+            let mut seconds = BTreeMap::new();
+            for ((t, q), rows) in known {
+                for r in rows {
+                    *seconds.entry((TENANTS[*t].to_string(), *q, r.sku.clone())).or_insert(Decimal::ZERO) += r.gpu_seconds;
+                }
+            }
+            let recheck = Some(super::close::recheck_set(&seconds, closed, issued));
+            CloseInput { refs: refs.clone(), usage, closed: closed.clone(), issued: issued.clone(), recheck }
         };
         let at = |q: Period| q.end() + Duration::hours(30);
         // Close September.
@@ -231,7 +239,13 @@ proptest! {
         for &(t, i, pct) in &corrections {
             let rows = known.get_mut(&(t, sep)).unwrap();
             if let Some(r) = rows.get_mut(i) {
-                r.gpu_seconds -= (r.gpu_seconds * Decimal::from(pct) / Decimal::ONE_HUNDRED).round_dp(6);
+                let take = (r.gpu_seconds * Decimal::from(pct) / Decimal::ONE_HUNDRED).round_dp(6);
+                r.gpu_seconds -= take;
+                // Every other correction moves the GPU-seconds to the other SKU (same total).
+                if pct % 2 == 0 {
+                    let moved = UsageRow { sku: SKUS[usize::from(r.sku == SKUS[0])].to_string(), gpu_seconds: take, ..r.clone() };
+                    rows.push(moved);
+                }
             }
         }
         let docs = plan_close(oct, at(oct), Uuid::from_u128(2), &input_of(&known, &closed, &issued)).unwrap();
