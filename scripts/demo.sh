@@ -4,7 +4,8 @@
 # mixed in), ingested exactly once, then per-tenant GPU-hours by SKU, checked against the
 # generator's own exact totals; then finance's reference data, the close of October with an invoice
 # per tenant, every export (CSV, JSON, XRechnung checked by the official rules, FOCUS) in
-# out/invoices/. Safe to run again: the second run's messages are all duplicates, the close
+# out/invoices/; then the investment budget (fixtures/budget/) and its report, and the SAP journal
+# of October in out/sap/. Safe to run again: the second run's messages are all duplicates, the close
 # issues nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,3 +38,9 @@ PY="$(bash scripts/python.sh)"
 "$PY" ../shared/einvoice-rules/validate.py out/invoices/2026-10/xrechnung/*.xml | sed 's/^/  /'
 $B invoices verify | tail -n 1
 echo "exports (CSV, JSON, XRechnung, FOCUS) are in out/invoices/2026-10/"
+echo
+echo "== the investment budget: EUR 1 bn programme, Telekom and SAP cost centres, orders, invoices, GPUs in service"
+$B budget load fixtures/budget/master.json fixtures/budget/allocations.json fixtures/budget/bookings.json
+$B budget report --as-of "$(date -u +%F)"
+mkdir -p out/sap
+$B budget sap-export --period 2026-10 --out out/sap/journal-2026-10.csv

@@ -5,6 +5,7 @@
 //! and reads no clock (callers pass `now` in). Everything here is deterministic.
 
 pub mod billing;
+pub mod budget;
 pub mod chain;
 pub mod gpu_seconds;
 pub mod projection;

@@ -61,7 +61,7 @@ fn period(text: &str) -> Result<Period> {
     Period::parse(text).map_err(anyhow::Error::msg)
 }
 
-fn read_inputs(files: &[PathBuf]) -> Result<Vec<ReferenceInput>> {
+pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<ReferenceInput>> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;

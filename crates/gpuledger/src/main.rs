@@ -2,6 +2,7 @@
 //! prints. Everything it does is a call into the domain, store and ingest crates.
 
 mod billing_cli;
+mod budget_cli;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
@@ -97,6 +98,11 @@ enum Command {
     Invoices {
         #[command(subcommand)]
         cmd: billing_cli::InvoicesCmd,
+    },
+    /// The investment budget: load master data and bookings, report, export the SAP journal.
+    Budget {
+        #[command(subcommand)]
+        cmd: budget_cli::BudgetCmd,
     },
     /// Walk every hash chain and rebuild the hourly projection from the log; compare with the live one.
     Verify,
@@ -386,6 +392,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Invoices { cmd } => {
             let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;
             billing_cli::invoices(&mut db, cmd)?;
+        }
+        Command::Budget { cmd } => {
+            let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;
+            budget_cli::budget(&mut db, cmd)?;
         }
         Command::Verify => {
             let mut db = store::connect(&cli.database_url)?;

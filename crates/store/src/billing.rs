@@ -56,7 +56,7 @@ fn fingerprint(kind: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The stream row of a local stream (made on first use), locked for this transaction.
-fn lock_stream(tx: &mut Transaction<'_>, topic: &str) -> Result<(i32, i64, [u8; 32]), StoreError> {
+pub(crate) fn lock_stream(tx: &mut Transaction<'_>, topic: &str) -> Result<(i32, i64, [u8; 32]), StoreError> {
     tx.execute(
         "INSERT INTO ledger_streams (topic, kafka_partition) VALUES ($1, 0) ON CONFLICT (topic, kafka_partition) DO NOTHING",
         &[&topic],

@@ -6,6 +6,7 @@ pub mod append;
 pub mod bench;
 pub mod bench_close;
 pub mod billing;
+pub mod budget;
 pub mod migrate;
 pub mod read;
 

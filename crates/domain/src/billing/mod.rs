@@ -15,4 +15,4 @@ pub mod ubl;
 pub use period::Period;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -85,6 +85,12 @@ impl Period {
     }
 }
 
+/// Midnight at the start of a Berlin calendar date, as a UTC instant.
+pub fn berlin_midnight(d: NaiveDate) -> DateTime<Utc> {
+    let local = d.and_hms_opt(0, 0, 0).expect("midnight");
+    Berlin.from_local_datetime(&local).single().expect("Berlin midnight is unambiguous").with_timezone(&Utc)
+}
+
 /// The Berlin calendar date of an instant (issue and due dates on invoices).
 pub fn berlin_date(t: DateTime<Utc>) -> NaiveDate {
     t.with_timezone(&Berlin).date_naive()

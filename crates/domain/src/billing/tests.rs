@@ -73,7 +73,7 @@ fn p(s: &str) -> Period {
 }
 
 /// Reference data: two SKUs with tiers, a price change on 16 October, and optionally a contract.
-fn refs(by_project: bool, contract: bool) -> ReferenceState {
+pub(crate) fn refs(by_project: bool, contract: bool) -> ReferenceState {
     let mut s = ReferenceState::default();
     let id = Uuid::nil();
     s.apply(Reference::Seller(seller()), id);

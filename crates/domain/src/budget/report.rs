@@ -1,0 +1,378 @@
+//! The budget report as of a date: per WBS element and cost centre, rolled up per owner and for
+//! the programme; the fleet (GPUs in service, available and billed GPU-hours, depreciation,
+//! revenue, the share of the GPU investment recovered); revenue attributed to cost centres by the
+//! allocation key. Rendered as a terminal table, CSV and JSON.
+
+use super::events::Asset;
+use super::state::{BudgetState, Figures};
+use crate::billing::dec::{self, cents};
+use crate::billing::invoice::InvoiceDoc;
+use crate::billing::period::berlin_midnight;
+use crate::billing::rating::{LineKind, SECONDS_PER_HOUR};
+use crate::billing::Period;
+use chrono::{Datelike, Days, NaiveDate};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetRow {
+    /// `wbs`, `cost_center`, `owner` or `programme`.
+    pub level: String,
+    pub owner: String,
+    pub cost_center: String,
+    pub wbs: String,
+    #[serde(with = "dec")]
+    pub budget: Decimal,
+    #[serde(with = "dec")]
+    pub committed: Decimal,
+    #[serde(with = "dec")]
+    pub actual: Decimal,
+    #[serde(with = "dec")]
+    pub remaining: Decimal,
+    #[serde(with = "dec")]
+    pub forecast_at_completion: Decimal,
+    /// The forecast at completion exceeds the budget.
+    pub warning: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetRow {
+    pub sku: String,
+    pub gpus: u64,
+    #[serde(with = "dec")]
+    pub available_gpu_hours: Decimal,
+    #[serde(with = "dec")]
+    pub billed_gpu_hours: Decimal,
+    #[serde(with = "dec")]
+    pub utilisation_percent: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fleet {
+    pub per_sku: Vec<FleetRow>,
+    #[serde(with = "dec")]
+    pub gpu_investment: Decimal,
+    #[serde(with = "dec")]
+    pub monthly_depreciation: Decimal,
+    #[serde(with = "dec")]
+    pub accumulated_depreciation: Decimal,
+    #[serde(with = "dec")]
+    pub revenue_invoiced_net: Decimal,
+    #[serde(with = "dec")]
+    pub recovered_percent: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attribution {
+    pub owner: String,
+    pub cost_center: String,
+    #[serde(with = "dec")]
+    pub revenue: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetReport {
+    pub as_of: NaiveDate,
+    pub programme: String,
+    #[serde(with = "dec")]
+    pub programme_total: Decimal,
+    #[serde(with = "dec")]
+    pub unallocated: Decimal,
+    pub rows: Vec<BudgetRow>,
+    pub fleet: Fleet,
+    /// Revenue per cost centre by the allocation key in force for each document's period
+    /// (`unattributed` where no key was in force).
+    pub revenue_attribution: Vec<Attribution>,
+}
+
+fn months_between(from: NaiveDate, to: NaiveDate) -> i64 {
+    i64::from(to.year() - from.year()) * 12 + i64::from(to.month()) - i64::from(from.month())
+}
+
+/// Straight-line depreciation, full months from the month of going into service: the amount of
+/// the k-th month (1-based) is round(cost·k/n) − round(cost·(k−1)/n), so the months add up to the
+/// cost exactly. Zero outside the n months.
+pub fn depreciation_of_month(a: &Asset, month: Period) -> Decimal {
+    let k = months_between(a.in_service, month.first_day()) + 1;
+    let n = i64::from(a.depreciation_months);
+    if k < 1 || k > n {
+        return cents(Decimal::ZERO);
+    }
+    accumulated(a, k) - accumulated(a, k - 1)
+}
+
+fn accumulated(a: &Asset, months: i64) -> Decimal {
+    let n = i64::from(a.depreciation_months);
+    cents(a.cost * Decimal::from(months.clamp(0, n)) / Decimal::from(n))
+}
+
+/// Depreciation accumulated up to and including the month of `as_of`.
+pub fn accumulated_depreciation(a: &Asset, as_of: NaiveDate) -> Decimal {
+    accumulated(a, months_between(a.in_service, as_of) + 1)
+}
+
+/// Splits an amount by percentage shares, each rounded to cents, the last taking the remainder so
+/// that the parts add up exactly.
+pub fn split_by_shares(amount: Decimal, shares: &[(String, Decimal)]) -> Vec<(String, Decimal)> {
+    let mut out = Vec::with_capacity(shares.len());
+    let mut given = Decimal::ZERO;
+    for (i, (cc, pct)) in shares.iter().enumerate() {
+        let part = if i + 1 == shares.len() { amount - given } else { cents(amount * pct / Decimal::ONE_HUNDRED) };
+        given += part;
+        out.push((cc.clone(), cents(part)));
+    }
+    out
+}
+
+fn row(level: &str, owner: &str, cc: &str, wbs: &str, f: &Figures) -> BudgetRow {
+    BudgetRow {
+        level: level.into(),
+        owner: owner.into(),
+        cost_center: cc.into(),
+        wbs: wbs.into(),
+        budget: cents(f.budget),
+        committed: cents(f.open_commitments),
+        actual: cents(f.actual),
+        remaining: cents(f.remaining()),
+        forecast_at_completion: cents(f.forecast_at_completion()),
+        warning: f.forecast_at_completion() > f.budget,
+    }
+}
+
+/// The report as of `as_of`: `state` must be the fold of the budget events dated up to it
+/// (`BudgetState::as_of`); documents issued after it are left out here.
+pub fn report(state: &BudgetState, docs: &[InvoiceDoc], as_of: NaiveDate) -> BudgetReport {
+    let owner_of = |cc: &str| state.cost_centers.get(cc).map_or("unknown", |c| c.owner.as_str()).to_string();
+    let mut rows = Vec::new();
+    let mut per_wbs: BTreeMap<(String, String), Figures> = BTreeMap::new();
+    for (b, f) in &state.buckets {
+        per_wbs.entry((b.cost_center.clone(), b.wbs.clone())).or_default().add(f);
+    }
+    let mut per_cc: BTreeMap<String, Figures> = BTreeMap::new();
+    for ((cc, wbs), f) in &per_wbs {
+        rows.push(row("wbs", &owner_of(cc), cc, wbs, f));
+        per_cc.entry(cc.clone()).or_default().add(f);
+    }
+    let mut per_owner: BTreeMap<String, Figures> = BTreeMap::new();
+    for (cc, f) in &per_cc {
+        rows.push(row("cost_center", &owner_of(cc), cc, "", f));
+        per_owner.entry(owner_of(cc)).or_default().add(f);
+    }
+    let mut programme = Figures::default();
+    for (o, f) in &per_owner {
+        rows.push(row("owner", o, "", "", f));
+        programme.add(f);
+    }
+    rows.push(row("programme", "", "", "", &programme));
+
+    let docs: Vec<&InvoiceDoc> = docs.iter().filter(|d| d.issue_date <= as_of).collect();
+    let end = berlin_midnight(as_of.checked_add_days(Days::new(1)).expect("date"));
+    let mut fleet: BTreeMap<String, FleetRow> = BTreeMap::new();
+    let (mut investment, mut monthly, mut accumulated_total) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    for a in state.assets.values().filter(|a| a.in_service <= as_of) {
+        let r = fleet.entry(a.sku.clone()).or_insert_with(|| FleetRow {
+            sku: a.sku.clone(),
+            gpus: 0,
+            available_gpu_hours: Decimal::ZERO,
+            billed_gpu_hours: Decimal::ZERO,
+            utilisation_percent: Decimal::ZERO,
+        });
+        r.gpus += u64::from(a.gpus);
+        let hours = (end - berlin_midnight(a.in_service)).num_hours();
+        r.available_gpu_hours += Decimal::from(a.gpus) * Decimal::from(hours);
+        investment += a.cost;
+        monthly += depreciation_of_month(a, Period::of(end - chrono::Duration::hours(1)));
+        accumulated_total += accumulated_depreciation(a, as_of);
+    }
+    let mut revenue = Decimal::ZERO;
+    let mut attribution: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    for d in &docs {
+        let net = d.sign() * d.net_total;
+        revenue += net;
+        for l in &d.lines {
+            if matches!(l.charge.kind, LineKind::Usage | LineKind::Commitment | LineKind::Overage) {
+                if let Some(r) = fleet.get_mut(&l.charge.sku) {
+                    r.billed_gpu_hours += d.sign() * l.gpu_seconds / SECONDS_PER_HOUR;
+                }
+            }
+        }
+        match state.key_for(d.period) {
+            Some(k) => {
+                let shares: Vec<(String, Decimal)> =
+                    k.shares.iter().map(|s| (s.cost_center.clone(), s.percent)).collect();
+                for (cc, part) in split_by_shares(net, &shares) {
+                    *attribution.entry((owner_of(&cc), cc)).or_default() += part;
+                }
+            }
+            None => *attribution.entry(("unattributed".into(), "unattributed".into())).or_default() += net,
+        }
+    }
+    let per_sku: Vec<FleetRow> = fleet
+        .into_values()
+        .map(|mut r| {
+            r.utilisation_percent = if r.available_gpu_hours.is_zero() {
+                Decimal::ZERO
+            } else {
+                dec::fixed(r.billed_gpu_hours * Decimal::ONE_HUNDRED / r.available_gpu_hours, 2)
+            };
+            r.billed_gpu_hours = dec::fixed(r.billed_gpu_hours, 2);
+            r.available_gpu_hours = dec::fixed(r.available_gpu_hours, 0);
+            r
+        })
+        .collect();
+    let recovered =
+        if investment.is_zero() { Decimal::ZERO } else { dec::fixed(revenue * Decimal::ONE_HUNDRED / investment, 4) };
+    BudgetReport {
+        as_of,
+        programme: state.programme.as_ref().map_or(String::new(), |p| p.name.clone()),
+        programme_total: cents(state.programme.as_ref().map_or(Decimal::ZERO, |p| p.total_budget)),
+        unallocated: cents(state.unallocated()),
+        rows,
+        fleet: Fleet {
+            per_sku,
+            gpu_investment: cents(investment),
+            monthly_depreciation: cents(monthly),
+            accumulated_depreciation: cents(accumulated_total),
+            revenue_invoiced_net: cents(revenue),
+            recovered_percent: recovered,
+        },
+        revenue_attribution: attribution
+            .into_iter()
+            .map(|((owner, cost_center), revenue)| Attribution { owner, cost_center, revenue: cents(revenue) })
+            .collect(),
+    }
+}
+
+impl BudgetReport {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("json");
+        v.push(b'\n');
+        v
+    }
+
+    /// One CSV table; `section` says which part a row belongs to (budget, fleet, revenue).
+    pub fn to_csv(&self) -> Vec<u8> {
+        let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+        let header = [
+            "section",
+            "as_of",
+            "level",
+            "owner",
+            "cost_center",
+            "wbs",
+            "budget",
+            "committed",
+            "actual",
+            "remaining",
+            "forecast_at_completion",
+            "warning",
+            "sku",
+            "gpus",
+            "available_gpu_hours",
+            "billed_gpu_hours",
+            "utilisation_percent",
+            "revenue",
+        ];
+        w.write_record(header).expect("memory");
+        let d = self.as_of.to_string();
+        let esc = crate::billing::export::escape_cell;
+        for r in &self.rows {
+            let rec = [
+                "budget".to_string(),
+                d.clone(),
+                r.level.clone(),
+                r.owner.clone(),
+                esc(&r.cost_center),
+                esc(&r.wbs),
+                r.budget.to_string(),
+                r.committed.to_string(),
+                r.actual.to_string(),
+                r.remaining.to_string(),
+                r.forecast_at_completion.to_string(),
+                r.warning.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ];
+            w.write_record(&rec).expect("memory");
+        }
+        for f in &self.fleet.per_sku {
+            let mut rec = vec![String::new(); header.len()];
+            rec[0] = "fleet".into();
+            rec[1] = d.clone();
+            rec[12] = f.sku.clone();
+            rec[13] = f.gpus.to_string();
+            rec[14] = f.available_gpu_hours.to_string();
+            rec[15] = f.billed_gpu_hours.to_string();
+            rec[16] = f.utilisation_percent.to_string();
+            w.write_record(&rec).expect("memory");
+        }
+        for a in &self.revenue_attribution {
+            let mut rec = vec![String::new(); header.len()];
+            rec[0] = "revenue".into();
+            rec[1] = d.clone();
+            rec[3] = a.owner.clone();
+            rec[4] = esc(&a.cost_center);
+            rec[17] = a.revenue.to_string();
+            w.write_record(&rec).expect("memory");
+        }
+        w.into_inner().expect("memory")
+    }
+
+    /// The terminal table.
+    pub fn to_table(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "{} — budget as of {} (EUR)", self.programme, self.as_of);
+        let _ = writeln!(
+            s,
+            "{:<12} {:<9} {:<14} {:<14} {:>16} {:>16} {:>16} {:>16} {:>16}",
+            "level", "owner", "cost centre", "WBS", "budget", "committed", "actual", "remaining", "forecast"
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "{:<12} {:<9} {:<14} {:<14} {:>16} {:>16} {:>16} {:>16} {:>16}{}",
+                r.level,
+                r.owner,
+                r.cost_center,
+                r.wbs,
+                r.budget,
+                r.committed,
+                r.actual,
+                r.remaining,
+                r.forecast_at_completion,
+                if r.warning { "  WARNING: forecast exceeds budget" } else { "" }
+            );
+        }
+        let _ = writeln!(s, "unallocated programme budget: {} of {}", self.unallocated, self.programme_total);
+        let _ = writeln!(s, "\nfleet as of {}", self.as_of);
+        let _ = writeln!(
+            s,
+            "{:<18} {:>7} {:>16} {:>16} {:>12}",
+            "SKU", "GPUs", "available GPU-h", "billed GPU-h", "utilisation"
+        );
+        for f in &self.fleet.per_sku {
+            let _ = writeln!(
+                s,
+                "{:<18} {:>7} {:>16} {:>16} {:>11}%",
+                f.sku, f.gpus, f.available_gpu_hours, f.billed_gpu_hours, f.utilisation_percent
+            );
+        }
+        let f = &self.fleet;
+        let _ = writeln!(
+            s,
+            "GPU investment {} · depreciation this month {} · accumulated {} · revenue invoiced (net of credit notes) {} · recovered {}%",
+            f.gpu_investment, f.monthly_depreciation, f.accumulated_depreciation, f.revenue_invoiced_net, f.recovered_percent
+        );
+        let _ = writeln!(s, "\nrevenue attributed by allocation key");
+        for a in &self.revenue_attribution {
+            let _ = writeln!(s, "{:<9} {:<14} {:>16}", a.owner, a.cost_center, a.revenue);
+        }
+        s
+    }
+}

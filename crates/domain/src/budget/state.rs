@@ -1,0 +1,311 @@
+//! The budget state: a fold of budget events, and the rules a new event must pass against it.
+
+use super::events::*;
+use crate::billing::Period;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+/// The figures of one bucket (cost centre, WBS element, category).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub budget: Decimal,
+    /// Purchase orders not yet invoiced.
+    pub open_commitments: Decimal,
+    pub actual: Decimal,
+    pub estimate_to_complete: Decimal,
+}
+
+impl Figures {
+    /// Budget − open commitments − actual costs.
+    pub fn remaining(&self) -> Decimal {
+        self.budget - self.open_commitments - self.actual
+    }
+
+    /// Actual + open commitments + the latest estimate to complete.
+    pub fn forecast_at_completion(&self) -> Decimal {
+        self.actual + self.open_commitments + self.estimate_to_complete
+    }
+
+    pub fn add(&mut self, o: &Figures) {
+        self.budget += o.budget;
+        self.open_commitments += o.open_commitments;
+        self.actual += o.actual;
+        self.estimate_to_complete += o.estimate_to_complete;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoState {
+    pub order: PurchaseOrder,
+    /// Invoiced against it so far.
+    pub invoiced: Decimal,
+}
+
+impl PoState {
+    pub fn open(&self) -> Decimal {
+        (self.order.amount - self.invoiced).max(Decimal::ZERO)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BudgetState {
+    pub programme: Option<Programme>,
+    pub cost_centers: BTreeMap<String, CostCenter>,
+    pub wbs: BTreeMap<String, WbsElement>,
+    pub gl: BTreeMap<GlRole, GlAccount>,
+    pub buckets: BTreeMap<Bucket, Figures>,
+    pub orders: BTreeMap<String, PoState>,
+    pub documents: BTreeMap<String, CostBooking>,
+    pub assets: BTreeMap<String, Asset>,
+    pub keys: BTreeMap<Period, AllocationKey>,
+    pub reallocations: BTreeMap<String, Reallocation>,
+}
+
+impl BudgetState {
+    /// The fold of events in ledger order (each assumed admitted when it was appended).
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a BudgetEvent>) -> BudgetState {
+        let mut s = BudgetState::default();
+        for e in events {
+            s.apply(e);
+        }
+        s
+    }
+
+    /// The fold of the events dated up to `as_of`.
+    pub fn as_of<'a>(events: impl IntoIterator<Item = &'a BudgetEvent>, as_of: NaiveDate) -> BudgetState {
+        BudgetState::fold(events.into_iter().filter(|e| e.date() <= as_of))
+    }
+
+    /// Programme total minus everything allocated.
+    pub fn unallocated(&self) -> Decimal {
+        let total = self.programme.as_ref().map_or(Decimal::ZERO, |p| p.total_budget);
+        total - self.buckets.values().map(|f| f.budget).sum::<Decimal>()
+    }
+
+    fn open_bucket(&self, field: &str, cost_center: &str, wbs: &str) -> Result<(), BudgetError> {
+        let cc = self
+            .cost_centers
+            .get(cost_center)
+            .ok_or_else(|| err(field, format!("unknown cost centre {cost_center:?}")))?;
+        if !cc.open {
+            return Err(err(field, format!("cost centre {cost_center} is closed")));
+        }
+        let w = self.wbs.get(wbs).ok_or_else(|| err("wbs", format!("unknown WBS element {wbs:?}")))?;
+        if !w.open {
+            return Err(err("wbs", format!("WBS element {wbs} is closed")));
+        }
+        if w.cost_center != cost_center {
+            return Err(err(
+                "wbs",
+                format!("WBS element {wbs} belongs to cost centre {}, not {cost_center}", w.cost_center),
+            ));
+        }
+        Ok(())
+    }
+
+    fn fits(&self, b: &Bucket, more: Decimal) -> Result<(), BudgetError> {
+        let f = self.buckets.get(b).copied().unwrap_or_default();
+        if more > f.remaining() {
+            return Err(err(
+                "amount",
+                format!(
+                    "{more} EUR would exceed the budget of {} / {} / {}: budget {}, committed {}, actual {}, remaining {}; an approved reallocation is needed first",
+                    b.cost_center,
+                    b.wbs,
+                    b.category.as_str(),
+                    f.budget,
+                    f.open_commitments,
+                    f.actual,
+                    f.remaining()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks an event against this state. Nothing is changed.
+    pub fn admits(&self, e: &BudgetEvent) -> Result<(), BudgetError> {
+        let needs_programme =
+            || self.programme.as_ref().map(|_| ()).ok_or_else(|| err("programme", "no programme.set yet"));
+        match e {
+            BudgetEvent::Programme(p) => {
+                if let Some(old) = &self.programme {
+                    if old.programme_id != p.programme_id {
+                        return Err(err("programme_id", "one programme per ledger"));
+                    }
+                }
+                let allocated: Decimal = self.buckets.values().map(|f| f.budget).sum();
+                if p.total_budget < allocated {
+                    return Err(err(
+                        "total_budget",
+                        format!("{} is less than the {allocated} already allocated", p.total_budget),
+                    ));
+                }
+            }
+            BudgetEvent::CostCenter(_) | BudgetEvent::GlAccount(_) => {}
+            BudgetEvent::Wbs(w) => {
+                if !self.cost_centers.contains_key(&w.cost_center) {
+                    return Err(err("cost_center", format!("unknown cost centre {:?}", w.cost_center)));
+                }
+                if let Some(old) = self.wbs.get(&w.wbs) {
+                    if old.cost_center != w.cost_center {
+                        return Err(err("cost_center", "a WBS element keeps its cost centre"));
+                    }
+                }
+            }
+            BudgetEvent::Allocated(a) => {
+                needs_programme()?;
+                self.open_bucket("cost_center", &a.cost_center, &a.wbs)?;
+                if a.amount > self.unallocated() {
+                    return Err(err(
+                        "amount",
+                        format!("{} is more than the {} not yet allocated", a.amount, self.unallocated()),
+                    ));
+                }
+            }
+            BudgetEvent::Reallocated(r) => {
+                needs_programme()?;
+                if self.reallocations.contains_key(&r.reallocation_id) {
+                    return Err(err("reallocation_id", "already used"));
+                }
+                let mut after: BTreeMap<Bucket, Decimal> = BTreeMap::new();
+                for (i, m) in r.moves.iter().enumerate() {
+                    self.open_bucket(&format!("moves[{i}].cost_center"), &m.cost_center, &m.wbs)?;
+                    *after.entry(m.bucket()).or_default() += m.amount;
+                }
+                for (b, delta) in after {
+                    let f = self.buckets.get(&b).copied().unwrap_or_default();
+                    if f.remaining() + delta < Decimal::ZERO {
+                        return Err(err(
+                            "moves",
+                            format!(
+                                "{} / {} / {} would have less budget ({}) than it has committed and spent ({})",
+                                b.cost_center,
+                                b.wbs,
+                                b.category.as_str(),
+                                f.budget + delta,
+                                f.open_commitments + f.actual
+                            ),
+                        ));
+                    }
+                }
+            }
+            BudgetEvent::PurchaseOrder(p) => {
+                self.open_bucket("cost_center", &p.cost_center, &p.wbs)?;
+                if self.orders.contains_key(&p.po_number) {
+                    return Err(err(
+                        "po_number",
+                        format!("purchase order {} exists; a change is a new order", p.po_number),
+                    ));
+                }
+                self.fits(&p.bucket(), p.amount)?;
+            }
+            BudgetEvent::Cost(c) => {
+                self.open_bucket("cost_center", &c.cost_center, &c.wbs)?;
+                if self.documents.contains_key(&c.document) {
+                    return Err(err("document", format!("supplier invoice {} is already booked", c.document)));
+                }
+                let covered = match &c.po_number {
+                    Some(po) => {
+                        let o = self
+                            .orders
+                            .get(po)
+                            .ok_or_else(|| err("po_number", format!("unknown purchase order {po}")))?;
+                        if o.order.bucket() != c.bucket() {
+                            return Err(err(
+                                "po_number",
+                                format!("purchase order {po} is on another cost centre / WBS / category"),
+                            ));
+                        }
+                        o.open().min(c.amount)
+                    }
+                    None => Decimal::ZERO,
+                };
+                self.fits(&c.bucket(), c.amount - covered)?;
+            }
+            BudgetEvent::Asset(a) => {
+                if self.assets.contains_key(&a.asset_id) {
+                    return Err(err("asset_id", "already commissioned"));
+                }
+                if !self.cost_centers.contains_key(&a.cost_center) {
+                    return Err(err("cost_center", format!("unknown cost centre {:?}", a.cost_center)));
+                }
+                if !self.wbs.contains_key(&a.wbs) {
+                    return Err(err("wbs", format!("unknown WBS element {:?}", a.wbs)));
+                }
+            }
+            BudgetEvent::AllocationKey(k) => {
+                for (i, s) in k.shares.iter().enumerate() {
+                    let cc = self.cost_centers.get(&s.cost_center).ok_or_else(|| {
+                        err(&format!("shares[{i}].cost_center"), format!("unknown cost centre {:?}", s.cost_center))
+                    })?;
+                    if !cc.open {
+                        return Err(err(
+                            &format!("shares[{i}].cost_center"),
+                            format!("cost centre {} is closed", s.cost_center),
+                        ));
+                    }
+                }
+            }
+            BudgetEvent::Forecast(f) => {
+                self.open_bucket("cost_center", &f.cost_center, &f.wbs)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn apply(&mut self, e: &BudgetEvent) {
+        match e {
+            BudgetEvent::Programme(p) => self.programme = Some(p.clone()),
+            BudgetEvent::CostCenter(c) => {
+                self.cost_centers.insert(c.cost_center.clone(), c.clone());
+            }
+            BudgetEvent::Wbs(w) => {
+                self.wbs.insert(w.wbs.clone(), w.clone());
+            }
+            BudgetEvent::GlAccount(g) => {
+                self.gl.insert(g.role, g.clone());
+            }
+            BudgetEvent::Allocated(a) => self.buckets.entry(a.bucket()).or_default().budget += a.amount,
+            BudgetEvent::Reallocated(r) => {
+                for m in &r.moves {
+                    self.buckets.entry(m.bucket()).or_default().budget += m.amount;
+                }
+                self.reallocations.insert(r.reallocation_id.clone(), r.clone());
+            }
+            BudgetEvent::PurchaseOrder(p) => {
+                self.buckets.entry(p.bucket()).or_default().open_commitments += p.amount;
+                self.orders.insert(p.po_number.clone(), PoState { order: p.clone(), invoiced: Decimal::ZERO });
+            }
+            BudgetEvent::Cost(c) => {
+                let covered = match c.po_number.as_ref().and_then(|po| self.orders.get_mut(po)) {
+                    Some(o) => {
+                        let covered = o.open().min(c.amount);
+                        o.invoiced += c.amount;
+                        covered
+                    }
+                    None => Decimal::ZERO,
+                };
+                let f = self.buckets.entry(c.bucket()).or_default();
+                f.open_commitments -= covered;
+                f.actual += c.amount;
+                self.documents.insert(c.document.clone(), c.clone());
+            }
+            BudgetEvent::Asset(a) => {
+                self.assets.insert(a.asset_id.clone(), a.clone());
+            }
+            BudgetEvent::AllocationKey(k) => {
+                self.keys.insert(k.effective_from, k.clone());
+            }
+            BudgetEvent::Forecast(f) => {
+                self.buckets.entry(f.bucket()).or_default().estimate_to_complete = f.estimate_to_complete
+            }
+        }
+    }
+
+    /// The allocation key in force for a period.
+    pub fn key_for(&self, p: Period) -> Option<&AllocationKey> {
+        self.keys.range(..=p).next_back().map(|(_, k)| k)
+    }
+}

@@ -1,0 +1,99 @@
+//! The investment budget in the ledger: budget events (master data and bookings) appended to the
+//! stream `gpuledger.budget` after the checks of `domain::budget::BudgetState::admits`, all or
+//! none; the report as of a date and the SAP journal of a period.
+
+use crate::append::ensure_months_for;
+use crate::billing::{append_local, documents, lock_stream, LoadedRef, LocalEvent};
+use crate::StoreError;
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::billing::reference::{ReferenceInput, NO_TENANT};
+use domain::billing::Period;
+use domain::budget::events::BUDGET_VERSION;
+use domain::budget::report::{report, BudgetReport};
+use domain::budget::sap::{journal, JournalLine};
+use domain::budget::{BudgetEvent, BudgetState};
+use postgres::{Client, IsolationLevel, Transaction};
+use uuid::Uuid;
+
+pub const BUDGET_STREAM: &str = "gpuledger.budget";
+
+fn budget_events(tx: &mut Transaction<'_>) -> Result<Vec<BudgetEvent>, StoreError> {
+    let rows = tx.query(
+        "SELECT e.stream_pos, e.kind, e.payload FROM ledger_events e JOIN ledger_streams s USING (stream_id)
+          WHERE s.topic = $1 AND s.kafka_partition = 0 ORDER BY e.stream_pos",
+        &[&BUDGET_STREAM],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let kind: String = r.get(1);
+            let payload: serde_json::Value = r.get(2);
+            BudgetEvent::parse(&kind, &payload["data"]).map_err(|e| {
+                StoreError::Invariant(format!("budget event at position {} no longer parses: {e}", r.get::<_, i64>(0)))
+            })
+        })
+        .collect()
+}
+
+/// Validates and appends budget events, all or none: each on its own, then against the state it
+/// joins (unknown or closed cost centres, budget exceeded without a reallocation, ...).
+pub fn load_budget(
+    client: &mut Client,
+    items: &[ReferenceInput],
+    now: DateTime<Utc>,
+) -> Result<Vec<LoadedRef>, StoreError> {
+    let mut parsed = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let e = BudgetEvent::parse(&item.kind, &item.data)
+            .map_err(|e| StoreError::Refused(format!("item {} ({}): {e}", i + 1, item.kind)))?;
+        parsed.push((item.event_id.unwrap_or_else(Uuid::new_v4), e));
+    }
+    ensure_months_for(client, std::iter::once(now))?;
+    let mut tx = client.transaction()?;
+    lock_stream(&mut tx, BUDGET_STREAM)?;
+    let mut state = BudgetState::fold(&budget_events(&mut tx)?);
+    let mut events = Vec::with_capacity(parsed.len());
+    for (i, (id, e)) in parsed.iter().enumerate() {
+        let known = tx
+            .query_opt("SELECT 1 FROM ledger_event_ids WHERE tenant_id = $1 AND event_id = $2", &[&NO_TENANT, id])?
+            .is_some();
+        if !known {
+            state.admits(e).map_err(|err| StoreError::Refused(format!("item {} ({}): {err}", i + 1, e.kind())))?;
+            state.apply(e);
+        }
+        events.push(LocalEvent {
+            event_id: *id,
+            tenant_id: NO_TENANT.to_string(),
+            kind: e.kind().to_string(),
+            version: BUDGET_VERSION,
+            occurred_at: now,
+            data: e.data(),
+        });
+    }
+    let appended = append_local(&mut tx, BUDGET_STREAM, &events, now)?;
+    tx.commit()?;
+    Ok(parsed
+        .iter()
+        .zip(appended)
+        .map(|((_, e), a)| LoadedRef { event_id: a.event_id, kind: e.kind(), new: a.new })
+        .collect())
+}
+
+/// The budget report as of a date (business dates of the budget events, issue dates of invoices).
+pub fn budget_report(client: &mut Client, as_of: NaiveDate) -> Result<BudgetReport, StoreError> {
+    let mut tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+    let events = budget_events(&mut tx)?;
+    tx.commit()?;
+    let docs = documents(client, None, None)?;
+    Ok(report(&BudgetState::as_of(&events, as_of), &docs, as_of))
+}
+
+/// The SAP journal of a period: revenue of the documents issued by its close, depreciation of
+/// the month; master data as of the period's last day.
+pub fn sap_journal(client: &mut Client, period: Period) -> Result<Vec<JournalLine>, StoreError> {
+    let mut tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+    let events = budget_events(&mut tx)?;
+    tx.commit()?;
+    let docs = documents(client, Some(period), None)?;
+    let state = BudgetState::as_of(&events, period.last_day());
+    journal(&state, &docs, period).map_err(|e| StoreError::Refused(e.to_string()))
+}

@@ -1,0 +1,172 @@
+//! The investment budget on the real database: the fixture programme loads (and reloads as a
+//! no-op), bad bookings are refused with nothing written, the report as of a past date does not
+//! change when later events arrive, and the SAP journal of a closed month balances with revenue
+//! equal to that month's invoices.
+
+use domain::billing::Period;
+use integration::{connect, fresh_db, gpuledger, repo_root, serial, unique};
+use rust_decimal::Decimal;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+fn fixture(dir: &str, names: &[&str]) -> Vec<String> {
+    names.iter().map(|f| repo_root().join(format!("fixtures/{dir}/{f}.json")).display().to_string()).collect()
+}
+
+fn budget_fixtures() -> Vec<String> {
+    fixture("budget", &["master", "allocations", "bookings"])
+}
+
+fn load(db: &str, what: &str, files: &[String]) -> anyhow::Result<String> {
+    let mut args = vec![what, "load"];
+    args.extend(files.iter().map(String::as_str));
+    gpuledger(db, &args)
+}
+
+fn write_json(v: &serde_json::Value) -> String {
+    let p = std::env::temp_dir().join(format!("{}.json", unique("budget")));
+    std::fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+    p.display().to_string()
+}
+
+fn head(db: &str) -> i64 {
+    connect(db).query_one("SELECT head_pos FROM ledger_streams WHERE topic = 'gpuledger.budget'", &[]).unwrap().get(0)
+}
+
+#[test]
+fn the_programme_loads_and_bad_bookings_are_refused() {
+    let _serial = serial();
+    let db = fresh_db("budget_refusals").unwrap();
+    let out = load(&db, "budget", &budget_fixtures()).unwrap();
+    assert!(out.contains("33 new budget events"), "{out}");
+    let out = load(&db, "budget", &budget_fixtures()).unwrap();
+    assert!(out.contains("0 new budget events, 33 already in the ledger"), "{out}");
+    let before = head(&db);
+    let po = |cc: &str, wbs: &str, amount: &str, currency: &str| {
+        json!({ "kind": "purchase_order.committed", "data": { "po_number": unique("PO").to_uppercase().replace('_', "-"),
+            "supplier": "x", "cost_center": cc, "wbs": wbs, "category": "installation", "amount": amount,
+            "currency": currency, "date": "2026-10-01" } })
+    };
+    let cases = vec![
+        (po("NOWHERE", "P-KIC-03", "10.00", "EUR"), "unknown cost centre"),
+        (po("SAP-INST", "P-KIC-03", "10.00", "USD"), "kept in EUR"),
+        (po("SAP-INST", "P-KIC-03", "25000000.01", "EUR"), "would exceed the budget"),
+        (po("SAP-INST", "P-KIC-01", "10.00", "EUR"), "belongs to cost centre OP-GPU"),
+        (
+            json!({ "kind": "budget.reallocated", "data": { "reallocation_id": "RA-X", "moves": [
+                { "cost_center": "OP-RUN", "wbs": "P-KIC-04", "category": "operations", "amount": "-10.00" },
+                { "cost_center": "SAP-INST", "wbs": "P-KIC-03", "category": "installation", "amount": "9.00" } ],
+                "reason": "r", "approved_by": "b", "date": "2026-10-01" } }),
+            "must net to zero",
+        ),
+        (
+            json!({ "kind": "budget.allocated", "data": { "cost_center": "OP-RUN", "wbs": "P-KIC-04", "category": "operations",
+                "amount": "30000000.01", "approved_by": "b", "date": "2026-10-01" } }),
+            "not yet allocated",
+        ),
+    ];
+    for (item, expected) in cases {
+        // A valid event before the bad one: all or none.
+        let good = json!({ "kind": "forecast.set", "data": { "cost_center": "OP-RUN", "wbs": "P-KIC-04",
+            "category": "operations", "estimate_to_complete": "1.00", "date": "2026-10-01" } });
+        let e = load(&db, "budget", &[write_json(&json!([good, item]))]).unwrap_err().to_string();
+        assert!(e.contains("item 2") && e.contains(expected), "expected {expected:?} in: {e}");
+    }
+    // A closed cost centre takes no bookings.
+    let close = json!([{ "kind": "cost_center.set", "data": { "cost_center": "OP-RUN", "name": "Operations (operator)",
+        "owner": "operator", "controlling_area": "1000", "sap_cost_center": "0000470400", "profit_center": "PC4704",
+        "open": false, "date": "2026-10-02" } }]);
+    assert_eq!(head(&db), before, "nothing was written");
+    load(&db, "budget", &[write_json(&close)]).unwrap();
+    let e = load(&db, "budget", &[write_json(&json!([po("OP-RUN", "P-KIC-04", "1.00", "EUR")]))]).unwrap_err();
+    assert!(e.to_string().contains("cost centre OP-RUN is closed"), "{e}");
+}
+
+#[test]
+fn the_report_of_a_past_date_is_reproducible_and_the_sap_journal_balances() {
+    let _serial = serial();
+    let db = fresh_db("budget_report").unwrap();
+    load(&db, "budget", &budget_fixtures()).unwrap();
+    load(&db, "reference", &fixture("billing", &["seller", "prices", "profiles", "contracts"])).unwrap();
+    // August usage for three tenants (as finance adjustments: no Kafka needed here).
+    let start = Period::parse("2026-08").unwrap().start();
+    let usage: Vec<serde_json::Value> = ["rheinbank", "robotik-nord", "seekr-ai-us"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({ "kind": "usage.adjusted", "data": { "tenant_id": t, "gpu_sku": "nvidia-h200", "project": "p",
+            "hour": (start + chrono::Duration::hours(10 + i as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "gpu_seconds_delta": format!("{}", 3_600_000 + 12_345 * i), "reason": "metered" } })
+        })
+        .collect();
+    load(&db, "reference", &[write_json(&serde_json::Value::Array(usage))]).unwrap();
+    gpuledger(&db, &["invoices", "close", "--period", "2026-08"]).unwrap();
+
+    let report = |as_of: &str| gpuledger(&db, &["budget", "report", "--as-of", as_of, "--format", "json"]).unwrap();
+    // Invoices count from their issue date (today); the later booking is dated after today.
+    let today = domain::billing::period::berlin_date(chrono::Utc::now());
+    let after = (today + chrono::Duration::days(40)).to_string();
+    let today = today.to_string();
+    let before = report(&today);
+    let v: serde_json::Value = serde_json::from_str(&before).unwrap();
+    for row in v["rows"].as_array().unwrap() {
+        let d = |k: &str| Decimal::from_str(row[k].as_str().unwrap()).unwrap();
+        assert_eq!(d("remaining"), d("budget") - d("committed") - d("actual"), "{row}");
+    }
+    let programme = v["rows"].as_array().unwrap().iter().find(|r| r["level"] == "programme").unwrap();
+    let d = |x: &serde_json::Value| Decimal::from_str(x.as_str().unwrap()).unwrap();
+    assert_eq!(d(&programme["budget"]) + d(&v["unallocated"]), Decimal::from(1_000_000_000));
+    assert!(
+        v["rows"].as_array().unwrap().iter().any(|r| r["warning"] == true),
+        "SAP-INST's forecast exceeds its budget"
+    );
+    let revenue = d(&v["fleet"]["revenue_invoiced_net"]);
+    assert!(revenue > Decimal::ZERO);
+    let attributed: Decimal = v["revenue_attribution"].as_array().unwrap().iter().map(|a| d(&a["revenue"])).sum();
+    assert_eq!(attributed, revenue);
+    // Later events (dated after) leave the report of the past date unchanged, byte for byte.
+    let later = json!([{ "kind": "cost.booked", "data": { "document": "5100000099", "supplier": "x", "po_number": "4500000004",
+        "cost_center": "SAP-INST", "wbs": "P-KIC-03", "category": "installation", "amount": "1000000.00",
+        "currency": "EUR", "date": after } }]);
+    load(&db, "budget", &[write_json(&later)]).unwrap();
+    assert_eq!(report(&today), before);
+    assert_ne!(report(&after), before);
+    for format in ["table", "csv"] {
+        let out = gpuledger(&db, &["budget", "report", "--as-of", &after, "--format", format]).unwrap();
+        assert!(out.contains("SAP-INST"), "{out}");
+    }
+
+    // The SAP journal of August: balanced per document, revenue = August's invoices.
+    let path = std::env::temp_dir().join(format!("{}.csv", unique("sap")));
+    gpuledger(&db, &["budget", "sap-export", "--period", "2026-08", "--out", path.to_str().unwrap()]).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut rows = csv::ReaderBuilder::new().delimiter(b';').from_reader(text.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let mut balance: BTreeMap<String, Decimal> = BTreeMap::new();
+    let (mut revenue_posted, mut depreciation) = (Decimal::ZERO, 0);
+    for r in rows.records() {
+        let r = r.unwrap();
+        let amount = Decimal::from_str(&r[col("amount")]).unwrap();
+        let signed = if &r[col("debit_credit")] == "S" { amount } else { -amount };
+        *balance.entry(r[col("reference")].to_string()).or_default() += signed;
+        if &r[col("gl_account")] == "8400" {
+            revenue_posted -= signed;
+        }
+        if &r[col("document_type")] == "AF" {
+            depreciation += 1;
+        }
+    }
+    assert!(balance.values().all(Decimal::is_zero), "{balance:?}");
+    let mut c = connect(&db);
+    let invoiced: Decimal = c
+        .query_one(
+            "SELECT sum(CASE WHEN type_code = 381 THEN -net_total ELSE net_total END) FROM invoices WHERE close_period = '2026-08'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(revenue_posted, invoiced);
+    assert_eq!(depreciation, 2 * 2, "two assets in service in August, two lines each");
+}
