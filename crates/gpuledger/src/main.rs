@@ -104,6 +104,20 @@ enum Command {
         #[command(subcommand)]
         cmd: budget_cli::BudgetCmd,
     },
+    /// Serve the HTTP API (tenants, finance, auditors; see schemas/openapi.json).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 16)]
+        pool_size: usize,
+    },
+    /// API tokens: create (the secret is shown once) and revoke.
+    Tokens {
+        #[command(subcommand)]
+        cmd: TokensCmd,
+    },
+    /// Print the OpenAPI 3.1 document of the API (the committed copy is schemas/openapi.json).
+    Openapi,
     /// Walk every hash chain and rebuild the hourly projection from the log; compare with the live one.
     Verify,
 }
@@ -156,6 +170,30 @@ impl FleetArgs {
         let limit = self.limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         Ok((Simulator::new(spec), limit))
     }
+}
+
+#[derive(Subcommand)]
+enum TokensCmd {
+    /// A new token; prints its id and the secret, which is stored only as a hash.
+    Create {
+        /// tenant, finance, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// The tenant of a tenant token.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        id: uuid::Uuid,
+        #[arg(long, default_value = "revoked")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -397,6 +435,36 @@ fn run(cli: Cli) -> Result<()> {
             let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;
             budget_cli::budget(&mut db, cmd)?;
         }
+        Command::Serve { listen, pool_size } => {
+            let state = api::state(&cli.database_url, &cli.brokers, pool_size)?;
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(api::serve(listen, state))?;
+        }
+        Command::Tokens { cmd } => {
+            let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;
+            match cmd {
+                TokensCmd::Create { role, tenant, label, days } => {
+                    if !(1..=3650).contains(&days) {
+                        bail!("--days must be 1..=3650");
+                    }
+                    let (id, token) = store::tokens::create_token(
+                        &mut db,
+                        &role,
+                        tenant.as_deref(),
+                        &label,
+                        chrono::Duration::days(days),
+                        Utc::now(),
+                    )?;
+                    println!("token id: {id}");
+                    println!("token:    {token}");
+                    eprintln!("the token is shown only now; it is stored as a hash");
+                }
+                TokensCmd::Revoke { id, reason } => {
+                    store::tokens::revoke_token(&mut db, id, &reason, Utc::now())?;
+                    println!("revoked {id}");
+                }
+            }
+        }
+        Command::Openapi => print!("{}", api::openapi_document()),
         Command::Verify => {
             let mut db = store::connect(&cli.database_url)?;
             let mut ok = true;

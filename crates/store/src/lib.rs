@@ -9,6 +9,7 @@ pub mod billing;
 pub mod budget;
 pub mod migrate;
 pub mod read;
+pub mod tokens;
 
 pub use append::{append_batch, claim_partitions, AppendOutcome, BatchCounts, Claim, InMessage, PartitionBatch};
 pub use migrate::{check_durability, connect, migrate};

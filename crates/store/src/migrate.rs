@@ -9,6 +9,7 @@ use sha2_free::checksum;
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../../../migrations/0001_ledger.sql")),
     ("0002_billing", include_str!("../../../migrations/0002_billing.sql")),
+    ("0003_api", include_str!("../../../migrations/0003_api.sql")),
 ];
 
 mod sha2_free {

@@ -1,0 +1,63 @@
+//! API tokens: random, shown once, stored only as their SHA-256; with a role, the tenant they
+//! belong to (tenant role), an expiry; revoked by an appended revocation.
+
+use crate::StoreError;
+use chrono::{DateTime, Duration, Utc};
+use postgres::Client;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub const ROLES: &[&str] = &["tenant", "finance", "auditor", "admin"];
+pub const TOKEN_PREFIX: &str = "glt_";
+
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// A new token: its id and the secret (shown once; only the hash is stored).
+pub fn create_token(
+    client: &mut Client,
+    role: &str,
+    tenant_id: Option<&str>,
+    label: &str,
+    valid_for: Duration,
+    now: DateTime<Utc>,
+) -> Result<(Uuid, String), StoreError> {
+    if !ROLES.contains(&role) {
+        return Err(StoreError::Refused(format!("role {role:?} is not one of {ROLES:?}")));
+    }
+    if (role == "tenant") != tenant_id.is_some() {
+        return Err(StoreError::Refused("a tenant token names its tenant (--tenant); other roles do not".into()));
+    }
+    if let Some(t) = tenant_id {
+        if !domain::usage::is_valid_tenant_id(t) {
+            return Err(StoreError::Refused(format!("{t:?} is not a tenant id")));
+        }
+    }
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+    let id = Uuid::new_v4();
+    client.execute(
+        "INSERT INTO api_tokens (token_id, token_hash, role, tenant_id, label, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&id, &hash_token(&token), &role, &tenant_id, &label, &now, &(now + valid_for)],
+    )?;
+    Ok((id, token))
+}
+
+pub fn revoke_token(client: &mut Client, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let n = client.execute(
+        "INSERT INTO api_token_revocations (token_id, revoked_at, reason)
+         SELECT token_id, $2, $3 FROM api_tokens WHERE token_id = $1 ON CONFLICT (token_id) DO NOTHING",
+        &[&id, &now, &reason],
+    )?;
+    if n == 0 {
+        let exists = client.query_opt("SELECT 1 FROM api_tokens WHERE token_id = $1", &[&id])?.is_some();
+        if !exists {
+            return Err(StoreError::Refused(format!("no token {id}")));
+        }
+    }
+    Ok(())
+}

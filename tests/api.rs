@@ -1,0 +1,295 @@
+//! The HTTP API on the real database: every route walked with every kind of token and with
+//! foreign and nonexistent ids; a tenant sees its own usage and invoices and nothing else (404,
+//! identical to a nonexistent object); 401 for missing, unknown, expired and revoked tokens;
+//! finance reads across tenants and every such read is logged; and the second wall: row-level
+//! security keeps `gpuledger_api` to the transaction's tenant even without a WHERE clause.
+
+use chrono::{Duration, Utc};
+use domain::billing::Period;
+use integration::{connect, fresh_db, gpuledger, repo_root, serial, unique};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(integration::bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("GPULEDGER_DATABASE_URL", db)
+        .env("GPULEDGER_KAFKA_BROKERS", integration::brokers())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Server { child, port };
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("gpuledger serve did not start");
+}
+
+/// A plain HTTP/1.1 GET: (status, content type, body).
+fn get(s: &Server, path: &str, token: Option<&str>) -> (u16, String, String) {
+    request(s, "GET", path, token)
+}
+
+fn request(s: &Server, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(c, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let ctype = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string))
+        .unwrap_or_default();
+    (status, ctype, body.to_string())
+}
+
+fn token(db: &str, role: &str, tenant: Option<&str>, days: i64) -> (uuid::Uuid, String) {
+    let mut c = connect(db);
+    store::tokens::create_token(&mut c, role, tenant, "test", Duration::days(days), Utc::now()).unwrap()
+}
+
+#[test]
+fn every_route_with_every_token_shows_a_tenant_only_its_own() {
+    let _serial = serial();
+    let db = fresh_db("api").unwrap();
+    let fixtures: Vec<String> = ["seller", "prices", "profiles", "contracts"]
+        .iter()
+        .map(|f| repo_root().join(format!("fixtures/billing/{f}.json")).display().to_string())
+        .collect();
+    let mut args = vec!["reference", "load"];
+    args.extend(fixtures.iter().map(String::as_str));
+    gpuledger(&db, &args).unwrap();
+    let start = Period::parse("2026-08").unwrap().start();
+    let usage: Vec<Value> = ["rheinbank", "seekr-ai-us"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({ "kind": "usage.adjusted", "data": { "tenant_id": t, "gpu_sku": "nvidia-h200", "project": format!("secret-{t}"),
+            "hour": (start + Duration::hours(30 + i as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "gpu_seconds_delta": "7200", "reason": "metered" } }))
+        .collect();
+    let file = std::env::temp_dir().join(format!("{}.json", unique("api")));
+    std::fs::write(&file, serde_json::to_vec(&usage).unwrap()).unwrap();
+    gpuledger(&db, &["reference", "load", file.to_str().unwrap()]).unwrap();
+    gpuledger(&db, &["invoices", "close", "--period", "2026-08"]).unwrap();
+    let budget: Vec<String> = ["master", "allocations", "bookings"]
+        .iter()
+        .map(|f| repo_root().join(format!("fixtures/budget/{f}.json")).display().to_string())
+        .collect();
+    let mut args = vec!["budget", "load"];
+    args.extend(budget.iter().map(String::as_str));
+    gpuledger(&db, &args).unwrap();
+
+    let (_, a) = token(&db, "tenant", Some("rheinbank"), 30);
+    let (_, b) = token(&db, "tenant", Some("seekr-ai-us"), 30);
+    let (_, finance) = token(&db, "finance", None, 30);
+    let (_, auditor) = token(&db, "auditor", None, 30);
+    let (_, expired) = token(&db, "tenant", Some("rheinbank"), -1);
+    let (revoked_id, revoked) = token(&db, "tenant", Some("rheinbank"), 30);
+    gpuledger(&db, &["tokens", "revoke", &revoked_id.to_string()]).unwrap();
+    let s = serve(&db);
+
+    // Who owns which document.
+    let (status, _, body) = get(&s, "/v1/invoices", Some(&finance));
+    assert_eq!(status, 200, "{body}");
+    let all: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let owner = |t: &str| -> Vec<String> {
+        all.iter().filter(|d| d["tenant_id"] == t).map(|d| d["number"].as_str().unwrap().to_string()).collect()
+    };
+    let (docs_a, docs_b) = (owner("rheinbank"), owner("seekr-ai-us"));
+    assert!(!docs_a.is_empty() && !docs_b.is_empty());
+    let (_, _, auditor_list) = get(&s, "/v1/invoices", Some(&auditor));
+    assert_eq!(auditor_list, body);
+
+    let (_, _, missing_body) = get(&s, "/v1/invoices/GL-2099-999999", Some(&a));
+    for (tok, own, foreign, tenant) in [(&a, &docs_a, &docs_b, "rheinbank"), (&b, &docs_b, &docs_a, "seekr-ai-us")] {
+        let (status, _, body) = get(&s, "/v1/invoices", Some(tok));
+        assert_eq!(status, 200);
+        let listed: Vec<Value> = serde_json::from_str(&body).unwrap();
+        assert!(listed.iter().all(|d| d["tenant_id"] == tenant), "{body}");
+        assert_eq!(listed.len(), own.len());
+        for suffix in ["", "/xrechnung", "/csv"] {
+            for n in own {
+                let (status, _, body) = get(&s, &format!("/v1/invoices/{n}{suffix}"), Some(tok));
+                assert_eq!(status, 200, "{n}{suffix}: {body}");
+                assert!(body.contains(tenant) || suffix == "/xrechnung", "{body}");
+            }
+            for n in foreign {
+                let (status, ctype, body) = get(&s, &format!("/v1/invoices/{n}{suffix}"), Some(tok));
+                assert_eq!(status, 404, "{n}{suffix} with {tenant}'s token: {body}");
+                assert_eq!(ctype, "application/problem+json");
+                assert_eq!(body, missing_body, "a foreign object looks exactly like a nonexistent one");
+            }
+        }
+        // Usage: only the token's tenant, whatever the query says.
+        let path = "/v1/usage?from=2026-07-31T22:00:00Z&to=2026-08-31T22:00:00Z&granularity=day&group_by=sku,project";
+        for p in [path.to_string(), format!("{path}&tenant=rheinbank"), format!("{path}&tenant=seekr-ai-us")] {
+            let (status, _, body) = get(&s, &p, Some(tok));
+            assert_eq!(status, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["tenant"], tenant);
+            let rows = v["rows"].as_array().unwrap();
+            assert_eq!(rows.len(), 1, "{body}");
+            assert_eq!(rows[0]["project"], format!("secret-{tenant}"));
+            assert_eq!(rows[0]["gpu_seconds"], "7200");
+        }
+    }
+    // Finance reads any tenant's usage when it names one; every finance and auditor read is logged.
+    let (status, _, body) = get(
+        &s,
+        "/v1/usage?from=2026-07-31T22:00:00Z&to=2026-08-31T22:00:00Z&granularity=month&tenant=seekr-ai-us",
+        Some(&finance),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"gpu_seconds\":\"7200\""), "{body}");
+    let logged: i64 = connect(&db).query_one("SELECT count(*) FROM access_log", &[]).unwrap().get(0);
+    assert_eq!(logged, 3);
+
+    // Finance and auditor routes: 403 for tenants; finance closes and exports; auditors page
+    // through the event log; each such read is logged.
+    let finance_routes = [
+        ("GET", "/v1/finance/budget?as_of=2026-10-31".to_string()),
+        ("POST", "/v1/finance/periods/2026-08/close".to_string()),
+        ("GET", "/v1/finance/exports/2026-08/invoices.csv".to_string()),
+        ("GET", "/v1/finance/exports/2026-08/invoices.json".to_string()),
+        ("GET", "/v1/finance/exports/2026-08/sap-journal.csv".to_string()),
+        ("GET", "/v1/finance/exports/2026-08/focus-rheinbank.csv".to_string()),
+        ("GET", "/v1/audit/events?limit=5".to_string()),
+    ];
+    for (method, path) in &finance_routes {
+        for tok in [&a, &b] {
+            let (status, _, body) = request(&s, method, path, Some(tok));
+            assert_eq!(status, 403, "{method} {path}: {body}");
+        }
+        let (status, _, _) = request(&s, method, path, None);
+        assert_eq!(status, 401);
+        let tok = if path.starts_with("/v1/audit") { &auditor } else { &finance };
+        let (status, _, body) = request(&s, method, path, Some(tok));
+        assert_eq!(status, 200, "{method} {path}: {body}");
+    }
+    let (status, _, body) = request(&s, "POST", "/v1/finance/periods/2026-08/close", Some(&auditor));
+    assert_eq!(status, 403, "auditors change nothing: {body}");
+    let (_, _, body) = request(&s, "POST", "/v1/finance/periods/2026-08/close", Some(&finance));
+    assert!(body.contains("\"already_closed\":true"), "{body}");
+    let (status, _, _) = get(&s, "/v1/finance/exports/2026-08/focus-nobody.csv", Some(&finance));
+    assert_eq!(status, 404);
+    let (status, _, _) = get(&s, "/v1/audit/events", Some(&finance));
+    assert_eq!(status, 403);
+    // Paging through the whole log by sequence.
+    let (mut after, mut seen) = (0i64, 0usize);
+    loop {
+        let (status, _, body) = get(&s, &format!("/v1/audit/events?after={after}&limit=7"), Some(&auditor));
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let events = page["events"].as_array().unwrap();
+        for e in events {
+            assert!(e["seq"].as_i64().unwrap() > after);
+            after = e["seq"].as_i64().unwrap();
+        }
+        seen += events.len();
+        if page["next_after"].is_null() {
+            break;
+        }
+    }
+    let total: i64 = connect(&db).query_one("SELECT count(*) FROM ledger_events", &[]).unwrap().get(0);
+    assert_eq!(seen as i64, total);
+
+    // 401 without a valid token, on every authenticated route.
+    for path in [
+        "/v1/invoices",
+        &format!("/v1/invoices/{}", docs_a[0]),
+        "/v1/usage?from=2026-08-01T00:00:00Z&to=2026-08-02T00:00:00Z",
+    ] {
+        for tok in [None, Some("glt_nope"), Some(expired.as_str()), Some(revoked.as_str())] {
+            let (status, ctype, body) = get(&s, path, tok);
+            assert_eq!(status, 401, "{path} {tok:?}: {body}");
+            assert_eq!(ctype, "application/problem+json");
+            assert!(!body.contains("ERROR") && !body.contains("postgres"), "{body}");
+        }
+    }
+    // Limits: ranges and granularities.
+    for bad in [
+        "/v1/usage?from=2026-08-01T00:00:00Z&to=2027-12-01T00:00:00Z",
+        "/v1/usage?from=2026-08-01T00:00:00Z&to=2026-10-01T00:00:00Z&granularity=hour",
+        "/v1/usage?from=2026-08-02T00:00:00Z&to=2026-08-01T00:00:00Z",
+        "/v1/usage?from=2026-08-01T00:00:00Z&to=2026-08-02T00:00:00Z&group_by=tenant",
+    ] {
+        let (status, _, body) = get(&s, bad, Some(&a));
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // Health, readiness, metrics, and the OpenAPI document as committed.
+    assert_eq!(get(&s, "/healthz", None).0, 200);
+    let (status, _, body) = get(&s, "/readyz", None);
+    assert_eq!(status, 200, "{body}");
+    let (_, ctype, body) = get(&s, "/metrics", None);
+    assert!(ctype.starts_with("text/plain"));
+    assert!(
+        body.contains("gpuledger_http_requests_total{method=\"GET\",route=\"/v1/invoices/{number}\",status=\"404\"}"),
+        "{body}"
+    );
+    let (_, _, doc) = get(&s, "/openapi.json", None);
+    assert_eq!(doc, std::fs::read_to_string(repo_root().join("schemas/openapi.json")).unwrap());
+
+    // The request rate per token is limited (429, as a problem), other tokens unaffected.
+    let statuses: Vec<u16> = (0..400).map(|_| get(&s, "/v1/invoices", Some(&b)).0).collect();
+    assert!(statuses.contains(&429), "a burst beyond the limit is refused");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429));
+    assert_eq!(get(&s, "/v1/invoices", Some(&a)).0, 200);
+}
+
+#[test]
+fn row_level_security_walls_the_api_role_even_without_a_where_clause() {
+    let _serial = serial();
+    let db = fresh_db("rls").unwrap();
+    let mut c = connect(&db);
+    c.batch_execute(
+        "INSERT INTO usage_hourly VALUES ('tenant-a', 'nvidia-h200', 'p', '2026-08-01T00:00:00Z', 1, 1),
+                                         ('tenant-b', 'nvidia-h200', 'p', '2026-08-01T00:00:00Z', 2, 1)",
+    )
+    .unwrap();
+    let visible = |c: &mut postgres::Client, tenant: Option<&str>, scope: &str| -> Vec<String> {
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute("SET LOCAL ROLE gpuledger_api").unwrap();
+        if let Some(t) = tenant {
+            tx.execute("SELECT set_config('gpuledger.tenant', $1, true)", &[&t]).unwrap();
+        }
+        tx.execute("SELECT set_config('gpuledger.scope', $1, true)", &[&scope]).unwrap();
+        let rows = tx.query("SELECT tenant_id FROM usage_hourly ORDER BY 1", &[]).unwrap();
+        let denied = tx.execute("UPDATE usage_hourly SET events = 0", &[]).is_err();
+        assert!(denied, "the API role cannot change rows");
+        rows.iter().map(|r| r.get(0)).collect()
+    };
+    assert_eq!(visible(&mut c, Some("tenant-a"), "tenant"), vec!["tenant-a"]);
+    assert_eq!(visible(&mut c, Some("tenant-b"), "tenant"), vec!["tenant-b"]);
+    assert_eq!(visible(&mut c, None, "tenant"), Vec::<String>::new(), "no tenant set: no rows");
+    assert_eq!(visible(&mut c, None, "all"), vec!["tenant-a", "tenant-b"]);
+    let bypass: bool =
+        c.query_one("SELECT rolbypassrls FROM pg_roles WHERE rolname = 'gpuledger_api'", &[]).unwrap().get(0);
+    assert!(!bypass);
+    let forced: bool =
+        c.query_one("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'usage_hourly'", &[]).unwrap().get(0);
+    assert!(forced);
+}
