@@ -1,6 +1,7 @@
 -- gpuledger 0003: the HTTP API's walls. API tokens (only their hashes), revocations and the
 -- access log are append-only; the API runs as gpuledger_api, a non-owner role without BYPASSRLS,
--- and row-level security (FORCE, so the owner is subject too) keeps each tenant to its own rows.
+-- and row-level security (FORCE, so the owner is subject too) keeps each tenant to its own rows
+-- of usage_hourly and invoices; ledger_events is reached only through a walled view.
 
 DO $$
 BEGIN
@@ -61,8 +62,17 @@ $$;
 
 SELECT ledger_tenant_wall('usage_hourly');
 SELECT ledger_tenant_wall('invoices');
-SELECT ledger_tenant_wall('ledger_events');
 
-REVOKE ALL ON api_tokens, api_token_revocations, access_log FROM PUBLIC;
-GRANT SELECT ON usage_hourly, invoices, ledger_events, billing_closes, api_tokens, api_token_revocations TO gpuledger_api;
+-- ledger_events takes the ingester's COPY, which PostgreSQL refuses on tables with row-level
+-- security; the API role gets no privilege on it, only this view, which applies the same wall
+-- (a view runs with its owner's rights; security_barrier keeps the filter first).
+CREATE VIEW api_ledger_events WITH (security_barrier) AS
+    SELECT seq, occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, tenant_id,
+           event_id, hash, payload
+      FROM ledger_events
+     WHERE tenant_id = current_setting('gpuledger.tenant', true)
+        OR current_setting('gpuledger.scope', true) = 'all';
+
+REVOKE ALL ON api_tokens, api_token_revocations, access_log, api_ledger_events FROM PUBLIC;
+GRANT SELECT ON usage_hourly, invoices, api_ledger_events, billing_closes, api_tokens, api_token_revocations TO gpuledger_api;
 GRANT INSERT ON access_log TO gpuledger_api;

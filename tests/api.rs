@@ -6,64 +6,15 @@
 
 use chrono::{Duration, Utc};
 use domain::billing::Period;
-use integration::{connect, fresh_db, gpuledger, repo_root, serial, unique};
+use integration::{connect, fresh_db, gpuledger, http, repo_root, serial, serve_api, unique, ApiServer};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 
-struct Server {
-    child: Child,
-    port: u16,
+fn get(s: &ApiServer, path: &str, token: Option<&str>) -> (u16, String, String) {
+    http(s, "GET", path, token)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(db: &str) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(integration::bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("GPULEDGER_DATABASE_URL", db)
-        .env("GPULEDGER_KAFKA_BROKERS", integration::brokers())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let s = Server { child, port };
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return s;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("gpuledger serve did not start");
-}
-
-/// A plain HTTP/1.1 GET: (status, content type, body).
-fn get(s: &Server, path: &str, token: Option<&str>) -> (u16, String, String) {
-    request(s, "GET", path, token)
-}
-
-fn request(s: &Server, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
-    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(c, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    c.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let ctype = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string))
-        .unwrap_or_default();
-    (status, ctype, body.to_string())
+fn request(s: &ApiServer, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+    http(s, method, path, token)
 }
 
 fn token(db: &str, role: &str, tenant: Option<&str>, days: i64) -> (uuid::Uuid, String) {
@@ -109,7 +60,7 @@ fn every_route_with_every_token_shows_a_tenant_only_its_own() {
     let (_, expired) = token(&db, "tenant", Some("rheinbank"), -1);
     let (revoked_id, revoked) = token(&db, "tenant", Some("rheinbank"), 30);
     gpuledger(&db, &["tokens", "revoke", &revoked_id.to_string()]).unwrap();
-    let s = serve(&db);
+    let s = serve_api(&db);
 
     // Who owns which document.
     let (status, _, body) = get(&s, "/v1/invoices", Some(&finance));

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use postgres::{Client, NoTls};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -280,4 +281,55 @@ pub fn validate_xrechnung(files: &[PathBuf]) -> Result<String> {
         bail!("XRechnung validation failed:\n{report}");
     }
     Ok(report)
+}
+
+/// `gpuledger serve` on a free local port, killed when dropped.
+pub struct ApiServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve_api(db: &str) -> ApiServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("GPULEDGER_DATABASE_URL", db)
+        .env("GPULEDGER_KAFKA_BROKERS", brokers())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = ApiServer { child, port };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("gpuledger serve did not start");
+}
+
+/// A plain HTTP/1.1 request without a body: (status, content type, body).
+pub fn http(s: &ApiServer, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(c, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let ctype = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string))
+        .unwrap_or_default();
+    (status, ctype, body.to_string())
 }

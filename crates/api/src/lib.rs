@@ -4,6 +4,7 @@
 //! row-level security with the token's tenant set for the transaction, so even a handler bug
 //! cannot read another tenant's rows. Errors are RFC 9457 problem details without database text.
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi_json))
         .route("/v1/usage", get(usage))
+        .route("/v1/usage/current", get(usage_current))
         .route("/v1/invoices", get(list_invoices))
         .route("/v1/invoices/{number}", get(invoice_json))
         .route("/v1/invoices/{number}/xrechnung", get(invoice_xml))
@@ -144,6 +146,14 @@ impl ApiError {
     fn not_found() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "no such object")
     }
+}
+
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
+}
+
+fn bad_path(e: PathRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
 }
 
 impl IntoResponse for ApiError {
@@ -412,12 +422,13 @@ pub struct UsageResponse {
 }
 
 #[utoipa::path(get, path = "/v1/usage", params(UsageQuery), security(("bearer" = [])),
-    responses((status = 200, body = UsageResponse), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 200, body = UsageResponse), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn usage(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<UsageQuery>,
+    q: Result<Query<UsageQuery>, QueryRejection>,
 ) -> Result<Json<UsageResponse>, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     let granularity = q.granularity.clone().unwrap_or_else(|| "day".into());
     if !["hour", "day", "month"].contains(&granularity.as_str()) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "granularity is hour, day or month"));
@@ -474,6 +485,82 @@ async fn usage(
     Ok(Json(UsageResponse { tenant, from: q.from, to: q.to, granularity, rows }))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EstimateLine {
+    pub description: String,
+    pub gpu_hours: String,
+    pub unit_price: String,
+    pub net: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CurrentMonth {
+    pub tenant: String,
+    /// The Berlin month so far (YYYY-MM).
+    pub period: String,
+    pub as_of: DateTime<Utc>,
+    /// Not yet invoiced: rated as the close would rate it with the price lists and contracts in
+    /// force now (a minimum charge counts in full).
+    pub lines: Vec<EstimateLine>,
+    pub net_total: String,
+}
+
+#[utoipa::path(get, path = "/v1/usage/current", security(("bearer" = [])),
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = CurrentMonth), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn usage_current(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<CurrentMonth>, ApiError> {
+    let now = Utc::now();
+    let period = domain::billing::Period::of(now);
+    let mut client = db(&s).await?;
+    let (tx, caller) = begin(&s, &mut client, &headers).await?;
+    let tenant = match (caller.role, caller.tenant.clone()) {
+        (Role::Tenant, Some(t)) => t,
+        _ => return Err(ApiError::new(StatusCode::FORBIDDEN, "the current month is shown to a tenant's own token")),
+    };
+    let rows = tx
+        .query(
+            "SELECT gpu_sku, project, hour, gpu_seconds FROM usage_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3",
+            &[&tenant, &period.start(), &period.end()],
+        )
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    let usage: Vec<domain::billing::rating::UsageRow> = rows
+        .iter()
+        .map(|r| domain::billing::rating::UsageRow {
+            sku: r.get(0),
+            project: r.get(1),
+            hour: r.get(2),
+            gpu_seconds: r.get(3),
+        })
+        .collect();
+    let refs = blocking(&s, store::billing::reference_state).await?;
+    let by_project = refs.profiles.get(&tenant).is_some_and(|(p, _)| p.lines_by_project);
+    let rated = domain::billing::rating::rate_period(&tenant, period, &usage, &refs, by_project)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let mut net_total = Decimal::ZERO;
+    let lines = rated
+        .iter()
+        .enumerate()
+        .map(|(i, (key, r))| {
+            let l = domain::billing::invoice::make_line(i as u32 + 1, period, false, "", key, r.gpu_seconds, r.net());
+            net_total += l.net;
+            EstimateLine {
+                description: l.description,
+                gpu_hours: l.quantity.to_string(),
+                unit_price: l.unit_price.to_string(),
+                net: l.net.to_string(),
+            }
+        })
+        .collect();
+    Ok(Json(CurrentMonth {
+        tenant,
+        period: period.to_string(),
+        as_of: now,
+        lines,
+        net_total: domain::billing::dec::cents(net_total).to_string(),
+    }))
+}
+
 // ---------------------------------------------------------------- invoices
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -496,12 +583,13 @@ pub struct InvoiceSummary {
 }
 
 #[utoipa::path(get, path = "/v1/invoices", params(InvoiceQuery), security(("bearer" = [])),
-    responses((status = 200, body = [InvoiceSummary]), (status = 401, body = Problem)))]
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = [InvoiceSummary]), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn list_invoices(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<InvoiceQuery>,
+    q: Result<Query<InvoiceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<InvoiceSummary>>, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     if let Some(p) = &q.period {
         domain::billing::Period::parse(p).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     }
@@ -542,7 +630,7 @@ async fn document(s: &AppState, headers: &HeaderMap, number: &str, path: &str) -
     let (tx, caller) = begin(s, &mut client, headers).await?;
     let row = tx
         .query_opt(
-            "SELECT e.payload FROM invoices i JOIN ledger_events e ON e.stream_id = i.stream_id AND e.stream_pos = i.stream_pos
+            "SELECT e.payload FROM invoices i JOIN api_ledger_events e ON e.stream_id = i.stream_id AND e.stream_pos = i.stream_pos
               WHERE i.number = $1 AND e.kind = 'invoice.issued'",
             &[&number],
         )
@@ -557,35 +645,38 @@ async fn document(s: &AppState, headers: &HeaderMap, number: &str, path: &str) -
 
 #[utoipa::path(get, path = "/v1/invoices/{number}", params(("number" = String, Path, description = "Invoice or credit note number")),
     security(("bearer" = [])),
-    responses((status = 200, description = "The issued document (canonical JSON)", body = Object), (status = 404, body = Problem)))]
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, description = "The issued document (canonical JSON)", body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn invoice_json(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(number): Path<String>,
+    number: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(number) = number.map_err(bad_path)?;
     Ok(Json(document(&s, &headers, &number, "/v1/invoices/{number}").await?.to_json()))
 }
 
 #[utoipa::path(get, path = "/v1/invoices/{number}/xrechnung", params(("number" = String, Path, description = "Invoice or credit note number")),
     security(("bearer" = [])),
-    responses((status = 200, description = "XRechnung 3.0 UBL", content_type = "application/xml"), (status = 404, body = Problem)))]
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, description = "XRechnung 3.0 UBL", content_type = "application/xml"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn invoice_xml(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(number): Path<String>,
+    number: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(number) = number.map_err(bad_path)?;
     let d = document(&s, &headers, &number, "/v1/invoices/{number}/xrechnung").await?;
     Ok(([(header::CONTENT_TYPE, "application/xml")], domain::billing::ubl::xrechnung(&d)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/invoices/{number}/csv", params(("number" = String, Path, description = "Invoice or credit note number")),
     security(("bearer" = [])),
-    responses((status = 200, description = "One row per line", content_type = "text/csv"), (status = 404, body = Problem)))]
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, description = "One row per line", content_type = "text/csv"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn invoice_csv(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(number): Path<String>,
+    number: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(number) = number.map_err(bad_path)?;
     let d = document(&s, &headers, &number, "/v1/invoices/{number}/csv").await?;
     Ok(([(header::CONTENT_TYPE, "text/csv")], domain::billing::export::csv(std::slice::from_ref(&d))).into_response())
 }
@@ -639,12 +730,13 @@ pub struct BudgetQuery {
 }
 
 #[utoipa::path(get, path = "/v1/finance/budget", params(BudgetQuery), security(("bearer" = [])),
-    responses((status = 200, description = "The budget report", body = Object), (status = 403, body = Problem)))]
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, description = "The budget report", body = Object), (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn finance_budget(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<BudgetQuery>,
+    q: Result<Query<BudgetQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     authorize(&s, &headers, READERS, "GET", "/v1/finance/budget").await?;
     let as_of = q.as_of.unwrap_or_else(|| domain::billing::period::berlin_date(Utc::now()));
     let r = blocking(&s, move |c| store::budget::budget_report(c, as_of)).await?;
@@ -660,12 +752,13 @@ pub struct CloseResult {
 
 #[utoipa::path(post, path = "/v1/finance/periods/{period}/close", params(("period" = String, Path, description = "YYYY-MM")),
     security(("bearer" = [])),
-    responses((status = 200, body = CloseResult), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = CloseResult), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn finance_close(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(period): Path<String>,
+    period: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CloseResult>, ApiError> {
+    let Path(period) = period.map_err(bad_path)?;
     authorize(&s, &headers, FINANCE, "POST", "/v1/finance/periods/{period}/close").await?;
     let p = domain::billing::Period::parse(&period).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let out = blocking(&s, move |c| store::billing::close_period(c, p, Utc::now())).await?;
@@ -693,12 +786,13 @@ async fn finance_close(
 #[utoipa::path(get, path = "/v1/finance/exports/{period}/{file}",
     params(("period" = String, Path, description = "YYYY-MM"), ("file" = String, Path, description = "invoices.csv, invoices.json, sap-journal.csv or focus-TENANT.csv")),
     security(("bearer" = [])),
-    responses((status = 200, description = "The file"), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, description = "The file"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn finance_export(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path((period, file)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((period, file)) = path.map_err(bad_path)?;
     authorize(&s, &headers, READERS, "GET", "/v1/finance/exports/{period}/{file}").await?;
     let p = domain::billing::Period::parse(&period).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let (ctype, body): (&str, Vec<u8>) = match file.as_str() {
@@ -766,12 +860,13 @@ pub struct EventsPage {
 }
 
 #[utoipa::path(get, path = "/v1/audit/events", params(EventsQuery), security(("bearer" = [])),
-    responses((status = 200, body = EventsPage), (status = 403, body = Problem)))]
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = EventsPage), (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn audit_events(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<EventsPage>, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=PAGE_MAX).contains(&limit) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("limit is 1 to {PAGE_MAX}")));
@@ -784,7 +879,7 @@ async fn audit_events(
     let rows = tx
         .query(
             "SELECT seq, stream_id, stream_pos, kind, version, tenant_id, event_id, occurred_at, recorded_at, src_offset, hash, payload
-               FROM ledger_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+               FROM api_ledger_events WHERE seq > $1 ORDER BY seq LIMIT $2",
             &[&q.after.unwrap_or(0), &limit],
         )
         .await
@@ -830,9 +925,9 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "gpuledger", description = "Metering and billing ledger of a sovereign GPU cloud: usage, invoices, health."),
-    paths(healthz, readyz, metrics, usage, list_invoices, invoice_json, invoice_xml, invoice_csv,
+    paths(healthz, readyz, metrics, usage, usage_current, list_invoices, invoice_json, invoice_xml, invoice_csv,
           finance_budget, finance_close, finance_export, audit_events),
-    components(schemas(Problem, Health, UsageRow, UsageResponse, InvoiceSummary, CloseResult, LedgerEvent, EventsPage)),
+    components(schemas(Problem, Health, UsageRow, UsageResponse, EstimateLine, CurrentMonth, InvoiceSummary, CloseResult, LedgerEvent, EventsPage)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -135,6 +135,7 @@ fn seed_hourly(client: &mut Client, spec: &CloseBenchSpec) -> Result<(u64, u64),
         }
     }
     w.finish()?;
+    tx.batch_execute("INSERT INTO usage_hourly SELECT * FROM bench_hourly")?;
     tx.commit()?;
     Ok((rows, events))
 }
