@@ -113,8 +113,10 @@ fn seed_hourly(client: &mut Client, spec: &CloseBenchSpec) -> Result<(u64, u64),
         *groups.entry((t, s, p)).or_default() += 1;
     }
     let mut tx = client.transaction()?;
+    // COPY is refused on a table with row-level security: copy into a scratch table, then insert.
+    tx.batch_execute("CREATE TEMP TABLE bench_hourly (LIKE usage_hourly) ON COMMIT DROP")?;
     let sink =
-        tx.copy_in("COPY usage_hourly (tenant_id, gpu_sku, project, hour, gpu_seconds, events) FROM STDIN BINARY")?;
+        tx.copy_in("COPY bench_hourly (tenant_id, gpu_sku, project, hour, gpu_seconds, events) FROM STDIN BINARY")?;
     let mut w = BinaryCopyInWriter::new(
         sink,
         &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::NUMERIC, Type::INT8],
