@@ -206,6 +206,28 @@ pub struct LoadedRef {
     pub new: bool,
 }
 
+/// Parses finance's submitted items (each on its own rules), giving each its event id; the first
+/// refusal names the item. Shared by reference and budget loads.
+pub(crate) fn parse_items<T, E: std::fmt::Display>(
+    items: &[ReferenceInput],
+    parse: impl Fn(&str, &serde_json::Value) -> Result<T, E>,
+) -> Result<Vec<(Uuid, T)>, StoreError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let t = parse(&item.kind, &item.data)
+                .map_err(|e| StoreError::Refused(format!("item {} ({}): {e}", i + 1, item.kind)))?;
+            Ok((item.event_id.unwrap_or_else(Uuid::new_v4), t))
+        })
+        .collect()
+}
+
+/// Whether an event id is already in the ledger (a reload of the same item).
+pub(crate) fn is_known(tx: &mut Transaction<'_>, tenant: &str, id: &Uuid) -> Result<bool, StoreError> {
+    Ok(tx.query_opt("SELECT 1 FROM ledger_event_ids WHERE tenant_id = $1 AND event_id = $2", &[&tenant, id])?.is_some())
+}
+
 /// Validates and appends reference events, all or none. Each is checked on its own, then against
 /// the state it joins (overlapping contracts, closed periods); usage adjustments also change the
 /// hourly projection in the same transaction and may not make any hour negative.
@@ -214,12 +236,7 @@ pub fn load_reference(
     items: &[ReferenceInput],
     now: DateTime<Utc>,
 ) -> Result<Vec<LoadedRef>, StoreError> {
-    let mut parsed = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let r = Reference::parse(&item.kind, &item.data)
-            .map_err(|e| StoreError::Refused(format!("item {} ({}): {e}", i + 1, item.kind)))?;
-        parsed.push((item.event_id.unwrap_or_else(Uuid::new_v4), r));
-    }
+    let parsed = parse_items(items, Reference::parse)?;
     ensure_months_for(client, std::iter::once(now))?;
     let mut tx = client.transaction()?;
     lock_stream(&mut tx, REFERENCE_STREAM)?;
@@ -227,10 +244,7 @@ pub fn load_reference(
     let closed = closed_periods(&mut tx)?;
     let mut events = Vec::with_capacity(parsed.len());
     for (i, (id, r)) in parsed.iter().enumerate() {
-        let known = tx
-            .query_opt("SELECT 1 FROM ledger_event_ids WHERE tenant_id = $1 AND event_id = $2", &[&r.tenant(), id])?
-            .is_some();
-        if !known {
+        if !is_known(&mut tx, r.tenant(), id)? {
             state.admits(r, &closed).map_err(|e| StoreError::Refused(format!("item {} ({}): {e}", i + 1, r.kind())))?;
             state.apply(r.clone(), *id);
         }

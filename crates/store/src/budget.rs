@@ -3,7 +3,7 @@
 //! none; the report as of a date and the SAP journal of a period.
 
 use crate::append::ensure_months_for;
-use crate::billing::{append_local, documents, lock_stream, LoadedRef, LocalEvent};
+use crate::billing::{append_local, documents, is_known, lock_stream, parse_items, LoadedRef, LocalEvent};
 use crate::StoreError;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::billing::reference::{ReferenceInput, NO_TENANT};
@@ -13,7 +13,6 @@ use domain::budget::report::{report, BudgetReport};
 use domain::budget::sap::{journal, JournalLine};
 use domain::budget::{BudgetEvent, BudgetState};
 use postgres::{Client, IsolationLevel, Transaction};
-use uuid::Uuid;
 
 pub const BUDGET_STREAM: &str = "gpuledger.budget";
 
@@ -41,22 +40,14 @@ pub fn load_budget(
     items: &[ReferenceInput],
     now: DateTime<Utc>,
 ) -> Result<Vec<LoadedRef>, StoreError> {
-    let mut parsed = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let e = BudgetEvent::parse(&item.kind, &item.data)
-            .map_err(|e| StoreError::Refused(format!("item {} ({}): {e}", i + 1, item.kind)))?;
-        parsed.push((item.event_id.unwrap_or_else(Uuid::new_v4), e));
-    }
+    let parsed = parse_items(items, BudgetEvent::parse)?;
     ensure_months_for(client, std::iter::once(now))?;
     let mut tx = client.transaction()?;
     lock_stream(&mut tx, BUDGET_STREAM)?;
     let mut state = BudgetState::fold(&budget_events(&mut tx)?);
     let mut events = Vec::with_capacity(parsed.len());
     for (i, (id, e)) in parsed.iter().enumerate() {
-        let known = tx
-            .query_opt("SELECT 1 FROM ledger_event_ids WHERE tenant_id = $1 AND event_id = $2", &[&NO_TENANT, id])?
-            .is_some();
-        if !known {
+        if !is_known(&mut tx, NO_TENANT, id)? {
             state.admits(e).map_err(|err| StoreError::Refused(format!("item {} ({}): {err}", i + 1, e.kind())))?;
             state.apply(e);
         }
