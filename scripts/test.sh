@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh up
 bash scripts/python.sh >/dev/null
+bash scripts/browser.sh
 eval "$(bash scripts/services.sh env)"
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings

@@ -24,10 +24,18 @@ use uuid::Uuid;
 
 use postgres as postgres_sync;
 
+mod pages;
+
 /// Longest usage range one request may ask for, and for hourly granularity.
 pub const RANGE_DAYS_MAX: i64 = 366;
 pub const HOURLY_RANGE_DAYS_MAX: i64 = 31;
 pub const PAGE_MAX: i64 = 500;
+/// Largest export one request may fetch (bigger ones: `gpuledger invoices export`), and the
+/// largest request body (reference data loads).
+pub const EXPORT_MAX_BYTES: usize = 64 * 1024 * 1024;
+pub const BODY_MAX_BYTES: usize = 1024 * 1024;
+/// Most reference items one load may carry.
+pub const LOAD_MAX_ITEMS: usize = 1000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -106,7 +114,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/finance/budget", get(finance_budget))
         .route("/v1/finance/periods/{period}/close", axum::routing::post(finance_close))
         .route("/v1/finance/exports/{period}/{file}", get(finance_export))
+        .route("/v1/finance/reference", axum::routing::post(finance_reference))
         .route("/v1/audit/events", get(audit_events))
+        .merge(pages::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_metrics))
         .with_state(state)
 }
@@ -822,7 +833,55 @@ async fn finance_export(
             ("text/csv", domain::billing::focus::focus_csv(&docs, p))
         }
     };
+    if body.len() > EXPORT_MAX_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the export is larger than {EXPORT_MAX_BYTES} bytes; run `gpuledger invoices export` instead"),
+        ));
+    }
     Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoadedItem {
+    pub event_id: Uuid,
+    pub kind: String,
+    /// False when the same event was already in the ledger (a load is idempotent).
+    pub new: bool,
+}
+
+/// Loads reference data: price lists, contracts, billing profiles, the seller, usage
+/// adjustments. The body is a JSON array of `{"kind", "data", "event_id"?}` items, as the files
+/// of `gpuledger reference load`; the whole load is refused (nothing written) if one item is.
+#[utoipa::path(post, path = "/v1/finance/reference", security(("bearer" = [])),
+    request_body(content = Vec<Object>, description = "Reference items `{kind, data, event_id?}`", content_type = "application/json"),
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = [LoadedItem]), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn finance_reference(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<Vec<serde_json::Value>>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Vec<LoadedItem>>, ApiError> {
+    let Json(items) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    authorize(&s, &headers, FINANCE, "POST", "/v1/finance/reference").await?;
+    if items.is_empty() || items.len() > LOAD_MAX_ITEMS {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("send 1 to {LOAD_MAX_ITEMS} items")));
+    }
+    let inputs = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_json::from_value::<domain::billing::reference::ReferenceInput>(v).map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("item {}: expected {{\"kind\", \"data\", \"event_id\"?}}: {e}", i + 1),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let loaded = blocking(&s, move |c| store::billing::load_reference(c, &inputs, Utc::now())).await?;
+    Ok(Json(
+        loaded.into_iter().map(|l| LoadedItem { event_id: l.event_id, kind: l.kind.to_string(), new: l.new }).collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -926,8 +985,8 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "gpuledger", description = "Metering and billing ledger of a sovereign GPU cloud: usage, invoices, health."),
     paths(healthz, readyz, metrics, usage, usage_current, list_invoices, invoice_json, invoice_xml, invoice_csv,
-          finance_budget, finance_close, finance_export, audit_events),
-    components(schemas(Problem, Health, UsageRow, UsageResponse, EstimateLine, CurrentMonth, InvoiceSummary, CloseResult, LedgerEvent, EventsPage)),
+          finance_budget, finance_close, finance_export, finance_reference, audit_events),
+    components(schemas(Problem, Health, UsageRow, UsageResponse, EstimateLine, CurrentMonth, InvoiceSummary, CloseResult, LoadedItem, LedgerEvent, EventsPage)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
