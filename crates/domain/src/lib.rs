@@ -4,6 +4,7 @@
 //! This crate knows nothing about PostgreSQL, Kafka or HTTP: it does no I/O, has no async runtime
 //! and reads no clock (callers pass `now` in). Everything here is deterministic.
 
+pub mod audit;
 pub mod billing;
 pub mod budget;
 pub mod chain;

@@ -1,6 +1,7 @@
 //! The `gpuledger` command: the only place that reads the environment, parses arguments and
 //! prints. Everything it does is a call into the domain, store and ingest crates.
 
+mod audit_cli;
 mod billing_cli;
 mod budget_cli;
 
@@ -120,6 +121,11 @@ enum Command {
     Openapi,
     /// Walk every hash chain and rebuild the hourly projection from the log; compare with the live one.
     Verify,
+    /// Auditors: verify the whole log and its sealed checkpoints, seal a checkpoint, export the log.
+    Audit {
+        #[command(subcommand)]
+        cmd: audit_cli::AuditCmd,
+    },
 }
 
 /// The simulated fleet, for `produce` and `bench`.
@@ -463,6 +469,10 @@ fn run(cli: Cli) -> Result<()> {
                     println!("revoked {id}");
                 }
             }
+        }
+        Command::Audit { cmd } => {
+            let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;
+            audit_cli::audit(&mut db, cmd)?;
         }
         Command::Openapi => print!("{}", api::openapi_document()),
         Command::Verify => {

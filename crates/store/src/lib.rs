@@ -3,6 +3,7 @@
 //! fences ingesters that lost a partition, and reads the ledger back for checks and rebuilds.
 
 pub mod append;
+pub mod audit;
 pub mod bench;
 pub mod bench_close;
 pub mod billing;

@@ -2,12 +2,11 @@
 //! projection from the log alone, and a walk of every hash chain.
 
 use crate::StoreError;
-use chrono::{DateTime, Utc};
 use domain::chain::{ChainBreak, ChainRow, ChainVerifier};
 use domain::projection::{HourKey, HourTotals, HourlyUsage};
 use domain::usage::{UsageRecorded, LEDGER_KIND};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, IsolationLevel};
+use postgres::{Client, IsolationLevel, Transaction};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -117,86 +116,246 @@ pub fn ledger_totals_by_tenant_sku(client: &mut Client) -> Result<TenantSkuTotal
     )?))
 }
 
+/// One row of `ledger_streams`: a stream's head, and for a Kafka partition its offset counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub stream_id: i32,
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: Option<i64>,
+    pub head_pos: i64,
+    pub head_hash: Vec<u8>,
+    pub ledgered: i64,
+    pub duplicates: i64,
+    pub quarantined: i64,
+    /// Claims of a Kafka partition count from 1; a local stream is never claimed.
+    pub epoch: i64,
+}
+
+impl StreamInfo {
+    /// `topic/partition`, the way reports name a stream.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.topic, self.partition)
+    }
+
+    /// A Kafka topic-partition (claimed by an ingester), as opposed to a local stream.
+    pub fn is_kafka(&self) -> bool {
+        self.epoch > 0
+    }
+}
+
+/// Every stream, in `stream_id` order.
+pub fn streams(tx: &mut Transaction<'_>) -> Result<Vec<StreamInfo>, StoreError> {
+    Ok(tx
+        .query(
+            "SELECT stream_id, topic, kafka_partition, next_offset, head_pos, head_hash, ledgered, duplicates, quarantined, epoch
+               FROM ledger_streams ORDER BY stream_id",
+            &[],
+        )?
+        .iter()
+        .map(|r| StreamInfo {
+            stream_id: r.get(0),
+            topic: r.get(1),
+            partition: r.get(2),
+            next_offset: r.get(3),
+            head_pos: r.get(4),
+            head_hash: r.get(5),
+            ledgered: r.get(6),
+            duplicates: r.get(7),
+            quarantined: r.get(8),
+            epoch: r.get(9),
+        })
+        .collect())
+}
+
+/// The first thing wrong with a stream: the row (its global sequence number, when there is a
+/// row to name) and position where the log stops agreeing with itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamBreak {
+    pub seq: Option<i64>,
+    pub stream_pos: i64,
+    pub reason: String,
+}
+
+/// The result of walking one stream's rows from the first to the head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCheck {
+    pub stream: StreamInfo,
+    pub rows: i64,
+    /// The sequence number of the stream's last row.
+    pub last_seq: Option<i64>,
+    pub broken: Option<StreamBreak>,
+}
+
+/// Walks one stream in this transaction's snapshot, row by row (constant memory): every hash
+/// link (`domain::chain`), positions 1, 2, 3, ... without gaps, `seq` increasing with the
+/// position, Kafka offsets increasing and below `next_offset` (local streams have none); then the
+/// stored head against the last row, and the counters that can be checked against rows:
+/// `ledgered` = rows, and for Kafka `quarantined` = quarantine rows and
+/// `next_offset` = ledgered + duplicates + quarantined (duplicates leave no row to count).
+pub fn walk_stream(tx: &mut Transaction<'_>, stream: &StreamInfo) -> Result<StreamCheck, StoreError> {
+    let stream_id = stream.stream_id;
+    let params: [&(dyn postgres::types::ToSql + Sync); 1] = [&stream_id];
+    let mut rows = tx.query_raw(
+        "SELECT stream_pos, event_id, tenant_id, kind, version, occurred_at, recorded_at, src_offset, payload, hash, seq
+           FROM ledger_events WHERE stream_id = $1 ORDER BY stream_pos, seq",
+        params,
+    )?;
+    let mut verifier = ChainVerifier::default();
+    let mut count = 0i64;
+    let mut broken: Option<StreamBreak> = None;
+    let mut last_seq: Option<i64> = None;
+    let mut last_offset: Option<i64> = None;
+    while let Some(r) = rows.next()? {
+        count += 1;
+        let seq: i64 = r.get(10);
+        let prev_seq = last_seq;
+        last_seq = Some(seq);
+        if broken.is_some() {
+            continue; // keep counting rows after the first break
+        }
+        let at = |stream_pos: i64, reason: String| Some(StreamBreak { seq: Some(seq), stream_pos, reason });
+        let payload: serde_json::Value = r.get(8);
+        let payload = serde_json::to_vec(&payload)
+            .map_err(|e| StoreError::Invariant(format!("jsonb payload does not serialize: {e}")))?;
+        let tenant: String = r.get(2);
+        let kind: String = r.get(3);
+        let hash: Vec<u8> = r.get(9);
+        let mut stored = [0u8; 32];
+        if hash.len() == 32 {
+            stored.copy_from_slice(&hash);
+        }
+        let src_offset: Option<i64> = r.get(7);
+        let row = ChainRow {
+            stream_id,
+            stream_pos: r.get(0),
+            event_id: r.get(1),
+            tenant_id: &tenant,
+            kind: &kind,
+            version: r.get(4),
+            occurred_at: r.get(5),
+            recorded_at: r.get(6),
+            src_partition: Some(stream.partition),
+            src_offset,
+            payload: &payload,
+        };
+        if let Err(b) = verifier.check(&row, &stored) {
+            let after = prev_seq.map(|p| format!(" (the row before it is seq {p})")).unwrap_or_default();
+            broken = at(b.stream_pos, format!("{}{after}", b.reason));
+            continue;
+        }
+        if let Some(p) = prev_seq.filter(|p| *p >= seq) {
+            broken = at(row.stream_pos, format!("seq {seq} does not come after seq {p} of the previous position"));
+            continue;
+        }
+        match (stream.is_kafka(), src_offset) {
+            (false, None) => {}
+            (false, Some(o)) => broken = at(row.stream_pos, format!("a local stream's row has a Kafka offset ({o})")),
+            (true, None) => broken = at(row.stream_pos, "a Kafka stream's row has no offset".into()),
+            (true, Some(o)) => {
+                if last_offset.is_some_and(|l| l >= o) {
+                    broken = at(row.stream_pos, format!("offset {o} does not come after offset {last_offset:?}"));
+                } else if stream.next_offset.is_none_or(|n| o >= n) {
+                    broken =
+                        at(row.stream_pos, format!("offset {o} is not below next_offset {:?}", stream.next_offset));
+                }
+                last_offset = Some(o);
+            }
+        }
+    }
+    drop(rows);
+    if broken.is_none() {
+        let (computed_head, last_pos) = verifier.head();
+        if last_pos != stream.head_pos || computed_head.as_slice() != stream.head_hash.as_slice() {
+            broken = Some(StreamBreak {
+                seq: last_seq,
+                stream_pos: last_pos,
+                reason: format!(
+                    "the stream head says position {} hash {}, the rows end at position {last_pos} hash {}",
+                    stream.head_pos,
+                    hex::encode(&stream.head_hash),
+                    hex::encode(computed_head)
+                ),
+            });
+        }
+    }
+    if broken.is_none() {
+        broken = check_counters(tx, stream, count)?;
+    }
+    Ok(StreamCheck { stream: stream.clone(), rows: count, last_seq, broken })
+}
+
+/// The offset accounting of `ledger_streams` against the rows it counts.
+fn check_counters(tx: &mut Transaction<'_>, s: &StreamInfo, rows: i64) -> Result<Option<StreamBreak>, StoreError> {
+    let at = |reason: String| Some(StreamBreak { seq: None, stream_pos: s.head_pos, reason });
+    if s.ledgered != rows {
+        return Ok(at(format!("ledgered says {}, the stream has {rows} rows", s.ledgered)));
+    }
+    let q = tx.query_one("SELECT count(*), max(src_offset) FROM quarantine WHERE stream_id = $1", &[&s.stream_id])?;
+    let (quarantine_rows, max_offset): (i64, Option<i64>) = (q.get(0), q.get(1));
+    if quarantine_rows != s.quarantined {
+        return Ok(at(format!("quarantined says {}, the quarantine has {quarantine_rows} rows", s.quarantined)));
+    }
+    if !s.is_kafka() {
+        return Ok(None);
+    }
+    let consumed = s.next_offset.unwrap_or(0);
+    if consumed != s.ledgered + s.duplicates + s.quarantined {
+        return Ok(at(format!(
+            "next_offset {consumed} is not ledgered {} + duplicates {} + quarantined {}",
+            s.ledgered, s.duplicates, s.quarantined
+        )));
+    }
+    if let Some(m) = max_offset.filter(|m| *m >= consumed) {
+        return Ok(at(format!("quarantined offset {m} is not below next_offset {consumed}")));
+    }
+    let both: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM quarantine q JOIN ledger_events e ON e.stream_id = q.stream_id AND e.src_offset = q.src_offset
+              WHERE q.stream_id = $1",
+            &[&s.stream_id],
+        )?
+        .get(0);
+    if both != 0 {
+        return Ok(at(format!("{both} offsets are both ledgered and quarantined")));
+    }
+    Ok(None)
+}
+
 /// The result of walking one stream's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainReport {
     pub stream_id: i32,
     pub rows: i64,
     pub result: Result<(), ChainBreak>,
+    /// The sequence number of the row where the chain breaks, when there is one to name.
+    pub seq: Option<i64>,
 }
 
-/// Walks every stream's rows in order, recomputing each hash, and checks the stored head. Each
-/// stream is read in one REPEATABLE READ snapshot (head and rows agree while ingesters write) and
-/// streamed row by row (constant memory).
+/// Walks every stream's rows in order (`walk_stream`). Each stream is read in one REPEATABLE READ
+/// snapshot (head and rows agree while ingesters write) and streamed row by row (constant memory).
 pub fn verify_chains(client: &mut Client) -> Result<Vec<ChainReport>, StoreError> {
-    let streams: Vec<i32> = client
-        .query("SELECT stream_id FROM ledger_streams ORDER BY stream_id", &[])?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let mut tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+    let ids: Vec<i32> = streams(&mut tx)?.iter().map(|s| s.stream_id).collect();
+    tx.commit()?;
     let mut reports = Vec::new();
-    for stream_id in streams {
+    for stream_id in ids {
         let mut tx =
             client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
-        let head_row = tx.query_one(
-            "SELECT kafka_partition, head_hash, head_pos FROM ledger_streams WHERE stream_id = $1",
-            &[&stream_id],
-        )?;
-        let (partition, head, head_pos): (i32, Vec<u8>, i64) = (head_row.get(0), head_row.get(1), head_row.get(2));
-        let params: [&(dyn postgres::types::ToSql + Sync); 1] = [&stream_id];
-        let mut rows = tx.query_raw(
-            "SELECT stream_pos, event_id, tenant_id, kind, version, occurred_at, recorded_at, src_offset, payload, hash
-               FROM ledger_events WHERE stream_id = $1 ORDER BY stream_pos",
-            params,
-        )?;
-        let mut verifier = ChainVerifier::default();
-        let mut count = 0i64;
-        let mut result = Ok(());
-        while let Some(r) = rows.next()? {
-            count += 1;
-            if result.is_err() {
-                continue; // keep counting rows after the first break
-            }
-            let payload: serde_json::Value = r.get(8);
-            let payload = serde_json::to_vec(&payload).expect("json");
-            let tenant: String = r.get(2);
-            let kind: String = r.get(3);
-            let hash: Vec<u8> = r.get(9);
-            let mut stored = [0u8; 32];
-            if hash.len() == 32 {
-                stored.copy_from_slice(&hash);
-            }
-            let occurred: DateTime<Utc> = r.get(5);
-            let recorded: DateTime<Utc> = r.get(6);
-            let row = ChainRow {
-                stream_id,
-                stream_pos: r.get(0),
-                event_id: r.get(1),
-                tenant_id: &tenant,
-                kind: &kind,
-                version: r.get(4),
-                occurred_at: occurred,
-                recorded_at: recorded,
-                src_partition: Some(partition),
-                src_offset: r.get(7),
-                payload: &payload,
-            };
-            result = verifier.check(&row, &stored);
-        }
-        drop(rows);
+        let Some(stream) = streams(&mut tx)?.into_iter().find(|s| s.stream_id == stream_id) else {
+            continue;
+        };
+        let check = walk_stream(&mut tx, &stream)?;
         tx.commit()?;
-        if result.is_ok() {
-            let (computed_head, last_pos) = verifier.head();
-            if last_pos != head_pos || computed_head.as_slice() != head.as_slice() {
-                result = Err(ChainBreak {
-                    stream_pos: last_pos,
-                    reason: format!(
-                        "stream head says position {head_pos}, the rows end at {last_pos} or the hash differs"
-                    ),
-                });
-            }
-        }
-        reports.push(ChainReport { stream_id, rows: count, result });
+        reports.push(ChainReport {
+            stream_id,
+            rows: check.rows,
+            seq: check.broken.as_ref().and_then(|b| b.seq),
+            result: match check.broken {
+                None => Ok(()),
+                Some(b) => Err(ChainBreak { stream_pos: b.stream_pos, reason: b.reason }),
+            },
+        });
     }
     Ok(reports)
 }
