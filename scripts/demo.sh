@@ -44,3 +44,29 @@ $B budget load fixtures/budget/master.json fixtures/budget/allocations.json fixt
 $B budget report --as-of "$(date -u +%F)"
 mkdir -p out/sap
 $B budget sap-export --period 2026-10 --out out/sap/journal-2026-10.csv
+echo
+echo "== the auditors' view: every hash chain checked, today's checkpoint sealed (keep the receipt elsewhere)"
+$B audit verify | tail -n 2
+$B audit checkpoint
+echo
+echo "== the web pages and the API: gpuledger serve, signed in with a tenant's and finance's token"
+PORT=${DEMO_PORT:-18080}
+$B serve --listen "127.0.0.1:$PORT" >/dev/null 2>&1 &
+SERVE=$!
+trap 'kill $SERVE 2>/dev/null || true' EXIT
+TENANT_TOKEN=$($B tokens create --role tenant --tenant rheinbank --days 1 --label demo 2>/dev/null | sed -n 's/^token: *//p')
+FINANCE_TOKEN=$($B tokens create --role finance --days 1 --label demo 2>/dev/null | sed -n 's/^token: *//p')
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+mkdir -p out/web
+for page in "usage?month=2026-10" "invoices/$(curl -fsS -H "Authorization: Bearer $TENANT_TOKEN" "http://127.0.0.1:$PORT/v1/invoices?period=2026-10" | sed -n 's/.*"number":"\([^"]*\)".*/\1/p' | head -n 1)"; do
+    name=$(echo "${page%%\?*}" | tr '/' '-')
+    curl -fsS -b "gpuledger_token=$TENANT_TOKEN" "http://127.0.0.1:$PORT/ui/$page" -o "out/web/rheinbank-$name.html"
+done
+curl -fsS -b "gpuledger_token=$FINANCE_TOKEN" "http://127.0.0.1:$PORT/ui/finance?period=2026-10" -o out/web/finance-2026-10.html
+echo "pages fetched through the walls: $(ls out/web | tr '\n' ' ')"
+echo "GET /v1/usage for rheinbank, October by SKU:"
+curl -fsS -H "Authorization: Bearer $TENANT_TOKEN" \
+    "http://127.0.0.1:$PORT/v1/usage?from=2026-09-30T22:00:00Z&to=2026-10-31T23:00:00Z&granularity=month&group_by=sku" | head -c 600
+echo
+echo "To browse: $B serve --listen 127.0.0.1:8080, open http://127.0.0.1:8080/ui/login and paste a token"
+echo "from: $B tokens create --role tenant --tenant rheinbank   (or --role finance)"

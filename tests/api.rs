@@ -128,6 +128,8 @@ fn every_route_with_every_token_shows_a_tenant_only_its_own() {
         ("GET", "/v1/finance/exports/2026-08/sap-journal.csv".to_string()),
         ("GET", "/v1/finance/exports/2026-08/focus-rheinbank.csv".to_string()),
         ("GET", "/v1/audit/events?limit=5".to_string()),
+        ("GET", "/v1/audit/verify".to_string()),
+        ("POST", "/v1/finance/reference".to_string()),
     ];
     for (method, path) in &finance_routes {
         for tok in [&a, &b] {
@@ -138,8 +140,39 @@ fn every_route_with_every_token_shows_a_tenant_only_its_own() {
         assert_eq!(status, 401);
         let tok = if path.starts_with("/v1/audit") { &auditor } else { &finance };
         let (status, _, body) = request(&s, method, path, Some(tok));
-        assert_eq!(status, 200, "{method} {path}: {body}");
+        let expected = if path.ends_with("/reference") { 415 } else { 200 }; // no JSON body sent
+        assert_eq!(status, expected, "{method} {path}: {body}");
     }
+    // Auditors verify the whole log over HTTP.
+    let (_, _, body) = get(&s, "/v1/audit/verify", Some(&auditor));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["intact"], true, "{body}");
+    assert!(v["rows"].as_i64().unwrap() > 0 && v["breaks"].as_array().unwrap().is_empty(), "{body}");
+    assert_eq!(get(&s, "/v1/audit/verify?receipt=zz", Some(&auditor)).0, 400);
+    // Finance loads reference data over HTTP: idempotent, refused whole when one item is bad.
+    let price = r#"[{"event_id": "9e1ce000-0000-4000-8000-0000000000f1", "kind": "price_list.set", "data": {"sku": "nvidia-l40s",
+        "effective_from": "2027-01-01T00:00:00Z", "currency": "EUR", "tiers": [{"from_gpu_hours": "0", "eur_per_gpu_hour": "1.10"}]}}]"#;
+    let before: i64 = connect(&db).query_one("SELECT count(*) FROM ledger_events", &[]).unwrap().get(0);
+    for (tok, json, status, needle) in [
+        (&a, price.to_string(), 403, "role"),
+        (&finance, price.to_string(), 200, "\"new\":true"),
+        (&finance, price.to_string(), 200, "\"new\":false"),
+        (&finance, price.replace("1.10", "-1"), 422, "item 1"),
+        (&finance, price.replace("\"1.10\"", "1.10"), 422, "item 1"),
+        (&finance, "[]".to_string(), 400, "items"),
+        (&finance, "[not json".to_string(), 400, ""),
+        (&finance, "{\"kind\": 1}".to_string(), 422, ""),
+    ] {
+        let (got, ctype, body) =
+            integration::http_with_body(&s, "POST", "/v1/finance/reference", Some(tok), Some(&json));
+        assert_eq!(got, status, "{json}: {body}");
+        assert!(body.contains(needle), "{body}");
+        if got != 200 {
+            assert_eq!(ctype, "application/problem+json");
+        }
+    }
+    let after: i64 = connect(&db).query_one("SELECT count(*) FROM ledger_events", &[]).unwrap().get(0);
+    assert_eq!(after, before + 1, "one new price list, nothing from the refused loads");
     let (status, _, body) = request(&s, "POST", "/v1/finance/periods/2026-08/close", Some(&auditor));
     assert_eq!(status, 403, "auditors change nothing: {body}");
     let (_, _, body) = request(&s, "POST", "/v1/finance/periods/2026-08/close", Some(&finance));

@@ -70,6 +70,9 @@ fn twenty_sigkills_during_two_hundred_thousand_events() {
     wait_accounted(&db, &topic, messages, Duration::from_secs(300)).unwrap();
     stop(child).unwrap();
     assert_exact(&db, &topic, &totals).unwrap();
+    // The auditors' replay of every projection, through the command line: equal to live.
+    let out = gpuledger(&db, &["audit", "replay"]).unwrap();
+    assert!(out.contains("replay: equal to the live projections"), "{out}");
 }
 
 #[test]

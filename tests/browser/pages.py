@@ -69,7 +69,7 @@ class Driver:
 
 
 SNAPSHOT = """
-const marks = [...document.querySelectorAll('svg rect')].map(r => {
+const marks = [...document.querySelectorAll('svg rect[data-value]')].map(r => {
   const b = r.getBoundingClientRect();
   return {chart: r.closest('figure') ? r.closest('figure').id : '', cls: r.getAttribute('class'),
           series: r.dataset.series || r.dataset.measure || '', category: r.dataset.category || r.dataset.item || '',

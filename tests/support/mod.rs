@@ -209,6 +209,10 @@ pub fn assert_exact(db_url: &str, topic: &str, totals: &Value) -> Result<()> {
         assert_eq!(r.result, Ok(()), "hash chain of stream {}", r.stream_id);
     }
     assert_eq!(store::read::rebuild_hourly(&mut db)?, store::read::live_hourly(&mut db)?, "projection rebuild");
+    // The auditors' replay of every projection (store::replay) agrees with the live ones too.
+    let replay = store::replay::replay(&mut db, &store::replay::ReplayOptions::default(), &mut |_| {})?;
+    assert_eq!(replay.differences_total(), 0, "audit replay differs from live: {:?}", replay.differences);
+    assert_eq!(replay.usage_events, good as u64, "audit replay folds every ledgered usage event");
     Ok(())
 }
 
@@ -318,10 +322,27 @@ pub fn serve_api(db: &str) -> ApiServer {
 
 /// A plain HTTP/1.1 request without a body: (status, content type, body).
 pub fn http(s: &ApiServer, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+    http_with_body(s, method, path, token, None)
+}
+
+/// A plain HTTP/1.1 request with an optional JSON body: (status, content type, body).
+pub fn http_with_body(
+    s: &ApiServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> (u16, String, String) {
     let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(c, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    let ctype = if json.is_some() { "Content-Type: application/json\r\n" } else { "" };
+    let body = json.unwrap_or("");
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut raw = Vec::new();
     c.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use postgres as postgres_sync;
 
+pub mod bench;
 mod pages;
 
 /// Longest usage range one request may ask for, and for hourly granularity.
@@ -44,6 +45,8 @@ pub struct AppState {
     brokers: String,
     metrics: Arc<Metrics>,
     limiter: Arc<RateLimiter>,
+    /// One whole-log verification at a time (it reads every row).
+    verifying: Arc<tokio::sync::Semaphore>,
 }
 
 /// (method, route, status).
@@ -96,6 +99,7 @@ pub fn state(database_url: &str, brokers: &str, pool_size: usize) -> anyhow::Res
         brokers: brokers.to_string(),
         metrics: Arc::new(Metrics::default()),
         limiter: Arc::new(RateLimiter::default()),
+        verifying: Arc::new(tokio::sync::Semaphore::new(1)),
     })
 }
 
@@ -116,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/finance/exports/{period}/{file}", get(finance_export))
         .route("/v1/finance/reference", axum::routing::post(finance_reference))
         .route("/v1/audit/events", get(audit_events))
+        .route("/v1/audit/verify", get(audit_verify))
         .merge(pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_metrics))
@@ -466,17 +471,7 @@ async fn usage(
         Role::Tenant => caller.tenant.clone().unwrap_or_default(),
         _ => q.tenant.clone().ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "name the tenant (?tenant=)"))?,
     };
-    let bucket = if granularity == "hour" {
-        "hour".to_string()
-    } else {
-        format!("date_trunc('{granularity}', hour AT TIME ZONE 'Europe/Berlin') AT TIME ZONE 'Europe/Berlin'")
-    };
-    let sku = if by_sku { "gpu_sku" } else { "NULL::text" };
-    let project = if by_project { "project" } else { "NULL::text" };
-    let sql = format!(
-        "SELECT {bucket} AS b, {sku} AS s, {project} AS p, sum(gpu_seconds) FROM usage_hourly
-          WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    );
+    let sql = usage_sql(&granularity, by_sku, by_project);
     let rows = tx.query(&sql, &[&tenant, &q.from, &q.to]).await.map_err(internal)?;
     log_access(&tx, &caller, "GET", "/v1/usage").await?;
     tx.commit().await.map_err(internal)?;
@@ -494,6 +489,22 @@ async fn usage(
         })
         .collect();
     Ok(Json(UsageResponse { tenant, from: q.from, to: q.to, granularity, rows }))
+}
+
+/// The usage query (granularity is `hour`, `day` or `month`, checked by the caller); shared with
+/// the benchmark's floor so both run the same SQL. Parameters: tenant, from, to.
+pub fn usage_sql(granularity: &str, by_sku: bool, by_project: bool) -> String {
+    let bucket = if granularity == "hour" {
+        "hour".to_string()
+    } else {
+        format!("date_trunc('{granularity}', hour AT TIME ZONE 'Europe/Berlin') AT TIME ZONE 'Europe/Berlin'")
+    };
+    let sku = if by_sku { "gpu_sku" } else { "NULL::text" };
+    let project = if by_project { "project" } else { "NULL::text" };
+    format!(
+        "SELECT {bucket} AS b, {sku} AS s, {project} AS p, sum(gpu_seconds) FROM usage_hourly
+          WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -861,8 +872,8 @@ async fn finance_reference(
     headers: HeaderMap,
     body: Result<Json<Vec<serde_json::Value>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Vec<LoadedItem>>, ApiError> {
-    let Json(items) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     authorize(&s, &headers, FINANCE, "POST", "/v1/finance/reference").await?;
+    let Json(items) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     if items.is_empty() || items.len() > LOAD_MAX_ITEMS {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("send 1 to {LOAD_MAX_ITEMS} items")));
     }
@@ -966,6 +977,94 @@ async fn audit_events(
     Ok(Json(EventsPage { events, next_after }))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyQuery {
+    /// A checkpoint fingerprint kept outside the database (as printed by `gpuledger audit checkpoint`).
+    pub receipt: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Break {
+    pub seq: Option<i64>,
+    pub stream_id: i32,
+    /// `topic/partition` of the stream.
+    pub stream: String,
+    pub stream_pos: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamVerdict {
+    pub stream_id: i32,
+    pub stream: String,
+    pub rows: i64,
+    pub intact: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Verification {
+    /// True when every chain, head, counter, checkpoint and receipt agrees with the rows.
+    pub intact: bool,
+    pub rows: i64,
+    pub streams: Vec<StreamVerdict>,
+    pub checkpoints: usize,
+    pub receipt_found: Option<bool>,
+    /// Every break, the first one first.
+    pub breaks: Vec<Break>,
+}
+
+/// `gpuledger audit verify` over HTTP, for auditors: walks every hash chain of the log.
+#[utoipa::path(get, path = "/v1/audit/verify", params(VerifyQuery), security(("bearer" = [])),
+    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = Verification), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn audit_verify(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<VerifyQuery>, QueryRejection>,
+) -> Result<Json<Verification>, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let receipts = match q.receipt.as_deref() {
+        Some(r) => {
+            vec![domain::audit::Receipt::parse(r).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?]
+        }
+        None => vec![],
+    };
+    authorize(&s, &headers, &[Role::Auditor, Role::Admin], "GET", "/v1/audit/verify").await?;
+    let _permit = s.verifying.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "a verification is already running; try again when it is done")
+    })?;
+    let has_receipt = !receipts.is_empty();
+    let r = blocking(&s, move |c| store::audit::verify_log(c, &receipts)).await?;
+    let breaks: Vec<Break> = r
+        .breaks()
+        .into_iter()
+        .map(|b| Break {
+            seq: b.seq,
+            stream_id: b.stream_id,
+            stream: b.stream,
+            stream_pos: b.stream_pos,
+            reason: b.reason,
+        })
+        .collect();
+    Ok(Json(Verification {
+        intact: breaks.is_empty(),
+        rows: r.rows(),
+        streams: r
+            .streams
+            .iter()
+            .map(|c| StreamVerdict {
+                stream_id: c.stream.stream_id,
+                stream: c.stream.name(),
+                rows: c.rows,
+                intact: c.broken.is_none(),
+            })
+            .collect(),
+        checkpoints: r.checkpoints.len(),
+        receipt_found: has_receipt.then(|| r.receipts.iter().all(|x| x.found.is_some())),
+        breaks,
+    }))
+}
+
 // ---------------------------------------------------------------- OpenAPI
 
 struct BearerAuth;
@@ -985,8 +1084,8 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "gpuledger", description = "Metering and billing ledger of a sovereign GPU cloud: usage, invoices, health."),
     paths(healthz, readyz, metrics, usage, usage_current, list_invoices, invoice_json, invoice_xml, invoice_csv,
-          finance_budget, finance_close, finance_export, finance_reference, audit_events),
-    components(schemas(Problem, Health, UsageRow, UsageResponse, EstimateLine, CurrentMonth, InvoiceSummary, CloseResult, LoadedItem, LedgerEvent, EventsPage)),
+          finance_budget, finance_close, finance_export, finance_reference, audit_events, audit_verify),
+    components(schemas(Problem, Health, UsageRow, UsageResponse, EstimateLine, CurrentMonth, InvoiceSummary, CloseResult, LoadedItem, LedgerEvent, EventsPage, Verification, StreamVerdict, Break)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -1,5 +1,5 @@
 //! `gpuledger audit ...`: the auditors' commands: verify the whole log, seal a checkpoint,
-//! export the raw log with its GDPdU description and checksums.
+//! export the raw log with its GDPdU description and checksums, replay every projection.
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -8,10 +8,10 @@ use domain::audit::{
     csv_header, gdpdu_index, short_fingerprint, Receipt, TableSpec, CSV_DELIMITER, EVENT_COLUMNS, STREAM_COLUMNS,
 };
 use sha2::{Digest, Sha256};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::Path;
 use std::path::PathBuf;
-use store::audit::{ExportRange, ExportRow};
+use store::audit::{Cut, ExportRange, ExportRow, ReplayOptions};
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
@@ -47,6 +47,32 @@ pub enum AuditCmd {
         #[arg(long)]
         until: Option<DateTime<Utc>>,
     },
+    /// Rebuild every projection from the log alone into a scratch schema (hourly usage, the
+    /// invoices with each close replayed, the budget report) and compare with the live ones;
+    /// prints a SHA-256 per output; exit 1 on any difference.
+    Replay {
+        /// What the ledger knew at this instant: rows recorded at or before it (RFC 3339).
+        #[arg(long, conflicts_with = "until_seq")]
+        as_of: Option<DateTime<Utc>>,
+        /// What the ledger knew up to this sequence number (inclusive).
+        #[arg(long)]
+        until_seq: Option<i64>,
+        /// The scratch schema (default replay_<pid>); it must not exist.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Keep the scratch schema instead of dropping it.
+        #[arg(long)]
+        keep: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Show progress on stderr even when it is not a terminal.
+        #[arg(long)]
+        progress: bool,
+        /// How many differences to list (all are counted).
+        #[arg(long, default_value_t = 20)]
+        max_differences: usize,
+    },
 }
 
 pub fn audit(db: &mut postgres::Client, cmd: AuditCmd) -> Result<()> {
@@ -74,7 +100,158 @@ pub fn audit(db: &mut postgres::Client, cmd: AuditCmd) -> Result<()> {
             let range = ExportRange { from_seq, to_seq, since, until };
             export(db, &out, &range)
         }
+        AuditCmd::Replay { as_of, until_seq, schema, keep, json, progress, max_differences } => {
+            let cut = match (as_of, until_seq) {
+                (Some(t), _) => Cut::AsOf(t),
+                (None, Some(n)) => Cut::UntilSeq(n),
+                (None, None) => Cut::Now,
+            };
+            let opts = ReplayOptions { cut, schema, keep, differences_max: max_differences };
+            replay(db, &opts, json, progress)
+        }
     }
+}
+
+/// Progress on stderr: an indicatif bar on a terminal, plain lines when asked for elsewhere.
+enum Meter {
+    Bar(indicatif::ProgressBar),
+    Lines,
+    Off,
+}
+
+impl Meter {
+    fn new(forced: bool) -> Meter {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} replay [{elapsed_precise}] {bar:30} {human_pos}/{human_len} events (est.) {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            Meter::Bar(bar)
+        } else if forced {
+            Meter::Lines
+        } else {
+            Meter::Off
+        }
+    }
+
+    fn update(&self, p: &store::replay::Progress) {
+        match self {
+            Meter::Bar(b) => {
+                b.set_length(p.total);
+                b.set_position(p.done);
+                b.set_message(p.stage.clone());
+            }
+            Meter::Lines => eprintln!("replay: {} ({} of about {} events)", p.stage, p.done, p.total),
+            Meter::Off => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Meter::Bar(b) = self {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn hex32(h: &[u8; 32]) -> String {
+    hex::encode(h)
+}
+
+fn replay(db: &mut postgres::Client, opts: &ReplayOptions, json: bool, progress: bool) -> Result<()> {
+    let meter = Meter::new(progress);
+    let started = std::time::Instant::now();
+    let report = store::audit::replay(db, opts, &mut |p| meter.update(&p));
+    meter.finish();
+    let r = report?;
+    let took = started.elapsed();
+    let millis = took.as_millis().max(1);
+    let per_second = u128::from(r.usage_events) * 1000 / millis;
+    let total = r.differences_total();
+    if json {
+        let output = |p: &store::audit::ProjectionOutput| {
+            serde_json::json!({
+                "rows": p.rows, "sha256": hex32(&p.sha256), "compared": p.compared, "differences": p.differences,
+            })
+        };
+        let v = serde_json::json!({
+            "cut": r.cut.to_string(),
+            "cut_seq": r.cut_seq,
+            "cut_at": r.cut_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            "as_of_date": r.as_of_date.to_string(),
+            "schema": r.schema,
+            "kept": r.kept,
+            "usage_events": r.usage_events,
+            "local_rows": r.local_rows,
+            "closes": r.closes,
+            "millis": millis,
+            "usage_events_per_second": per_second,
+            "outputs": {
+                "usage_hourly": output(&r.hourly),
+                "invoices": output(&r.invoices),
+                "budget_report": output(&r.budget),
+            },
+            "output_sha256": hex32(&r.combined_sha256),
+            "differences_total": total,
+            "differences": r.differences.iter().map(|d| serde_json::json!({
+                "projection": d.projection, "key": d.key, "replayed": d.replayed, "live": d.live,
+            })).collect::<Vec<_>>(),
+            "replayed_totals": r.replayed_totals.iter().map(|((t, s), g)| serde_json::json!({
+                "tenant_id": t, "gpu_sku": s, "gpu_seconds": g.normalize().to_string(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let schema = if r.kept { format!("kept in schema {}", r.schema) } else { "scratch schema dropped".into() };
+        println!(
+            "replay: {} (last seq {}, recorded {}), budget as of {}; {schema}",
+            r.cut,
+            r.cut_seq.map_or("-".into(), |s| s.to_string()),
+            r.cut_at.map_or("-".into(), |t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            r.as_of_date
+        );
+        println!(
+            "  {} usage events folded ({per_second} /s), {} rows of the local streams, {} closes replayed, {millis} ms",
+            r.usage_events, r.local_rows, r.closes
+        );
+        for (p, against) in [
+            (&r.hourly, "the live usage_hourly"),
+            (&r.invoices, "the issued documents and the invoices table"),
+            (&r.budget, "the live budget report"),
+        ] {
+            let compared = if p.compared {
+                format!("{} differences with {against}", p.differences)
+            } else {
+                "not compared: the live projection holds what is known now, not at the cut".into()
+            };
+            println!("  {:<14} {:>9} rows  sha256 {}  {compared}", p.name, p.rows, hex32(&p.sha256));
+        }
+        println!("  output sha256 {}", hex32(&r.combined_sha256));
+        if !r.cut.is_now() {
+            println!("  replayed GPU-seconds per tenant and SKU (what the ledger knew at the cut):");
+            for ((t, s), g) in &r.replayed_totals {
+                println!("    {t} {s} {}", g.normalize());
+            }
+        }
+        for d in &r.differences {
+            println!("DIFFERENCE {} {}: replayed {}; live {}", d.projection, d.key, d.replayed, d.live);
+        }
+    }
+    if total > 0 {
+        bail!(
+            "replay differs from the live projections: {total} difference(s), the first {} listed",
+            r.differences.len()
+        );
+    }
+    if !json && r.cut.is_now() {
+        println!("replay: equal to the live projections");
+    } else if !json {
+        println!("replay: every document issued inside the cut is byte-identical to its replay");
+    }
+    Ok(())
 }
 
 fn verify(db: &mut postgres::Client, receipts: &[String]) -> Result<()> {

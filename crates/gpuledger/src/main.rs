@@ -214,6 +214,24 @@ enum BenchKind {
         #[command(flatten)]
         fleet: FleetArgs,
     },
+    /// Audit replay: a ledger of N real usage rows written directly (chained, one Kafka-like
+    /// stream) with its live hourly projection; prints the floors measured on it. Needs an empty,
+    /// migrated database; then time `gpuledger audit replay` (scripts/bench-replay.sh).
+    Replay {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1000)]
+        gpus: u32,
+        #[arg(long, default_value_t = 50)]
+        tenants: u32,
+        #[arg(long, default_value = "2026-10-01T00:00:00Z")]
+        start: DateTime<Utc>,
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+        /// Only measure the floors on the ledger already there.
+        #[arg(long)]
+        floors_only: bool,
+    },
     /// Month close: hourly aggregates of a fleet's month written directly, then the close timed
     /// beside the bare read of the same rows. Needs an empty, migrated database.
     Close {
@@ -230,6 +248,102 @@ enum BenchKind {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// API latency: concurrent tenant clients asking for a month of hourly usage from a
+    /// `gpuledger serve` started here, beside the same SQL run directly in PostgreSQL (the floor).
+    /// Needs a database with usage (e.g. after `bench close`).
+    Api {
+        #[arg(long, default_value = "tenant-001")]
+        tenant: String,
+        #[arg(long, default_value = "2026-09")]
+        period: String,
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// The server's connection pool, and the floor's.
+        #[arg(long, default_value_t = 16)]
+        pool_size: usize,
+    },
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_api(
+    database_url: &str,
+    brokers: &str,
+    db: &mut postgres::Client,
+    tenant: &str,
+    period: &str,
+    clients: usize,
+    seconds: u64,
+    pool_size: usize,
+) -> Result<()> {
+    let period = domain::billing::Period::parse(period).map_err(anyhow::Error::msg)?;
+    let (from, to) = (period.start(), period.end());
+    let rows: i64 = db
+        .query_one(
+            "SELECT count(*) FROM usage_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3",
+            &[&tenant, &from, &to],
+        )?
+        .get(0);
+    if rows == 0 {
+        bail!("no usage of {tenant} in {period}: seed some first (gpuledger bench close)");
+    }
+    // One token per client: the rate limit is per token, as it would be for real tenants.
+    let tokens: Vec<String> = (0..clients)
+        .map(|_| {
+            store::tokens::create_token(db, "tenant", Some(tenant), "bench api", chrono::Duration::hours(1), Utc::now())
+                .map(|t| t.1)
+        })
+        .collect::<Result<_, _>>()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut server = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--pool-size", &pool_size.to_string()])
+        .env("GPULEDGER_DATABASE_URL", database_url)
+        .env("GPULEDGER_KAFKA_BROKERS", brokers)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let result = (|| -> Result<()> {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let path = format!(
+            "/v1/usage?from={}&to={}&granularity=hour",
+            from.format("%Y-%m-%dT%H:%M:%SZ"),
+            to.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let d = std::time::Duration::from_secs(seconds);
+        let warm = std::time::Duration::from_secs(3);
+        println!("api bench: {tenant}, {period}: {rows} hourly rows -> 720 hourly buckets; {clients} clients; pool {pool_size}; {seconds} s each");
+        let line = |what: &str, r: &api::bench::LoadReport| {
+            println!(
+                "{what:<32} {:>6} req/s  p50 {:>7.1?}  p99 {:>7.1?}  max {:>7.1?}  ({} requests, {} errors)",
+                r.per_second(),
+                r.p50,
+                r.p99,
+                r.max,
+                r.requests,
+                r.errors
+            )
+        };
+        rt.block_on(async {
+            api::bench::floor_load(database_url, pool_size, tenant, from, to, clients, warm).await?;
+            let floor = api::bench::floor_load(database_url, pool_size, tenant, from, to, clients, d).await?;
+            line("floor (SQL directly, pooled)", &floor);
+            api::bench::http_load(addr, &path, &tokens, warm).await?;
+            let http = api::bench::http_load(addr, &path, &tokens, d).await?;
+            line("GET /v1/usage (HTTP API)", &http);
+            anyhow::Ok(())
+        })
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
 }
 
 fn bench_rows(f: &FleetArgs) -> Result<Vec<store::bench::LedgerRow>> {
@@ -415,6 +529,33 @@ fn run(cli: Cli) -> Result<()> {
                         r.documents,
                         r.gross_total,
                         r.seed.as_millis()
+                    );
+                }
+                BenchKind::Api { tenant, period, clients, seconds, pool_size } => {
+                    bench_api(&cli.database_url, &cli.brokers, &mut db, &tenant, &period, clients, seconds, pool_size)?;
+                }
+                BenchKind::Replay { events, gpus, tenants, start, seed, floors_only } => {
+                    if gpus == 0 || tenants == 0 || events == 0 {
+                        bail!("need --events, --gpus and --tenants >= 1");
+                    }
+                    if !floors_only {
+                        let spec = store::bench_replay::ReplayBenchSpec { events, gpus, tenants, start, seed };
+                        let seeded = store::bench_replay::seed_ledger(&mut db, &spec)?;
+                        println!(
+                            "seed: {} usage events and {} hourly rows written in {} ms",
+                            seeded.events,
+                            seeded.hourly_rows,
+                            seeded.took.as_millis()
+                        );
+                    }
+                    let f = store::bench_replay::floors(&mut db)?;
+                    let rows = usize::try_from(f.rows).unwrap_or(0);
+                    println!(
+                        "floor: count(*) of {rows} usage rows {} ms = {} rows/s; every payload read as text {} ms = {} rows/s",
+                        f.count.as_millis(),
+                        per_second(rows, f.count),
+                        f.read_payloads.as_millis(),
+                        per_second(rows, f.read_payloads)
                     );
                 }
                 BenchKind::Naive { fleet } => {

@@ -140,7 +140,7 @@ pub fn append_local(
     Ok(out)
 }
 
-fn stream_id(tx: &mut Transaction<'_>, topic: &str) -> Result<Option<(i32, i64)>, StoreError> {
+pub(crate) fn stream_id(tx: &mut Transaction<'_>, topic: &str) -> Result<Option<(i32, i64)>, StoreError> {
     Ok(tx
         .query_opt(
             "SELECT stream_id, head_pos FROM ledger_streams WHERE topic = $1 AND kafka_partition = 0",
@@ -150,7 +150,10 @@ fn stream_id(tx: &mut Transaction<'_>, topic: &str) -> Result<Option<(i32, i64)>
 }
 
 /// The reference events of the ledger in order, up to a stream position (all when `None`).
-fn reference_events(tx: &mut Transaction<'_>, upto: Option<i64>) -> Result<Vec<(i64, Uuid, Reference)>, StoreError> {
+pub(crate) fn reference_events(
+    tx: &mut Transaction<'_>,
+    upto: Option<i64>,
+) -> Result<Vec<(i64, Uuid, Reference)>, StoreError> {
     let Some((sid, head)) = stream_id(tx, REFERENCE_STREAM)? else {
         return Ok(Vec::new());
     };
@@ -175,7 +178,7 @@ fn reference_events(tx: &mut Transaction<'_>, upto: Option<i64>) -> Result<Vec<(
         .collect()
 }
 
-fn fold_reference(events: &[(i64, Uuid, Reference)]) -> ReferenceState {
+pub(crate) fn fold_reference(events: &[(i64, Uuid, Reference)]) -> ReferenceState {
     let mut state = ReferenceState::default();
     for (_, id, r) in events {
         state.apply(r.clone(), *id);
@@ -460,7 +463,7 @@ fn close_locked(client: &mut Client, period: Period, issued_at: DateTime<Utc>) -
 }
 
 /// Issued documents (from their ledger rows) whose index row matches `filter`, in issue order.
-fn documents_where(
+pub(crate) fn documents_where(
     tx: &mut Transaction<'_>,
     filter: &str,
     params: &[&(dyn postgres::types::ToSql + Sync)],
@@ -573,54 +576,79 @@ pub fn verify_closes(client: &mut Client) -> Result<Vec<CloseCheck>, StoreError>
             docs_by_pos.iter().filter(|(pos, _)| *pos <= upto(&billing_name)).map(|(_, d)| d.clone()).collect();
         let closed: BTreeSet<Period> =
             closes.iter().filter(|(pos, _, _)| *pos <= upto(&billing_name)).map(|(_, _, r)| r.period).collect();
-        let mut input = CloseInput { refs: fold_reference(&refs_in), closed, issued, ..CloseInput::default() };
-        let mut seconds: BTreeMap<(String, Period, String), Decimal> = BTreeMap::new();
-        let mut by_period: BTreeMap<(String, Period), Vec<UsageRow>> = BTreeMap::new();
-        for (k, v) in &hourly.rows {
-            let p = Period::of(k.hour);
-            if p > rec.period {
-                continue;
-            }
-            if p < rec.period {
-                *seconds.entry((k.tenant_id.clone(), p, k.gpu_sku.clone())).or_default() += v.gpu_seconds;
-            }
-            by_period.entry((k.tenant_id.clone(), p)).or_default().push(UsageRow {
-                sku: k.gpu_sku.clone(),
-                project: k.project.clone(),
-                hour: k.hour,
-                gpu_seconds: v.gpu_seconds,
-            });
-        }
-        let recheck = recheck_set(&seconds, &input.closed, &input.issued);
-        for ((t, p), rows) in by_period {
-            if p == rec.period || recheck.contains(&(t.clone(), p)) {
-                input.usage.entry(t).or_default().insert(p, rows);
-            }
-        }
-        input.recheck = Some(recheck);
-        let mut differences = Vec::new();
-        match plan_close(rec.period, rec.issued_at, *close_id, &input) {
-            Err(e) => differences.push(format!("the replay cannot close {}: {e}", rec.period)),
-            Ok(replayed) => {
-                let numbers: Vec<&str> = replayed.iter().map(|d| d.number.as_str()).collect();
-                if numbers != rec.documents.iter().map(String::as_str).collect::<Vec<_>>() {
-                    differences.push(format!("issued {:?}, the replay issues {:?}", rec.documents, numbers));
-                }
-                for d in &replayed {
-                    // The ledger's bytes of the document against the replay's.
-                    match stored_json.get(&d.number) {
-                        None => differences.push(format!("{} is not in the ledger", d.number)),
-                        Some(s) if serde_json::to_vec(s).expect("json") != d.canonical_bytes() => differences.push(
-                            format!("{} differs from its replay at {}", d.number, first_difference(s, &d.to_json())),
-                        ),
-                        Some(_) => {}
-                    }
-                }
-            }
-        }
+        let differences = match replan_close(rec, *close_id, &hourly, fold_reference(&refs_in), closed, issued) {
+            Err(e) => vec![format!("the replay cannot close {}: {e}", rec.period)],
+            Ok(replayed) => compare_replayed(rec, &replayed, &stored_json),
+        };
         checks.push(CloseCheck { period: rec.period, documents: rec.documents.len(), differences });
     }
     Ok(checks)
+}
+
+/// Plans a recorded close again from what the log held at its cut: `hourly` is the usage (events
+/// and adjustments) inside the cut, `refs` the reference state, `closed` and `issued` the closes and
+/// documents before it. The same rating inputs as the close itself (`close_locked`) read.
+pub(crate) fn replan_close(
+    rec: &CloseRecord,
+    close_id: Uuid,
+    hourly: &HourlyUsage,
+    refs: ReferenceState,
+    closed: BTreeSet<Period>,
+    issued: Vec<InvoiceDoc>,
+) -> Result<Vec<InvoiceDoc>, String> {
+    let mut input = CloseInput { refs, closed, issued, ..CloseInput::default() };
+    let mut seconds: BTreeMap<(String, Period, String), Decimal> = BTreeMap::new();
+    let mut by_period: BTreeMap<(String, Period), Vec<UsageRow>> = BTreeMap::new();
+    for (k, v) in &hourly.rows {
+        let p = Period::of(k.hour);
+        if p > rec.period {
+            continue;
+        }
+        if p < rec.period {
+            *seconds.entry((k.tenant_id.clone(), p, k.gpu_sku.clone())).or_default() += v.gpu_seconds;
+        }
+        by_period.entry((k.tenant_id.clone(), p)).or_default().push(UsageRow {
+            sku: k.gpu_sku.clone(),
+            project: k.project.clone(),
+            hour: k.hour,
+            gpu_seconds: v.gpu_seconds,
+        });
+    }
+    let recheck = recheck_set(&seconds, &input.closed, &input.issued);
+    for ((t, p), rows) in by_period {
+        if p == rec.period || recheck.contains(&(t.clone(), p)) {
+            input.usage.entry(t).or_default().insert(p, rows);
+        }
+    }
+    input.recheck = Some(recheck);
+    plan_close(rec.period, rec.issued_at, close_id, &input).map_err(|e| e.to_string())
+}
+
+/// The replayed documents of a close against the record (numbers) and the ledger's bytes of each
+/// document (`stored`: the `data` of its `invoice.issued` event, by number).
+pub(crate) fn compare_replayed(
+    rec: &CloseRecord,
+    replayed: &[InvoiceDoc],
+    stored: &BTreeMap<String, Value>,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    let numbers: Vec<&str> = replayed.iter().map(|d| d.number.as_str()).collect();
+    if numbers != rec.documents.iter().map(String::as_str).collect::<Vec<_>>() {
+        differences.push(format!("issued {:?}, the replay issues {:?}", rec.documents, numbers));
+    }
+    for d in replayed {
+        // The ledger's bytes of the document against the replay's.
+        match stored.get(&d.number) {
+            None => differences.push(format!("{} is not in the ledger", d.number)),
+            Some(s) if serde_json::to_vec(s).expect("json") != d.canonical_bytes() => differences.push(format!(
+                "{} differs from its replay at {}",
+                d.number,
+                first_difference(s, &d.to_json())
+            )),
+            Some(_) => {}
+        }
+    }
+    differences
 }
 
 /// The JSON path of the first difference between two values (for reports).

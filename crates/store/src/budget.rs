@@ -16,7 +16,7 @@ use postgres::{Client, IsolationLevel, Transaction};
 
 pub const BUDGET_STREAM: &str = "gpuledger.budget";
 
-fn budget_events(tx: &mut Transaction<'_>) -> Result<Vec<BudgetEvent>, StoreError> {
+pub(crate) fn budget_events(tx: &mut Transaction<'_>) -> Result<Vec<BudgetEvent>, StoreError> {
     let rows = tx.query(
         "SELECT e.stream_pos, e.kind, e.payload FROM ledger_events e JOIN ledger_streams s USING (stream_id)
           WHERE s.topic = $1 AND s.kafka_partition = 0 ORDER BY e.stream_pos",

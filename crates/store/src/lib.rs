@@ -6,10 +6,12 @@ pub mod append;
 pub mod audit;
 pub mod bench;
 pub mod bench_close;
+pub mod bench_replay;
 pub mod billing;
 pub mod budget;
 pub mod migrate;
 pub mod read;
+pub mod replay;
 pub mod tokens;
 
 pub use append::{append_batch, claim_partitions, AppendOutcome, BatchCounts, Claim, InMessage, PartitionBatch};

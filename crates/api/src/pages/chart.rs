@@ -97,11 +97,10 @@ pub fn stacked_bars(id: &str, title: &str, unit: &str, categories: &[String], se
                     }
                 }
                 line.axis x1=(LEFT) x2=(W - RIGHT) y1=(px(base)) y2=(px(base)) {}
-                text.unit x="4" y="12" { (unit) }
             }
             ul.legend {
                 @for (k, s) in series.iter().enumerate() {
-                    li { span.swatch style={"background:" (PALETTE[k % PALETTE.len()])} {} (s.name) }
+                    li { svg.swatch width="12" height="12" viewBox="0 0 12 12" { rect width="12" height="12" rx="2" fill=(PALETTE[k % PALETTE.len()]) {} } (s.name) }
                 }
             }
         }
@@ -115,7 +114,7 @@ pub fn stacked_bars(id: &str, title: &str, unit: &str, categories: &[String], se
 pub fn budget_bars(id: &str, title: &str, items: &[(String, Decimal, Decimal, Decimal)]) -> Markup {
     let row_h = Decimal::from(30);
     let label_w = Decimal::from(170);
-    let pct_w = Decimal::from(70);
+    let pct_w = Decimal::from(95);
     let plot_w = Decimal::from(W - RIGHT) - label_w - pct_w;
     let height = Decimal::from(items.len() as i64) * row_h + Decimal::from(8);
     let row_max = |b: Decimal, c: Decimal, a: Decimal| b.max(c).max(a).max(Decimal::ONE);
@@ -198,15 +197,15 @@ mod tests {
     #[test]
     fn budget_bars_scale_each_row_to_its_budget() {
         let svg = budget_bars("b", "t", &[("CC1".into(), d("100"), d("50"), d("25"))]).into_string();
-        // plot width 760 - 8 - 170 - 70 = 512 px for the row's 100 EUR budget
+        // plot width 760 - 8 - 170 - 95 = 487 px for the row's 100 EUR budget
         assert!(
-            svg.contains("width=\"512\"") && svg.contains("width=\"256\"") && svg.contains("width=\"128\""),
+            svg.contains("width=\"487\"") && svg.contains("width=\"243.5\"") && svg.contains("width=\"121.75\""),
             "{svg}"
         );
         assert!(svg.contains("25 % spent"), "{svg}");
         // each row has its own scale: a small budget is drawn as wide as a large one
         let rows = [("big".into(), d("600000000"), d("0"), d("0")), ("small".into(), d("50000"), d("0"), d("0"))];
         let two = budget_bars("b", "t", &rows).into_string();
-        assert_eq!(two.matches("width=\"512\"").count(), 2, "{two}");
+        assert_eq!(two.matches("width=\"487\"").count(), 2, "{two}");
     }
 }

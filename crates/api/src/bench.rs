@@ -1,0 +1,134 @@
+//! The API latency benchmark (docs/benchmarks.md): many concurrent clients, each with its own
+//! token and keep-alive connection, asking for a month of one tenant's hourly usage, beside the
+//! floor: the same SQL run directly in PostgreSQL by as many concurrent clients through a pool of
+//! the same size as the server's. Not used by the service.
+
+use crate::usage_sql;
+use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl LoadReport {
+    fn from(mut micros: Vec<u64>, errors: u64, elapsed: Duration) -> LoadReport {
+        micros.sort_unstable();
+        let at =
+            |q: usize| micros.get((micros.len() * q / 100).min(micros.len().saturating_sub(1))).copied().unwrap_or(0);
+        LoadReport {
+            requests: micros.len() as u64,
+            errors,
+            elapsed,
+            p50: Duration::from_micros(at(50)),
+            p99: Duration::from_micros(at(99)),
+            max: Duration::from_micros(micros.last().copied().unwrap_or(0)),
+        }
+    }
+
+    /// Completed requests per second (integer arithmetic).
+    pub fn per_second(&self) -> u64 {
+        let ms = self.elapsed.as_millis().max(1) as u64;
+        self.requests * 1000 / ms
+    }
+}
+
+/// One client per token, each on its own HTTP/1.1 keep-alive connection, requesting `path` back to
+/// back until `duration` is over. Latency is from sending the request to the last body byte.
+pub async fn http_load(
+    addr: SocketAddr,
+    path: &str,
+    tokens: &[String],
+    duration: Duration,
+) -> anyhow::Result<LoadReport> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for t in tokens {
+        let (path, auth) = (path.to_string(), format!("Bearer {t}"));
+        tasks.push(tokio::spawn(async move {
+            let mut micros = Vec::new();
+            let mut errors = 0u64;
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            while Instant::now() < deadline {
+                let req = hyper::Request::get(path.as_str())
+                    .header(hyper::header::HOST, "localhost")
+                    .header(hyper::header::AUTHORIZATION, auth.as_str())
+                    .body(Empty::<Bytes>::new())?;
+                let t0 = Instant::now();
+                send.ready().await?;
+                let res = send.send_request(req).await?;
+                let ok = res.status() == hyper::StatusCode::OK;
+                let body = res.into_body().collect().await?.to_bytes();
+                if ok && !body.is_empty() {
+                    micros.push(t0.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            anyhow::Ok((micros, errors))
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (m, e) = t.await??;
+        all.extend(m);
+        errors += e;
+    }
+    Ok(LoadReport::from(all, errors, start.elapsed()))
+}
+
+/// The floor: `clients` concurrent clients running the API's usage SQL directly, through a pool
+/// of `pool_size` connections (the server's pool), with no HTTP, token or row-level security.
+pub async fn floor_load(
+    database_url: &str,
+    pool_size: usize,
+    tenant: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<LoadReport> {
+    let state = crate::state(database_url, "", pool_size)?;
+    let sql = usage_sql("hour", false, false);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (pool, sql, tenant) = (state.pool.clone(), sql.clone(), tenant.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut micros = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                let c = pool.get().await?;
+                // An unnamed statement, as the API sends it: planned for these parameters (a
+                // cached generic plan would scan every tenant's rows).
+                match c.query(sql.as_str(), &[&tenant, &from, &to]).await {
+                    Ok(rows) if !rows.is_empty() => micros.push(t0.elapsed().as_micros() as u64),
+                    _ => errors += 1,
+                }
+            }
+            anyhow::Ok((micros, errors))
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (m, e) = t.await??;
+        all.extend(m);
+        errors += e;
+    }
+    Ok(LoadReport::from(all, errors, start.elapsed()))
+}
