@@ -652,7 +652,7 @@ pub(crate) fn compare_replayed(
 }
 
 /// The JSON path of the first difference between two values (for reports).
-fn first_difference(a: &Value, b: &Value) -> String {
+pub(crate) fn first_difference(a: &Value, b: &Value) -> String {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             for k in x.keys().chain(y.keys()) {

@@ -748,7 +748,7 @@ pub fn replay(
                 live: format!(
                     "sha256 {}, first difference at {}",
                     hex::encode(Sha256::digest(&live)),
-                    json_path(&a, &b)
+                    crate::billing::first_difference(&a, &b)
                 ),
             });
         }
@@ -866,31 +866,6 @@ pub fn replay(
         differences,
         replayed_totals: if cut.is_now() { BTreeMap::new() } else { replayed_totals },
     })
-}
-
-/// The JSON path of the first difference between two values.
-fn json_path(a: &Value, b: &Value) -> String {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            for k in x.keys().chain(y.keys()) {
-                match (x.get(k), y.get(k)) {
-                    (Some(p), Some(q)) if p == q => {}
-                    (Some(p), Some(q)) => return format!(".{k}{}", json_path(p, q)),
-                    _ => return format!(".{k}"),
-                }
-            }
-            String::new()
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                if p != q {
-                    return format!("[{i}]{}", json_path(p, q));
-                }
-            }
-            String::new()
-        }
-        _ => format!(": {a} vs {b}"),
-    }
 }
 
 #[cfg(test)]
