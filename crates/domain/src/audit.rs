@@ -237,21 +237,6 @@ pub fn csv_header(columns: &[Column]) -> String {
     format!("{}\r\n", names.join(";"))
 }
 
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The GDPdU description (`index.xml`, "Beschreibungsstandard", DTD `gdpdu-01-08-2002.dtd`) of
 /// the exported tables: variable-length UTF-8 CSV, the header line skipped by its byte count.
 pub fn gdpdu_index(supplier: &str, location: &str, comment: &str, media: &str, tables: &[TableSpec<'_>]) -> String {
@@ -261,16 +246,16 @@ pub fn gdpdu_index(supplier: &str, location: &str, comment: &str, media: &str, t
     x.push_str("<DataSet>\n  <Version>1.0</Version>\n");
     x.push_str(&format!(
         "  <DataSupplier>\n    <Name>{}</Name>\n    <Location>{}</Location>\n    <Comment>{}</Comment>\n  </DataSupplier>\n",
-        xml_escape(supplier),
-        xml_escape(location),
-        xml_escape(comment)
+        crate::billing::ubl::escape(supplier),
+        crate::billing::ubl::escape(location),
+        crate::billing::ubl::escape(comment)
     ));
-    x.push_str(&format!("  <Media>\n    <Name>{}</Name>\n", xml_escape(media)));
+    x.push_str(&format!("  <Media>\n    <Name>{}</Name>\n", crate::billing::ubl::escape(media)));
     for t in tables {
         x.push_str("    <Table>\n");
-        x.push_str(&format!("      <URL>{}</URL>\n", xml_escape(t.url)));
-        x.push_str(&format!("      <Name>{}</Name>\n", xml_escape(t.name)));
-        x.push_str(&format!("      <Description>{}</Description>\n", xml_escape(t.description)));
+        x.push_str(&format!("      <URL>{}</URL>\n", crate::billing::ubl::escape(t.url)));
+        x.push_str(&format!("      <Name>{}</Name>\n", crate::billing::ubl::escape(t.name)));
+        x.push_str(&format!("      <Description>{}</Description>\n", crate::billing::ubl::escape(t.description)));
         if let Some((from, to)) = t.validity {
             x.push_str(&format!(
                 "      <Validity>\n        <Range>\n          <From>{}</From>\n          <To>{}</To>\n        </Range>\n        <Format>DD.MM.YYYY</Format>\n      </Validity>\n",
@@ -294,8 +279,8 @@ pub fn gdpdu_index(supplier: &str, location: &str, comment: &str, media: &str, t
             };
             x.push_str(&format!(
                 "        <{element}>\n          <Name>{}</Name>\n          <Description>{}</Description>\n          {ty}\n        </{element}>\n",
-                xml_escape(name),
-                xml_escape(description)
+                crate::billing::ubl::escape(name),
+                crate::billing::ubl::escape(description)
             ));
         }
         x.push_str("      </VariableLength>\n    </Table>\n");

@@ -539,22 +539,7 @@ pub fn verify_closes(client: &mut Client) -> Result<Vec<CloseCheck>, StoreError>
     let ref_name = format!("{REFERENCE_STREAM}/0");
     let billing_name = format!("{BILLING_STREAM}/0");
 
-    let mut docs_by_pos: Vec<(i64, InvoiceDoc)> = Vec::new();
-    let mut stored_json: BTreeMap<String, Value> = BTreeMap::new();
-    let mut closes: Vec<(i64, Uuid, CloseRecord)> = Vec::new();
-    for r in &billing {
-        let kind: String = r.get(2);
-        let payload: Value = r.get(3);
-        if kind == KIND_INVOICE {
-            let doc = InvoiceDoc::from_json(&payload["data"]).map_err(StoreError::Invariant)?;
-            stored_json.insert(doc.number.clone(), payload["data"].clone());
-            docs_by_pos.push((r.get(0), doc));
-        } else if kind == KIND_CLOSE {
-            let rec: CloseRecord = serde_json::from_value(payload["data"].clone())
-                .map_err(|e| StoreError::Invariant(format!("period.closed event does not parse: {e}")))?;
-            closes.push((r.get(0), r.get(1), rec));
-        }
-    }
+    let (docs_by_pos, stored_json, closes) = parse_billing_rows(billing.iter())?;
 
     let mut checks = Vec::new();
     for (_, close_id, rec) in &closes {
@@ -649,6 +634,30 @@ pub(crate) fn compare_replayed(
         }
     }
     differences
+}
+
+/// The billing stream's documents (by stream position), their stored JSON (by number) and its
+/// closes (position, event id, record), from rows of (stream_pos, event_id, kind, payload).
+pub(crate) type BillingRows = (Vec<(i64, InvoiceDoc)>, BTreeMap<String, Value>, Vec<(i64, Uuid, CloseRecord)>);
+
+pub(crate) fn parse_billing_rows<'a>(rows: impl Iterator<Item = &'a postgres::Row>) -> Result<BillingRows, StoreError> {
+    let mut docs_by_pos: Vec<(i64, InvoiceDoc)> = Vec::new();
+    let mut stored_json: BTreeMap<String, Value> = BTreeMap::new();
+    let mut closes: Vec<(i64, Uuid, CloseRecord)> = Vec::new();
+    for r in rows {
+        let kind: String = r.get(2);
+        let payload: Value = r.get(3);
+        if kind == KIND_INVOICE {
+            let doc = InvoiceDoc::from_json(&payload["data"]).map_err(StoreError::Invariant)?;
+            stored_json.insert(doc.number.clone(), payload["data"].clone());
+            docs_by_pos.push((r.get(0), doc));
+        } else if kind == KIND_CLOSE {
+            let rec: CloseRecord = serde_json::from_value(payload["data"].clone())
+                .map_err(|e| StoreError::Invariant(format!("period.closed event does not parse: {e}")))?;
+            closes.push((r.get(0), r.get(1), rec));
+        }
+    }
+    Ok((docs_by_pos, stored_json, closes))
 }
 
 /// The JSON path of the first difference between two values (for reports).

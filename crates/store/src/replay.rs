@@ -19,8 +19,8 @@ use crate::billing::{
 use crate::budget::budget_events;
 use crate::StoreError;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use domain::billing::close::{CloseRecord, KIND_CLOSE};
-use domain::billing::invoice::{InvoiceDoc, KIND_INVOICE};
+use domain::billing::close::KIND_CLOSE;
+use domain::billing::invoice::InvoiceDoc;
 use domain::billing::period::berlin_date;
 use domain::billing::reference::{Reference, UsageAdjustment};
 use domain::billing::Period;
@@ -417,22 +417,7 @@ pub fn replay(
         .unwrap_or(0);
     let billing_rows: Vec<&postgres::Row> =
         billing_all.iter().filter(|r| r.get::<_, i64>(0) <= last_close_pos).collect();
-    let mut docs_by_pos: Vec<(i64, InvoiceDoc)> = Vec::new();
-    let mut stored_json: BTreeMap<String, Value> = BTreeMap::new();
-    let mut closes: Vec<(i64, Uuid, CloseRecord)> = Vec::new();
-    for r in &billing_rows {
-        let kind: String = r.get(2);
-        let payload: Value = r.get(3);
-        if kind == KIND_INVOICE {
-            let doc = InvoiceDoc::from_json(&payload["data"]).map_err(StoreError::Invariant)?;
-            stored_json.insert(doc.number.clone(), payload["data"].clone());
-            docs_by_pos.push((r.get(0), doc));
-        } else if kind == KIND_CLOSE {
-            let rec: CloseRecord = serde_json::from_value(payload["data"].clone())
-                .map_err(|e| invariant(format!("period.closed event does not parse: {e}")))?;
-            closes.push((r.get(0), r.get(1), rec));
-        }
-    }
+    let (docs_by_pos, stored_json, closes) = crate::billing::parse_billing_rows(billing_rows.iter().copied())?;
     // Each close's cut by stream id (stream names as the close recorded them).
     let by_name: BTreeMap<&str, i32> = streams.iter().map(|(id, name, _)| (name.as_str(), *id)).collect();
     let mut cuts: Vec<BTreeMap<i32, i64>> = Vec::new();
