@@ -277,3 +277,125 @@ fn row_level_security_walls_the_api_role_even_without_a_where_clause() {
         c.query_one("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'usage_hourly'", &[]).unwrap().get(0);
     assert!(forced);
 }
+
+/// `GET /v1/usage` answers from a cache of whole responses; this checks that the cache never
+/// outlives the ledger: usage ingested through Kafka shows in the next answer, and an answer is
+/// served only to the tenant it was computed for, also when the listener loses its connection.
+#[test]
+fn usage_answers_follow_the_ledger_through_the_response_cache() {
+    let _serial = serial();
+    let db = fresh_db("apicache").unwrap();
+    let topic = unique("apicache");
+    let ingest_all = |totals: &Value| {
+        let child = integration::spawn_ingest(&db, &topic, &unique("apicache-g"), &["--idle-exit-secs", "2"]).unwrap();
+        let expected = {
+            let mut c = connect(&db);
+            integration::accounted(&mut c, &topic).unwrap() + totals["messages"].as_i64().unwrap()
+        };
+        integration::wait_accounted(&db, &topic, expected, std::time::Duration::from_secs(120)).unwrap();
+        integration::stop(child).unwrap();
+    };
+    let fleet = |seed: &str, start: &str| {
+        integration::produce(
+            &db,
+            &topic,
+            &["--seed", seed, "--gpus", "4", "--tenants", "2", "--start", start, "--minutes", "300"],
+        )
+        .unwrap()
+    };
+    let seconds_of = |totals: &[&Value], tenant: &str| -> rust_decimal::Decimal {
+        totals
+            .iter()
+            .map(|t| {
+                domain::simulate::Totals::gpu_seconds_from_json(t)
+                    .unwrap()
+                    .get(tenant)
+                    .map_or(rust_decimal::Decimal::ZERO, |by_sku| {
+                        by_sku.values().copied().sum::<rust_decimal::Decimal>()
+                    })
+            })
+            .sum::<rust_decimal::Decimal>()
+            .normalize()
+    };
+    let first = fleet("7", "2026-08-03T00:00:00Z");
+    ingest_all(&first);
+    let tenants: Vec<String> =
+        domain::simulate::Totals::gpu_seconds_from_json(&first).unwrap().keys().cloned().collect();
+    assert_eq!(tenants.len(), 2, "{first}");
+    let tokens: Vec<String> = tenants.iter().map(|t| token(&db, "tenant", Some(t), 1).1).collect();
+    let s = serve_api(&db);
+    let metric = |name: &str| -> i64 {
+        let (_, _, body) = get(&s, "/metrics", None);
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} not in /metrics: {body}"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric("gpuledger_usage_cache_live ") != 1 {
+        assert!(std::time::Instant::now() < deadline, "the cache's listener never connected");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let path = "/v1/usage?from=2026-08-01T00:00:00Z&to=2026-09-01T00:00:00Z&granularity=hour";
+    let answer = |tok: &str| -> (String, rust_decimal::Decimal) {
+        let (status, _, body) = get(&s, path, Some(tok));
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let sum = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["gpu_seconds"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap())
+            .sum::<rust_decimal::Decimal>()
+            .normalize();
+        (v["tenant"].as_str().unwrap().to_string(), sum)
+    };
+    // Each tenant's answer, twice: the second comes from the cache, and each only to its tenant.
+    let hits = metric("gpuledger_usage_cache_requests_total{result=\"hit\"}");
+    for _ in 0..2 {
+        for (tenant, tok) in tenants.iter().zip(&tokens) {
+            assert_eq!(answer(tok), (tenant.clone(), seconds_of(&[&first], tenant)));
+        }
+    }
+    assert_eq!(metric("gpuledger_usage_cache_requests_total{result=\"hit\"}"), hits + 2);
+    assert!(metric("gpuledger_usage_cache_entries ") >= 2);
+
+    // More usage of the same month arrives through Kafka: the next answers include it (the
+    // change is announced at commit; allow the notification a moment to arrive).
+    let second = fleet("8", "2026-08-20T00:00:00Z");
+    ingest_all(&second);
+    let settle = |expected: &[(String, rust_decimal::Decimal)]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let got: Vec<(String, rust_decimal::Decimal)> = tokens.iter().map(|t| answer(t)).collect();
+            if got == expected {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "answers {got:?}, the ledger says {expected:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let expected: Vec<(String, rust_decimal::Decimal)> =
+        tenants.iter().map(|t| (t.clone(), seconds_of(&[&first, &second], t))).collect();
+    settle(&expected);
+    assert_ne!(expected[0].1, seconds_of(&[&first], &tenants[0]), "the second fleet used the first tenant's GPUs");
+
+    // The listener loses its connection while usage changes: no answer from before survives.
+    let mut c = connect(&db);
+    let killed: i64 = c
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = current_database() AND query LIKE 'LISTEN gpuledger_usage%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "one listener");
+    c.batch_execute(&format!(
+        "INSERT INTO usage_hourly VALUES ('{}', 'nvidia-h200', 'late', '2026-08-31T23:00:00Z', 3600, 1)",
+        tenants[0]
+    ))
+    .unwrap();
+    let mut expected = expected;
+    expected[0].1 = (expected[0].1 + rust_decimal::Decimal::from(3600)).normalize();
+    settle(&expected);
+}

@@ -42,19 +42,23 @@ impl LoadReport {
     }
 }
 
-/// One client per token, each on its own HTTP/1.1 keep-alive connection, requesting `path` back to
-/// back until `duration` is over. Latency is from sending the request to the last body byte.
+/// `clients` clients, each on its own HTTP/1.1 keep-alive connection, requesting `path` back to
+/// back until `duration` is over; client `i` takes turns over tokens `i`, `i + clients`, ... Latency
+/// is from sending the request to the last body byte.
 pub async fn http_load(
     addr: SocketAddr,
     path: &str,
     tokens: &[String],
+    clients: usize,
     duration: Duration,
 ) -> anyhow::Result<LoadReport> {
+    anyhow::ensure!(clients >= 1 && tokens.len() >= clients, "at least one token per client");
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
-    for t in tokens {
-        let (path, auth) = (path.to_string(), format!("Bearer {t}"));
+    for i in 0..clients {
+        let path = path.to_string();
+        let auths: Vec<String> = tokens.iter().skip(i).step_by(clients).map(|t| format!("Bearer {t}")).collect();
         tasks.push(tokio::spawn(async move {
             let mut micros = Vec::new();
             let mut errors = 0u64;
@@ -62,7 +66,10 @@ pub async fn http_load(
             stream.set_nodelay(true)?;
             let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
             tokio::spawn(conn);
+            let mut turn = 0usize;
             while Instant::now() < deadline {
+                let auth = &auths[turn % auths.len()];
+                turn += 1;
                 let req = hyper::Request::get(path.as_str())
                     .header(hyper::header::HOST, "localhost")
                     .header(hyper::header::AUTHORIZATION, auth.as_str())

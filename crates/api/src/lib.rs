@@ -25,7 +25,11 @@ use uuid::Uuid;
 use postgres as postgres_sync;
 
 pub mod bench;
+pub mod cache;
 mod pages;
+
+use cache::{UsageCache, UsageKey};
+use hyper::body::Bytes;
 
 /// Longest usage range one request may ask for, and for hourly granularity.
 pub const RANGE_DAYS_MAX: i64 = 366;
@@ -37,6 +41,8 @@ pub const EXPORT_MAX_BYTES: usize = 64 * 1024 * 1024;
 pub const BODY_MAX_BYTES: usize = 1024 * 1024;
 /// Most reference items one load may carry.
 pub const LOAD_MAX_ITEMS: usize = 1000;
+/// Bytes of usage answers kept in memory (about 850 months of one tenant's hourly usage).
+pub const USAGE_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -47,6 +53,8 @@ pub struct AppState {
     limiter: Arc<RateLimiter>,
     /// One whole-log verification at a time (it reads every row).
     verifying: Arc<tokio::sync::Semaphore>,
+    /// Answers to `GET /v1/usage`, dropped when the usage under them changes.
+    cache: Arc<UsageCache>,
 }
 
 /// (method, route, status).
@@ -100,6 +108,7 @@ pub fn state(database_url: &str, brokers: &str, pool_size: usize) -> anyhow::Res
         metrics: Arc::new(Metrics::default()),
         limiter: Arc::new(RateLimiter::default()),
         verifying: Arc::new(tokio::sync::Semaphore::new(1)),
+        cache: Arc::new(UsageCache::new(USAGE_CACHE_BYTES_MAX)),
     })
 }
 
@@ -127,9 +136,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until SIGTERM or Ctrl-C.
-pub async fn serve(listen: std::net::SocketAddr, state: AppState) -> anyhow::Result<()> {
+/// Serves until SIGTERM or Ctrl-C. With `cache`, answers to `GET /v1/usage` are kept until the
+/// usage under them changes (see [`cache`]).
+pub async fn serve(listen: std::net::SocketAddr, state: AppState, cache: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    if cache {
+        tokio::spawn(cache::listen(state.database_url.clone(), state.cache.clone()));
+    }
     tracing::info!(addr = %listener.local_addr()?, "serving");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
@@ -225,21 +238,27 @@ async fn begin<'a>(
     client: &'a mut Client,
     headers: &HeaderMap,
 ) -> Result<(deadpool_postgres::Transaction<'a>, Caller), ApiError> {
+    let caller = authenticate(state, client, headers).await?;
+    let tx = wall(client, &caller).await?;
+    Ok((tx, caller))
+}
+
+/// Authenticates the bearer token (one statement, no transaction) and takes one request from
+/// its rate budget.
+async fn authenticate(state: &AppState, client: &Client, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
-    let tx = client.transaction().await.map_err(internal)?;
-    tx.batch_execute("SET LOCAL ROLE gpuledger_api; SET LOCAL statement_timeout = '5s'").await.map_err(internal)?;
-    let row = tx
-        .query_opt(
+    let stmt = client
+        .prepare_cached(
             "SELECT t.token_id, t.role, t.tenant_id, t.expires_at, r.token_id IS NOT NULL
                FROM api_tokens t LEFT JOIN api_token_revocations r USING (token_id) WHERE t.token_hash = $1",
-            &[&store::tokens::hash_token(token)],
         )
         .await
         .map_err(internal)?;
+    let row = client.query_opt(&stmt, &[&store::tokens::hash_token(token)]).await.map_err(internal)?;
     let row = row.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
     let expires: DateTime<Utc> = row.get(3);
     if row.get::<_, bool>(4) {
@@ -261,7 +280,16 @@ async fn begin<'a>(
             format!("at most {RATE_PER_SECOND} requests per second per token"),
         ));
     }
-    let (tenant, scope) = match role {
+    Ok(caller)
+}
+
+/// The wall for an authenticated caller: a transaction as `gpuledger_api` (no BYPASSRLS) with a
+/// statement timeout, the caller's tenant (or the all-tenants scope of finance and auditors) set
+/// for row-level security.
+async fn wall<'a>(client: &'a mut Client, caller: &Caller) -> Result<deadpool_postgres::Transaction<'a>, ApiError> {
+    let tx = client.transaction().await.map_err(internal)?;
+    tx.batch_execute("SET LOCAL ROLE gpuledger_api; SET LOCAL statement_timeout = '5s'").await.map_err(internal)?;
+    let (tenant, scope) = match caller.role {
         Role::Tenant => (caller.tenant.clone().unwrap_or_default(), "tenant"),
         _ => (String::new(), "all"),
     };
@@ -271,19 +299,19 @@ async fn begin<'a>(
     )
     .await
     .map_err(internal)?;
-    Ok((tx, caller))
+    Ok(tx)
 }
 
 /// Finance and auditor reads go to the append-only access log, in the read's transaction.
 async fn log_access(
-    tx: &deadpool_postgres::Transaction<'_>,
+    db: &impl deadpool_postgres::GenericClient,
     c: &Caller,
     method: &str,
     path: &str,
 ) -> Result<(), ApiError> {
     if matches!(c.role, Role::Finance | Role::Auditor | Role::Admin) {
         let role = format!("{:?}", c.role).to_lowercase();
-        tx.execute(
+        db.execute(
             "INSERT INTO access_log (at, token_id, role, tenant_id, method, path, status) VALUES (now(), $1, $2, $3, $4, $5, 200)",
             &[&c.token_id, &role, &c.tenant, &method, &path],
         )
@@ -377,6 +405,23 @@ async fn metrics(State(s): State<AppState>) -> Response {
         );
         let _ = writeln!(out, "gpuledger_http_request_duration_seconds_count{{{labels}}} {n}");
     }
+    let (entries, bytes) = s.cache.size();
+    let _ = write!(
+        out,
+        "# HELP gpuledger_usage_cache_live Whether the usage response cache is in use (its listener is connected).\n\
+         # TYPE gpuledger_usage_cache_live gauge\ngpuledger_usage_cache_live {}\n\
+         # HELP gpuledger_usage_cache_requests_total Usage answers looked up in the cache, by result.\n\
+         # TYPE gpuledger_usage_cache_requests_total counter\n\
+         gpuledger_usage_cache_requests_total{{result=\"hit\"}} {}\ngpuledger_usage_cache_requests_total{{result=\"miss\"}} {}\n\
+         # HELP gpuledger_usage_cache_changes_total Usage changes notified by the database.\n\
+         # TYPE gpuledger_usage_cache_changes_total counter\ngpuledger_usage_cache_changes_total {}\n\
+         # HELP gpuledger_usage_cache_entries Usage answers held.\n# TYPE gpuledger_usage_cache_entries gauge\ngpuledger_usage_cache_entries {entries}\n\
+         # HELP gpuledger_usage_cache_bytes Bytes of usage answers held.\n# TYPE gpuledger_usage_cache_bytes gauge\ngpuledger_usage_cache_bytes {bytes}\n",
+        u8::from(s.cache.is_live()),
+        s.cache.hits.load(std::sync::atomic::Ordering::Relaxed),
+        s.cache.misses.load(std::sync::atomic::Ordering::Relaxed),
+        s.cache.invalidations.load(std::sync::atomic::Ordering::Relaxed),
+    );
     if let Ok(c) = s.pool.get().await {
         if let Ok(rows) = c
             .query("SELECT topic, kafka_partition, ledgered, duplicates, quarantined, coalesce(next_offset, 0) FROM ledger_streams ORDER BY stream_id", &[])
@@ -443,8 +488,44 @@ async fn usage(
     State(s): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<UsageQuery>, QueryRejection>,
-) -> Result<Json<UsageResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
+    let client = db(&s).await?;
+    let (caller, key) = usage_request(&s, &client, &headers, &q).await?;
+    if let Some(body) = s.cache.get(&key) {
+        // A paired check: an answer is only ever served to the tenant it was computed for.
+        if caller.role == Role::Tenant && caller.tenant.as_deref() != Some(key.tenant.as_str()) {
+            return Err(internal("a cached answer was keyed to another tenant"));
+        }
+        log_access(&client, &caller, "GET", "/v1/usage").await?;
+        return Ok(json_bytes(body));
+    }
+    let ticket = s.cache.ticket(&key.tenant);
+    let answer = usage_read(client, &caller, &key).await?;
+    let body = Bytes::from(serde_json::to_vec(&answer).map_err(internal)?);
+    s.cache.put(key, ticket, body.clone());
+    Ok(json_bytes(body))
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// `GET /v1/usage` without the cache, for the web pages.
+async fn usage_uncached(s: &AppState, headers: &HeaderMap, q: &UsageQuery) -> Result<UsageResponse, ApiError> {
+    let client = db(s).await?;
+    let (caller, key) = usage_request(s, &client, headers, q).await?;
+    usage_read(client, &caller, &key).await
+}
+
+/// Checks a usage query (before the token, so a malformed query is a 400 whoever asks),
+/// authenticates the caller and names the tenant: a tenant token's own, never the URL's.
+async fn usage_request(
+    s: &AppState,
+    client: &Client,
+    headers: &HeaderMap,
+    q: &UsageQuery,
+) -> Result<(Caller, UsageKey), ApiError> {
     let granularity = q.granularity.clone().unwrap_or_else(|| "day".into());
     if !["hour", "day", "month"].contains(&granularity.as_str()) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "granularity is hour, day or month"));
@@ -465,15 +546,20 @@ async fn usage(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "group_by takes sku and/or project"));
     }
     let (by_sku, by_project) = (groups.contains(&"sku"), groups.contains(&"project"));
-    let mut client = db(&s).await?;
-    let (tx, caller) = begin(&s, &mut client, &headers).await?;
+    let caller = authenticate(s, client, headers).await?;
     let tenant = match caller.role {
         Role::Tenant => caller.tenant.clone().unwrap_or_default(),
         _ => q.tenant.clone().ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "name the tenant (?tenant=)"))?,
     };
-    let sql = usage_sql(&granularity, by_sku, by_project);
-    let rows = tx.query(&sql, &[&tenant, &q.from, &q.to]).await.map_err(internal)?;
-    log_access(&tx, &caller, "GET", "/v1/usage").await?;
+    Ok((caller, UsageKey { tenant, granularity, by_sku, by_project, from: q.from, to: q.to }))
+}
+
+/// Reads one usage answer in a transaction behind the tenant wall.
+async fn usage_read(mut client: Client, caller: &Caller, key: &UsageKey) -> Result<UsageResponse, ApiError> {
+    let tx = wall(&mut client, caller).await?;
+    let sql = usage_sql(&key.granularity, key.by_sku, key.by_project);
+    let rows = tx.query(&sql, &[&key.tenant, &key.from, &key.to]).await.map_err(internal)?;
+    log_access(&tx, caller, "GET", "/v1/usage").await?;
     tx.commit().await.map_err(internal)?;
     let rows = rows
         .iter()
@@ -488,7 +574,13 @@ async fn usage(
             }
         })
         .collect();
-    Ok(Json(UsageResponse { tenant, from: q.from, to: q.to, granularity, rows }))
+    Ok(UsageResponse {
+        tenant: key.tenant.clone(),
+        from: key.from,
+        to: key.to,
+        granularity: key.granularity.clone(),
+        rows,
+    })
 }
 
 /// The usage query (granularity is `hour`, `day` or `month`, checked by the caller); shared with

@@ -111,6 +111,9 @@ enum Command {
         listen: std::net::SocketAddr,
         #[arg(long, default_value_t = 16)]
         pool_size: usize,
+        /// Answer every `GET /v1/usage` from the database (no response cache).
+        #[arg(long)]
+        no_usage_cache: bool,
     },
     /// API tokens: create (the secret is shown once) and revoke.
     Tokens {
@@ -288,28 +291,39 @@ fn bench_api(
     if rows == 0 {
         bail!("no usage of {tenant} in {period}: seed some first (gpuledger bench close)");
     }
-    // One token per client: the rate limit is per token, as it would be for real tenants.
-    let tokens: Vec<String> = (0..clients)
+    // Tokens of the tenant, at least one per client: the rate limit (100/s) is per token, as it
+    // would be for real users; with fewer than 200 clients each client takes turns over several,
+    // so that the server's latency is measured, not the limiter.
+    let tokens: Vec<String> = (0..clients.max(200))
         .map(|_| {
             store::tokens::create_token(db, "tenant", Some(tenant), "bench api", chrono::Duration::hours(1), Utc::now())
                 .map(|t| t.1)
         })
         .collect::<Result<_, _>>()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut server = std::process::Command::new(std::env::current_exe()?)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--pool-size", &pool_size.to_string()])
-        .env("GPULEDGER_DATABASE_URL", database_url)
-        .env("GPULEDGER_KAFKA_BROKERS", brokers)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    // Two servers side by side: with the usage response cache (as deployed) and without it.
+    let start_server = |extra: &[&str]| -> Result<(std::process::Child, std::net::SocketAddr)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let server = std::process::Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--pool-size", &pool_size.to_string()])
+            .args(extra)
+            .env("GPULEDGER_DATABASE_URL", database_url)
+            .env("GPULEDGER_KAFKA_BROKERS", brokers)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        Ok((server, addr))
+    };
+    let (mut cached, cached_addr) = start_server(&[])?;
+    let (mut uncached, uncached_addr) = start_server(&["--no-usage-cache"])?;
     let result = (|| -> Result<()> {
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                break;
+        for addr in [cached_addr, uncached_addr] {
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
         }
         let path = format!(
             "/v1/usage?from={}&to={}&granularity=hour",
@@ -322,7 +336,7 @@ fn bench_api(
         println!("api bench: {tenant}, {period}: {rows} hourly rows -> 720 hourly buckets; {clients} clients; pool {pool_size}; {seconds} s each");
         let line = |what: &str, r: &api::bench::LoadReport| {
             println!(
-                "{what:<32} {:>6} req/s  p50 {:>7.1?}  p99 {:>7.1?}  max {:>7.1?}  ({} requests, {} errors)",
+                "{what:<40} {:>6} req/s  p50 {:>7.1?}  p99 {:>7.1?}  max {:>7.1?}  ({} requests, {} errors)",
                 r.per_second(),
                 r.p50,
                 r.p99,
@@ -335,14 +349,19 @@ fn bench_api(
             api::bench::floor_load(database_url, pool_size, tenant, from, to, clients, warm).await?;
             let floor = api::bench::floor_load(database_url, pool_size, tenant, from, to, clients, d).await?;
             line("floor (SQL directly, pooled)", &floor);
-            api::bench::http_load(addr, &path, &tokens, warm).await?;
-            let http = api::bench::http_load(addr, &path, &tokens, d).await?;
-            line("GET /v1/usage (HTTP API)", &http);
+            api::bench::http_load(uncached_addr, &path, &tokens, clients, warm).await?;
+            let http = api::bench::http_load(uncached_addr, &path, &tokens, clients, d).await?;
+            line("GET /v1/usage, no response cache", &http);
+            api::bench::http_load(cached_addr, &path, &tokens, clients, warm).await?;
+            let http = api::bench::http_load(cached_addr, &path, &tokens, clients, d).await?;
+            line("GET /v1/usage (as served)", &http);
             anyhow::Ok(())
         })
     })();
-    let _ = server.kill();
-    let _ = server.wait();
+    for server in [&mut cached, &mut uncached] {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
     result
 }
 
@@ -582,9 +601,13 @@ fn run(cli: Cli) -> Result<()> {
             let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;
             budget_cli::budget(&mut db, cmd)?;
         }
-        Command::Serve { listen, pool_size } => {
+        Command::Serve { listen, pool_size, no_usage_cache } => {
             let state = api::state(&cli.database_url, &cli.brokers, pool_size)?;
-            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(api::serve(listen, state))?;
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(api::serve(
+                listen,
+                state,
+                !no_usage_cache,
+            ))?;
         }
         Command::Tokens { cmd } => {
             let mut db = store::connect(&cli.database_url).context("connecting to PostgreSQL")?;

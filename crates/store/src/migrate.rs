@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../../../migrations/0001_ledger.sql")),
     ("0002_billing", include_str!("../../../migrations/0002_billing.sql")),
     ("0003_api", include_str!("../../../migrations/0003_api.sql")),
+    ("0004_usage_notify", include_str!("../../../migrations/0004_usage_notify.sql")),
 ];
 
 mod sha2_free {

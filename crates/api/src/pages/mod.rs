@@ -280,7 +280,7 @@ async fn usage_page_inner(
         group_by: Some("sku".into()),
         tenant: Some(tenant.clone()),
     };
-    let Json(u) = usage(State(s.clone()), h.clone(), Ok(Query(uq))).await?;
+    let u = usage_uncached(&s, &h, &uq).await?;
     let Json(invoices) = list_invoices(State(s.clone()), h.clone(), Ok(Query(InvoiceQuery { period: None }))).await?;
     let invoices: Vec<InvoiceSummary> = invoices.into_iter().filter(|i| i.tenant_id == tenant).rev().collect();
     let current =
