@@ -175,12 +175,7 @@ fn a_changed_payload_is_named_by_stream_and_seq() {
     let (sid, name) = kafka_stream(&mut c, &topic);
     let r = rows(&mut c, sid);
     let (seq, pos, _) = r[r.len() / 2].clone();
-    tamper(
-        &mut c,
-        &format!(
-            "UPDATE ledger_events SET payload = jsonb_set(payload, '{{data,gpu_seconds}}', '\"1\"') WHERE seq = {seq}"
-        ),
-    );
+    tamper(&mut c, &format!("UPDATE ledger_events SET gpu_seconds = 1 WHERE seq = {seq}"));
     assert_caught(&db, &[], sid, &name, seq, "hash does not match the row");
     let (_, out) = verify(&db, &[]);
     assert!(out.contains(&format!("position {pos}")), "{out}");
@@ -209,13 +204,18 @@ fn a_forged_row_with_a_plausible_hash_is_named() {
     let k = r.len() / 2; // the forged row claims position k + 1, linked to row k's hash
     let orig = c
         .query_one(
-            "SELECT occurred_at, recorded_at, tenant_id, src_offset, payload FROM ledger_events WHERE seq = $1",
+            &format!(
+                "SELECT occurred_at, recorded_at, tenant_id, src_offset, event_id, {} FROM ledger_events WHERE seq = $1",
+                store::ledger_row::content_columns("")
+            ),
             &[&r[k].0],
         )
         .unwrap();
     let (occurred, recorded, tenant, offset): (DateTime<Utc>, DateTime<Utc>, String, i64) =
         (orig.get(0), orig.get(1), orig.get(2), orig.get(3));
-    let mut payload: serde_json::Value = orig.get(4);
+    let id = store::ledger_row::Identity { event_id: orig.get(4), tenant_id: &tenant, occurred_at: occurred };
+    // Forged in the other form a usage row may take (a jsonb payload, as before migration 0005).
+    let mut payload = store::ledger_row::content(&orig, 5, id).unwrap().payload_json();
     payload["data"]["gpu_seconds"] = serde_json::json!("0.5");
     let bytes = serde_json::to_vec(&payload).unwrap();
     let event_id = uuid::Uuid::from_u128(0xf0_0d);

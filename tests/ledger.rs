@@ -8,7 +8,7 @@ use integration::{connect, fresh_db};
 use postgres::Client;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use store::append::{append_batch, claim_partitions, AppendOutcome, Claim, InMessage, PartitionBatch, PartitionCache};
+use store::append::{claim_partitions, AppendOutcome, Claim, InMessage, LedgerWriter, PartitionBatch};
 use uuid::Uuid;
 
 const TOPIC: &str = "gpu.usage.v1";
@@ -47,6 +47,11 @@ fn raw(offset: i64, bytes: &[u8]) -> InMessage {
     InMessage::new(offset, key, bytes.to_vec(), verdict)
 }
 
+/// A writer's two connections, as the ingester opens them.
+fn writer(url: &str) -> LedgerWriter {
+    LedgerWriter::new(connect(url), connect(url))
+}
+
 fn claim(db: &mut Client, owner: &str, p: i32) -> Claim {
     claim_partitions(db, TOPIC, &[p], owner).unwrap()[0]
 }
@@ -82,13 +87,18 @@ fn ledger_rows_cannot_be_updated_deleted_or_truncated() {
     let url = fresh_db("append_only").unwrap();
     let mut db = connect(&url);
     let c = claim(&mut db, "me", 0);
-    let mut cache = PartitionCache::default();
+    let mut w = writer(&url);
     let batch = vec![PartitionBatch {
         claim: c,
         messages: vec![msg(0, &event(1, "rheinbank", 1, 0, "60")), raw(1, b"not json")],
     }];
-    committed(append_batch(&mut db, &mut cache, "me", &batch, Utc::now()).unwrap());
+    committed(w.append("me", &batch, Utc::now()).unwrap());
 
+    // gpu_occupancy only holds intervals from before migration 0005: give it one to refuse.
+    db.batch_execute(
+        "INSERT INTO gpu_occupancy VALUES ('00000000-0000-4000-8000-000000000001', '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z')",
+    )
+    .unwrap();
     let tables = ["ledger_events", "ledger_events_y2026m10", "ledger_event_ids", "gpu_occupancy", "quarantine"];
     let statements = |t: &str| {
         vec![format!("UPDATE {t} SET tenant_id = tenant_id"), format!("DELETE FROM {t}"), format!("TRUNCATE {t}")]
@@ -138,7 +148,7 @@ fn ledger_rows_cannot_be_updated_deleted_or_truncated() {
 fn duplicates_conflicts_and_overlaps_are_decided_by_the_ledger() {
     let url = fresh_db("dedupe").unwrap();
     let mut db = connect(&url);
-    let mut cache = PartitionCache::default();
+    let mut w = writer(&url);
     let c0 = claim(&mut db, "me", 0);
     let c1 = claim(&mut db, "me", 1);
     let a = event(1, "rheinbank", 1, 0, "60");
@@ -158,7 +168,7 @@ fn duplicates_conflicts_and_overlaps_are_decided_by_the_ledger() {
         },
         PartitionBatch { claim: c1, messages: vec![msg(0, &other_tenant)] },
     ];
-    let counts = committed(append_batch(&mut db, &mut cache, "me", &batch, Utc::now()).unwrap());
+    let counts = committed(w.append("me", &batch, Utc::now()).unwrap());
     assert_eq!((counts.ledgered, counts.duplicates, counts.quarantined), (3, 1, 2));
     assert_eq!(counts.by_reason, vec![(RejectionCode::Conflict, 1), (RejectionCode::Overlap, 1)]);
 
@@ -167,7 +177,7 @@ fn duplicates_conflicts_and_overlaps_are_decided_by_the_ledger() {
     let overlap_later = event(4, "seekr-ai-us", 1, 0, "10"); // same GPU, same minute, other tenant
     let batch =
         vec![PartitionBatch { claim: c0, messages: vec![msg(5, &a), msg(6, &a_conflict), msg(7, &overlap_later)] }];
-    let counts = committed(append_batch(&mut db, &mut cache, "me", &batch, Utc::now()).unwrap());
+    let counts = committed(w.append("me", &batch, Utc::now()).unwrap());
     assert_eq!((counts.ledgered, counts.duplicates, counts.quarantined), (0, 1, 2));
     let reasons: Vec<String> = db
         .query("SELECT reason FROM quarantine ORDER BY stream_id, src_offset", &[])
@@ -178,25 +188,92 @@ fn duplicates_conflicts_and_overlaps_are_decided_by_the_ledger() {
     assert_eq!(reasons, ["conflict", "overlap", "conflict", "overlap"]);
 }
 
+/// Two writers (two connections, two partitions) append batches that claim the same GPU time at
+/// the same moment, each having checked its own streams and found it free: the commit lock lets
+/// one commit first, and the other, holding the lock next, finds the overlap, rolls back and is
+/// decided again serially: one event ledgered, the other quarantined as an overlap, never both.
+/// Adjacent GPU time on the same GPU is no overlap: both commit.
+#[test]
+fn writers_side_by_side_never_bill_one_gpu_second_twice() {
+    let url = fresh_db("side_by_side").unwrap();
+    let mut setup = connect(&url);
+    let (c0, c1) = (claim(&mut setup, "me", 0), claim(&mut setup, "me", 1));
+    for (round, (shift_s, overlapping)) in [(30i64, true), (60, false), (0, true)].into_iter().enumerate() {
+        let gpu = 100 + round as u128;
+        let a = event(1000 + 2 * round as u128, "rheinbank", gpu, 0, "60");
+        let mut b = event(1001 + 2 * round as u128, "seekr-ai-us", gpu, 0, "60");
+        b.interval_start += Duration::seconds(shift_s);
+        b.interval_end += Duration::seconds(shift_s);
+        // Hold the commit lock so that both batches are decided and written before either commits.
+        let mut holder = connect(&url);
+        let mut hold = holder.transaction().unwrap();
+        hold.execute("SELECT pg_advisory_xact_lock($1)", &[&store::append::COMMIT_LOCK]).unwrap();
+        let offset = round as i64;
+        let claims = [
+            Claim { next_offset: (round > 0).then_some(offset), ..c0 },
+            Claim { next_offset: (round > 0).then_some(offset), ..c1 },
+        ];
+        let results: Vec<store::BatchCounts> = std::thread::scope(|scope| {
+            let handles: Vec<_> = [(claims[0], a.clone()), (claims[1], b.clone())]
+                .into_iter()
+                .map(|(claim, e)| {
+                    let url = url.clone();
+                    scope.spawn(move || {
+                        let batch = vec![PartitionBatch { claim, messages: vec![msg(offset, &e)] }];
+                        committed(writer(&url).append("me", &batch, Utc::now()).unwrap())
+                    })
+                })
+                .collect();
+            // Both are waiting for the lock (their rows written), then let them go.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let waiting: i64 = connect(&url)
+                    .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", &[])
+                    .unwrap()
+                    .get(0);
+                if waiting == 2 {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "both writers should be waiting for the commit lock");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            hold.commit().unwrap();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ledgered: u64 = results.iter().map(|c| c.ledgered).sum();
+        let overlaps: u64 = results.iter().map(|c| c.quarantined).sum();
+        if overlapping {
+            assert_eq!((ledgered, overlaps), (1, 1), "round {round}: one wins, one is an overlap");
+            let loser = results.iter().find(|c| c.quarantined == 1).unwrap();
+            assert_eq!(loser.by_reason, vec![(RejectionCode::Overlap, 1)]);
+        } else {
+            assert_eq!((ledgered, overlaps), (2, 0), "round {round}: adjacent GPU time is no overlap");
+        }
+    }
+    let mut db = connect(&url);
+    assert!(store::read::verify_chains(&mut db).unwrap().iter().all(|r| r.result.is_ok()));
+    assert_eq!(store::read::rebuild_hourly(&mut db).unwrap(), store::read::live_hourly(&mut db).unwrap());
+}
+
 #[test]
 fn a_consumer_that_lost_its_partition_cannot_commit() {
     let url = fresh_db("fence").unwrap();
     let mut db = connect(&url);
-    let mut cache = PartitionCache::default();
+    let mut w = writer(&url);
     let old = claim(&mut db, "old-owner", 0);
     let new = claim(&mut db, "new-owner", 0);
     assert!(new.epoch > old.epoch);
     let e = event(1, "rheinbank", 1, 0, "60");
     let stale = vec![PartitionBatch { claim: old, messages: vec![msg(0, &e)] }];
-    match append_batch(&mut db, &mut cache, "old-owner", &stale, Utc::now()).unwrap() {
+    match w.append("old-owner", &stale, Utc::now()).unwrap() {
         AppendOutcome::Fenced(f) => assert!(!f[0].still_owned),
         other => panic!("stale batch was not fenced: {other:?}"),
     }
     let fresh = vec![PartitionBatch { claim: new, messages: vec![msg(0, &e)] }];
-    committed(append_batch(&mut db, &mut cache, "new-owner", &fresh, Utc::now()).unwrap());
+    committed(w.append("new-owner", &fresh, Utc::now()).unwrap());
     // The same owner replaying from a stale position is fenced too, and told where to resume.
     let replay = vec![PartitionBatch { claim: new, messages: vec![msg(0, &e)] }];
-    match append_batch(&mut db, &mut cache, "new-owner", &replay, Utc::now()).unwrap() {
+    match w.append("new-owner", &replay, Utc::now()).unwrap() {
         AppendOutcome::Fenced(f) => {
             assert_eq!((f[0].still_owned, f[0].next_offset), (true, Some(1)))
         }
@@ -210,7 +287,7 @@ fn a_consumer_that_lost_its_partition_cannot_commit() {
 fn projection_rebuilds_from_the_log_and_the_chain_detects_tampering() {
     let url = fresh_db("chain").unwrap();
     let mut db = connect(&url);
-    let mut cache = PartitionCache::default();
+    let mut w = writer(&url);
     let mut c = claim(&mut db, "me", 0);
     let mut offset = 0;
     let mut expected: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -228,8 +305,7 @@ fn projection_rebuilds_from_the_log_and_the_chain_detects_tampering() {
             messages.push(msg(offset, &e));
             offset += 1;
         }
-        let out =
-            append_batch(&mut db, &mut cache, "me", &[PartitionBatch { claim: c, messages }], Utc::now()).unwrap();
+        let out = w.append("me", &[PartitionBatch { claim: c, messages }], Utc::now()).unwrap();
         let counts = committed(out);
         assert_eq!(counts.quarantined, 0, "{counts:?}");
         c.next_offset = Some(offset);
@@ -254,7 +330,7 @@ fn projection_rebuilds_from_the_log_and_the_chain_detects_tampering() {
     // A superuser can switch triggers off; the chain still tells.
     db.batch_execute(
         "SET session_replication_role = replica;
-         UPDATE ledger_events SET payload = jsonb_set(payload, '{data,gpu_seconds}', '\"1\"') WHERE stream_pos = 17;
+         UPDATE ledger_events SET gpu_seconds = 1 WHERE stream_pos = 17;
          SET session_replication_role = origin;",
     )
     .unwrap();
@@ -308,23 +384,14 @@ fn batch_cuts_never_change_an_outcome() {
         for cut_randomly in [false, true] {
             let url = fresh_db(&format!("cuts{case}")).unwrap();
             let mut db = connect(&url);
-            let mut cache = PartitionCache::default();
+            let mut w = writer(&url);
             let mut c = claim(&mut db, "me", 0);
             let mut offset = 0usize;
             while offset < messages.len() {
                 let len = if cut_randomly { rng.gen_range(1..=7) } else { messages.len() };
                 let end = (offset + len).min(messages.len());
                 let batch: Vec<InMessage> = (offset..end).map(|i| msg(i as i64, &messages[i])).collect();
-                committed(
-                    append_batch(
-                        &mut db,
-                        &mut cache,
-                        "me",
-                        &[PartitionBatch { claim: c, messages: batch }],
-                        Utc::now(),
-                    )
-                    .unwrap(),
-                );
+                committed(w.append("me", &[PartitionBatch { claim: c, messages: batch }], Utc::now()).unwrap());
                 offset = end;
                 c.next_offset = Some(offset as i64);
             }

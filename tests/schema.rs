@@ -90,6 +90,7 @@ fn generated_events_agree_with_the_schema() {
         conflicts_ppm: 10_000,
         overlaps_ppm: 10_000,
         poison_ppm: 30_000,
+        event_ids: domain::simulate::EventIds::V4,
     });
     let mut checked = 0;
     for m in sim {

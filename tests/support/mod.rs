@@ -216,6 +216,38 @@ pub fn assert_exact(db_url: &str, topic: &str, totals: &Value) -> Result<()> {
     Ok(())
 }
 
+/// The totals of two generator runs on one topic (different seeds, so different GPUs and ids).
+pub fn merge_totals(a: &Value, b: &Value) -> Value {
+    let n = |v: &Value, k: &str| v[k].as_i64().expect("count");
+    let mut quarantined = serde_json::Map::new();
+    for t in [a, b] {
+        for (reason, count) in t["quarantined"].as_object().expect("quarantined") {
+            let sum = quarantined.get(reason).and_then(Value::as_i64).unwrap_or(0) + count.as_i64().expect("count");
+            quarantined.insert(reason.clone(), Value::from(sum));
+        }
+    }
+    let mut seconds: std::collections::BTreeMap<String, std::collections::BTreeMap<String, rust_decimal::Decimal>> =
+        Default::default();
+    for t in [a, b] {
+        for (tenant, by_sku) in domain::simulate::Totals::gpu_seconds_from_json(t).expect("gpu_seconds") {
+            for (sku, d) in by_sku {
+                *seconds.entry(tenant.clone()).or_default().entry(sku).or_default() += d;
+            }
+        }
+    }
+    let seconds: serde_json::Map<String, Value> = seconds
+        .into_iter()
+        .map(|(t, m)| (t, m.into_iter().map(|(s, d)| (s, Value::from(d.normalize().to_string()))).collect()))
+        .collect();
+    serde_json::json!({
+        "messages": n(a, "messages") + n(b, "messages"),
+        "good": n(a, "good") + n(b, "good"),
+        "duplicates": n(a, "duplicates") + n(b, "duplicates"),
+        "quarantined": quarantined,
+        "gpu_seconds": seconds,
+    })
+}
+
 /// Runs scripts/services.sh with a subcommand (restart-pg, restart-kafka, ...).
 pub fn services(cmd: &str) -> Result<()> {
     let status = Command::new("bash").arg(repo_root().join("scripts/services.sh")).arg(cmd).status()?;

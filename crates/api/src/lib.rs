@@ -1038,19 +1038,20 @@ async fn audit_events(
     if !matches!(caller.role, Role::Auditor | Role::Admin) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "this route is not open to your role"));
     }
-    let rows = tx
-        .query(
-            "SELECT seq, stream_id, stream_pos, kind, version, tenant_id, event_id, occurred_at, recorded_at, src_offset, hash, payload
-               FROM api_ledger_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&q.after.unwrap_or(0), &limit],
-        )
-        .await
-        .map_err(internal)?;
+    let sql = format!(
+        "SELECT seq, stream_id, stream_pos, kind, version, tenant_id, event_id, occurred_at, recorded_at, src_offset, hash, {}
+           FROM api_ledger_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        store::ledger_row::content_columns("")
+    );
+    let rows = tx.query(&sql, &[&q.after.unwrap_or(0), &limit]).await.map_err(internal)?;
     log_access(&tx, &caller, "GET", "/v1/audit/events").await?;
     tx.commit().await.map_err(internal)?;
-    let events: Vec<LedgerEvent> = rows
-        .iter()
-        .map(|r| LedgerEvent {
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let tenant: String = r.get(5);
+        let id = store::ledger_row::Identity { event_id: r.get(6), tenant_id: &tenant, occurred_at: r.get(7) };
+        let payload = store::ledger_row::content(r, 11, id).map_err(internal)?.payload_json();
+        events.push(LedgerEvent {
             seq: r.get(0),
             stream_id: r.get(1),
             stream_pos: r.get(2),
@@ -1062,9 +1063,9 @@ async fn audit_events(
             recorded_at: r.get(8),
             src_offset: r.get(9),
             hash: r.get::<_, Vec<u8>>(10).iter().map(|b| format!("{b:02x}")).collect(),
-            payload: r.get(11),
-        })
-        .collect();
+            payload,
+        });
+    }
     let next_after = (events.len() as i64 == limit).then(|| events.last().map(|e| e.seq)).flatten();
     Ok(Json(EventsPage { events, next_after }))
 }

@@ -4,7 +4,7 @@
 
 use crate::gpu_seconds::GpuSeconds;
 use crate::usage::UsageRecorded;
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::collections::BTreeMap;
 
@@ -26,7 +26,8 @@ pub struct HourTotals {
 
 /// The start of the hour that contains `t`.
 pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(Duration::hours(1)).expect("hour truncation of a bounded instant")
+    let micros = t.timestamp_micros().div_euclid(3_600_000_000) * 3_600_000_000;
+    DateTime::from_timestamp_micros(micros).expect("an hour start of a bounded instant")
 }
 
 /// Splits an event's GPU-seconds across the clock hours its interval touches, pro rata to time,
@@ -39,7 +40,9 @@ pub fn split_by_hour(
     assert!(end > start, "validated intervals are never empty");
     let total = gpu_seconds.value();
     let first = hour_of(start);
-    if hour_of(end - Duration::microseconds(1)) == first {
+    // Most intervals (a minute) stay inside their hour: whole-hour arithmetic on the Unix time.
+    let (s, e) = (start.timestamp_micros(), end.timestamp_micros() - 1);
+    if s.div_euclid(3_600_000_000) == e.div_euclid(3_600_000_000) {
         return vec![(first, total)];
     }
     let duration = Decimal::from((end - start).num_microseconds().expect("bounded interval"));
@@ -69,11 +72,46 @@ pub struct HourlyUsage {
     pub rows: BTreeMap<HourKey, HourTotals>,
 }
 
+/// What one event adds to the hourly projection: per hour its interval touches, the GPU-seconds
+/// (split by `split_by_hour`) and whether the event is counted there (in its first hour).
+pub fn hour_parts(e: &UsageRecorded) -> Vec<(DateTime<Utc>, Decimal, bool)> {
+    split_by_hour(e.interval_start, e.interval_end, e.gpu_seconds)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (hour, seconds))| (hour, seconds, i == 0))
+        .collect()
+}
+
+/// The hourly projection of a batch of events, keyed by borrowed names (no allocation per
+/// event): the ingester's per-batch fold. `into_owned` gives the same `HourlyUsage` as applying
+/// each event with `HourlyUsage::apply`.
+#[derive(Debug, Default)]
+pub struct BatchHourly<'a> {
+    pub rows: std::collections::HashMap<(&'a str, &'a str, &'a str, DateTime<Utc>), HourTotals>,
+}
+
+impl<'a> BatchHourly<'a> {
+    pub fn apply(&mut self, e: &'a UsageRecorded) {
+        for (hour, seconds, first) in hour_parts(e) {
+            let row = self.rows.entry((&e.tenant_id, &e.gpu_sku, &e.project, hour)).or_default();
+            row.gpu_seconds += seconds;
+            row.events += i64::from(first);
+        }
+    }
+
+    pub fn into_owned(self) -> HourlyUsage {
+        let mut out = HourlyUsage::default();
+        for ((t, s, p, hour), v) in self.rows {
+            let key = HourKey { tenant_id: t.to_string(), gpu_sku: s.to_string(), project: p.to_string(), hour };
+            out.rows.insert(key, v);
+        }
+        out
+    }
+}
+
 impl HourlyUsage {
     pub fn apply(&mut self, e: &UsageRecorded) {
-        for (i, (hour, seconds)) in
-            split_by_hour(e.interval_start, e.interval_end, e.gpu_seconds).into_iter().enumerate()
-        {
+        for (hour, seconds, first) in hour_parts(e) {
             let key = HourKey {
                 tenant_id: e.tenant_id.clone(),
                 gpu_sku: e.gpu_sku.clone(),
@@ -82,9 +120,7 @@ impl HourlyUsage {
             };
             let row = self.rows.entry(key).or_default();
             row.gpu_seconds += seconds;
-            if i == 0 {
-                row.events += 1;
-            }
+            row.events += i64::from(first);
         }
     }
 
@@ -159,6 +195,49 @@ mod tests {
             prop_assert!(parts.iter().all(|(_, s)| !s.is_sign_negative() || s.is_zero()));
             prop_assert!(parts.len() <= 2);
             prop_assert_eq!(parts[0].0, hour_of(start));
+        }
+
+        #[test]
+        fn hour_of_truncates_to_the_hour(us in -10_000_000_000_000i64..10_000_000_000_000i64) {
+            use chrono::DurationRound;
+            let t = DateTime::from_timestamp_micros(us).unwrap();
+            prop_assert_eq!(hour_of(t), t.duration_trunc(Duration::hours(1)).unwrap());
+        }
+
+        /// The ingester's per-batch fold gives the projection the rebuild folds event by event.
+        #[test]
+        fn the_batch_fold_is_the_event_fold(
+            events in proptest::collection::vec((0usize..3, 0usize..2, 0usize..2, 0i64..10_000, 1i64..=3600, 0u64..=1000), 0..40)
+        ) {
+            let tenants = ["a", "b", "c"];
+            let events: Vec<UsageRecorded> = events
+                .into_iter()
+                .map(|(t, s, p, start_s, len_s, permille)| {
+                    let start = t0() + Duration::seconds(start_s);
+                    let seconds = (Decimal::from(len_s) * Decimal::new(permille as i64, 3)).round_dp(6);
+                    UsageRecorded {
+                        event_id: uuid::Uuid::nil(),
+                        source: "s".into(),
+                        tenant_id: tenants[t].into(),
+                        gpu_sku: ["x", "y"][s].into(),
+                        gpu_id: uuid::Uuid::nil(),
+                        node: "n".into(),
+                        project: ["p", "q"][p].into(),
+                        job: None,
+                        labels: Default::default(),
+                        interval_start: start,
+                        interval_end: start + Duration::seconds(len_s),
+                        gpu_seconds: GpuSeconds::new(seconds).unwrap(),
+                    }
+                })
+                .collect();
+            let mut one_by_one = HourlyUsage::default();
+            let mut batch = BatchHourly::default();
+            for e in &events {
+                one_by_one.apply(e);
+                batch.apply(e);
+            }
+            prop_assert_eq!(batch.into_owned(), one_by_one);
         }
     }
 }

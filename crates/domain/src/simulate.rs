@@ -42,6 +42,19 @@ pub struct FleetSpec {
     pub conflicts_ppm: u32,
     pub overlaps_ppm: u32,
     pub poison_ppm: u32,
+    pub event_ids: EventIds,
+}
+
+/// How the simulated producers choose event ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventIds {
+    /// UUIDv7 (RFC 9562): the millisecond the event was made (its interval's end), then random
+    /// bits. What producers are asked to use: ids that grow with time go in at the right edge of
+    /// the ledger's event-id index.
+    #[default]
+    V7,
+    /// UUIDv4: all random, for producers that cannot do better.
+    V4,
 }
 
 impl FleetSpec {
@@ -165,6 +178,17 @@ fn random_uuid(rng: &mut ChaCha8Rng) -> Uuid {
     uuid::Builder::from_random_bytes(rng.gen()).into_uuid()
 }
 
+/// A producer's id for an event made at `at`.
+fn event_id(kind: EventIds, rng: &mut ChaCha8Rng, at: DateTime<Utc>) -> Uuid {
+    match kind {
+        EventIds::V4 => random_uuid(rng),
+        EventIds::V7 => {
+            let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+            uuid::Builder::from_unix_timestamp_millis(millis, &rng.gen()).into_uuid()
+        }
+    }
+}
+
 impl Simulator {
     pub fn new(spec: FleetSpec) -> Simulator {
         assert!(spec.tenants >= 1 && spec.gpus >= 1);
@@ -253,7 +277,7 @@ impl Simulator {
                 j.3 -= 1;
             }
             let e = UsageRecorded {
-                event_id: random_uuid(&mut self.rng),
+                event_id: event_id(self.spec.event_ids, &mut self.rng, start + Duration::minutes(1)),
                 source: format!("//fra1/dcgm-exporter/{}", self.gpus[i].node),
                 tenant_id: FleetSpec::tenant_name(tenant),
                 gpu_sku: self.gpus[i].sku.to_string(),
@@ -275,7 +299,7 @@ impl Simulator {
         self.poison_cycle += 1;
         let key = Some(base.tenant_id.as_bytes().to_vec());
         let mut e = base.clone();
-        e.event_id = random_uuid(&mut self.rng);
+        e.event_id = event_id(self.spec.event_ids, &mut self.rng, e.interval_end);
         let mut v = e.to_cloudevent();
         let set = |v: &mut Value, field: &str, to: Value| {
             v["data"][field] = to;
@@ -403,7 +427,7 @@ impl Simulator {
         }
         if self.chance(self.spec.overlaps_ppm) {
             let mut o = e.clone();
-            o.event_id = random_uuid(&mut self.rng);
+            o.event_id = event_id(self.spec.event_ids, &mut self.rng, e.interval_end);
             o.interval_start = e.interval_start + Duration::seconds(30);
             o.interval_end = e.interval_end + Duration::seconds(30);
             o.gpu_seconds = GpuSeconds::new(Decimal::from(30)).expect("range");
@@ -462,6 +486,7 @@ mod tests {
             conflicts_ppm: 10_000,
             overlaps_ppm: 10_000,
             poison_ppm: 50_000,
+            event_ids: EventIds::V7,
         }
     }
 

@@ -7,6 +7,7 @@ use crate::sku::is_known_sku;
 use chrono::{DateTime, Datelike, Duration, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use uuid::Uuid;
@@ -215,10 +216,49 @@ impl UsageRecorded {
         Value::Object(payload)
     }
 
-    /// Canonical bytes of the payload. serde_json's map is ordered by key, so equal payloads give
-    /// equal bytes; PostgreSQL's jsonb read back and re-serialized here gives them again.
+    /// Canonical bytes of the payload: exactly `serde_json::to_vec(&self.payload_json())` (keys
+    /// in byte order, no blanks, serde_json's escapes), written directly because the ingester
+    /// computes it for every event. Equal payloads give equal bytes; a jsonb payload read back and
+    /// re-serialized by serde_json gives them again.
     pub fn payload_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.payload_json()).expect("a json value always serializes")
+        let mut out = Vec::with_capacity(384);
+        out.extend_from_slice(b"{\"data\":{\"gpu_id\":\"GPU-");
+        let mut id = [0u8; 36];
+        out.extend_from_slice(self.gpu_id.hyphenated().encode_lower(&mut id).as_bytes());
+        out.extend_from_slice(b"\",\"gpu_seconds\":");
+        json_str(&mut out, &self.gpu_seconds.to_string());
+        out.extend_from_slice(b",\"gpu_sku\":");
+        json_str(&mut out, &self.gpu_sku);
+        out.extend_from_slice(b",\"interval_end\":");
+        json_str(&mut out, &format_instant(self.interval_end));
+        out.extend_from_slice(b",\"interval_start\":");
+        json_str(&mut out, &format_instant(self.interval_start));
+        if let Some(job) = &self.job {
+            out.extend_from_slice(b",\"job\":");
+            json_str(&mut out, job);
+        }
+        if !self.labels.is_empty() {
+            out.extend_from_slice(b",\"labels\":{");
+            for (i, (k, v)) in self.labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(&mut out, k);
+                out.push(b':');
+                json_str(&mut out, v);
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b",\"node\":");
+        json_str(&mut out, &self.node);
+        out.extend_from_slice(b",\"project\":");
+        json_str(&mut out, &self.project);
+        out.extend_from_slice(b",\"tenant_id\":");
+        json_str(&mut out, &self.tenant_id);
+        out.extend_from_slice(b"},\"source\":");
+        json_str(&mut out, &self.source);
+        out.push(b'}');
+        out
     }
 
     /// Identity of the content: two messages with the same event id are duplicates when their
@@ -254,6 +294,44 @@ impl UsageRecorded {
     }
 }
 
+/// A JSON string as serde_json writes it: `"` and `\\` escaped, control characters as `\\b`,
+/// `\\t`, `\\n`, `\\f`, `\\r` or `\\u00xx` (lowercase), everything else as it is.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    // Nearly every string has nothing to escape: one pass to tell, one copy.
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x09 => b"\\t",
+            0x0a => b"\\n",
+            0x0c => b"\\f",
+            0x0d => b"\\r",
+            0x00..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 /// The fingerprint of a usage event from its canonical payload bytes.
 pub fn fingerprint_of(payload_bytes: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -276,20 +354,20 @@ fn contains_nul(v: &Value) -> bool {
     }
 }
 
-fn req_str<'a>(obj: &'a Map<String, Value>, name: &str, path: &str) -> Result<&'a str, Rejection> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Err(reject(RejectionCode::MissingField, format!("{path}.{name} is missing"))),
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(reject(RejectionCode::WrongShape, format!("{path}.{name} must be a string"))),
+fn req_str<'a, O: JsonObject>(obj: &'a O, name: &str, path: &str) -> Result<&'a str, Rejection> {
+    match obj.field(name) {
+        Field::Absent | Field::Null => Err(reject(RejectionCode::MissingField, format!("{path}.{name} is missing"))),
+        Field::Str(s) => Ok(s),
+        _ => Err(reject(RejectionCode::WrongShape, format!("{path}.{name} must be a string"))),
     }
 }
 
-fn opt_str<'a>(obj: &'a Map<String, Value>, name: &str, path: &str) -> Result<Option<&'a str>, Rejection> {
-    match obj.get(name) {
+fn opt_str<'a, O: JsonObject>(obj: &'a O, name: &str, path: &str) -> Result<Option<&'a str>, Rejection> {
+    match obj.field(name) {
         // Absent is fine; `null` is not a string (the JSON Schema agrees).
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(reject(RejectionCode::WrongShape, format!("{path}.{name} must be a string"))),
+        Field::Absent => Ok(None),
+        Field::Str(s) => Ok(Some(s)),
+        _ => Err(reject(RejectionCode::WrongShape, format!("{path}.{name} must be a string"))),
     }
 }
 
@@ -367,8 +445,8 @@ const DATA_FIELDS: &[&str] = &[
     "gpu_seconds",
 ];
 
-fn parse_data(event_id: Uuid, source: String, data: &Map<String, Value>) -> Result<UsageRecorded, Rejection> {
-    if let Some(unknown) = data.keys().find(|k| !DATA_FIELDS.contains(&k.as_str())) {
+fn parse_data<O: JsonObject>(event_id: Uuid, source: String, data: &O) -> Result<UsageRecorded, Rejection> {
+    if let Some(unknown) = data.keys().into_iter().find(|k| !DATA_FIELDS.contains(k)) {
         return Err(reject(RejectionCode::UnknownField, format!("data.{unknown} is not a field of usage v1")));
     }
     let tenant_id = req_str(data, "tenant_id", "data")?;
@@ -399,45 +477,45 @@ fn parse_data(event_id: Uuid, source: String, data: &Map<String, Value>) -> Resu
         }
     }
     let mut labels = BTreeMap::new();
-    match data.get("labels") {
-        None => {}
-        Some(Value::Object(map)) => {
+    match data.field("labels") {
+        Field::Absent => {}
+        Field::Object(map) => {
             if map.len() > LABELS_COUNT_MAX {
                 return Err(reject(
                     RejectionCode::OversizeField,
                     format!("data.labels has {} entries, at most {LABELS_COUNT_MAX} allowed", map.len()),
                 ));
             }
-            for (k, v) in map {
+            for k in map.keys() {
                 bounded(k, "a label key", LABEL_KEY_LEN_MAX)?;
                 if !is_valid_label_key(k) {
                     return Err(reject(RejectionCode::InvalidField, format!("label key {k:?} is not valid")));
                 }
-                let v = v
-                    .as_str()
-                    .ok_or_else(|| reject(RejectionCode::WrongShape, format!("data.labels.{k} must be a string")))?;
+                let Field::Str(v) = map.field(k) else {
+                    return Err(reject(RejectionCode::WrongShape, format!("data.labels.{k} must be a string")));
+                };
                 bounded(v, &format!("data.labels.{k}"), LABEL_VALUE_LEN_MAX)?;
                 if v.chars().any(char::is_control) {
                     return Err(reject(RejectionCode::InvalidField, format!("data.labels.{k} has control characters")));
                 }
-                labels.insert(k.clone(), v.to_string());
+                labels.insert(k.to_string(), v.to_string());
             }
         }
-        Some(_) => return Err(reject(RejectionCode::WrongShape, "data.labels must be an object")),
+        _ => return Err(reject(RejectionCode::WrongShape, "data.labels must be an object")),
     }
     let start_text = req_str(data, "interval_start", "data")?;
     let end_text = req_str(data, "interval_end", "data")?;
-    let seconds_text = match data.get("gpu_seconds") {
-        None | Some(Value::Null) => return Err(reject(RejectionCode::MissingField, "data.gpu_seconds is missing")),
-        Some(Value::String(s)) => s.as_str(),
+    let seconds_text = match data.field("gpu_seconds") {
+        Field::Absent | Field::Null => return Err(reject(RejectionCode::MissingField, "data.gpu_seconds is missing")),
+        Field::Str(s) => s,
         // A JSON number would pass through a float in most parsers: the wire form is a string.
-        Some(Value::Number(n)) => {
+        Field::Number(n) => {
             return Err(reject(
                 RejectionCode::WrongShape,
                 format!("data.gpu_seconds must be a decimal string, not the number {n}"),
             ))
         }
-        Some(_) => return Err(reject(RejectionCode::WrongShape, "data.gpu_seconds must be a decimal string")),
+        _ => return Err(reject(RejectionCode::WrongShape, "data.gpu_seconds must be a decimal string")),
     };
     if !is_known_sku(gpu_sku) {
         return Err(reject(RejectionCode::UnknownSku, format!("data.gpu_sku {gpu_sku:?} is not in the catalogue")));
@@ -510,6 +588,22 @@ pub fn parse_usage_message(key: Option<&[u8]>, bytes: &[u8], now: DateTime<Utc>)
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|e| reject(RejectionCode::InvalidUtf8, format!("message is not UTF-8: {e}")))?;
+    // The fast path: a borrowed view of the message's strings and objects, validated by the same
+    // code as the general path. It is taken only when it accepts the event; a message it cannot
+    // read (numbers, arrays, nulls, repeated keys, an escaped NUL anywhere) or that the rules
+    // refuse goes the general way, which names the reason exactly as it always has.
+    if !has_escaped_nul(bytes) {
+        if let Ok(env) = serde_json::from_str::<FastObject<'_>>(text) {
+            if let Ok(e) = parse_envelope(key, &env, now, &mut (None, None)) {
+                return Ok(e);
+            }
+        }
+    }
+    parse_general(key, text, now)
+}
+
+/// The general path of [`parse_usage_message`]: any JSON, every reason named.
+fn parse_general(key: Option<&[u8]>, text: &str, now: DateTime<Utc>) -> Result<UsageRecorded, Rejection> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| reject(RejectionCode::MalformedJson, format!("message is not JSON: {e}")))?;
     if contains_nul(&value) {
@@ -525,9 +619,153 @@ pub fn parse_usage_message(key: Option<&[u8]>, bytes: &[u8], now: DateTime<Utc>)
     })
 }
 
-fn parse_envelope(
+/// Whether the text may hold a NUL: in valid JSON a NUL can only be written `\u0000` (raw control
+/// characters are not allowed in strings). Conservative: an escaped backslash before `u0000`
+/// counts too, which only sends the message down the general path.
+fn has_escaped_nul(bytes: &[u8]) -> bool {
+    // Most messages have no escape at all: one vectorized scan for a backslash first.
+    bytes.contains(&b'\\') && bytes.windows(6).any(|w| w == b"\\u0000")
+}
+
+/// A JSON value as the validator reads it, from either path's objects.
+enum Field<'a, O> {
+    Absent,
+    Null,
+    Str(&'a str),
+    Number(&'a serde_json::Number),
+    Object(&'a O),
+    Other,
+}
+
+/// A JSON object as the validator reads it: the general path's `serde_json::Map`, or the fast
+/// path's [`FastObject`].
+trait JsonObject: Sized {
+    fn field(&self, name: &str) -> Field<'_, Self>;
+    /// The keys, each once.
+    fn keys(&self) -> Vec<&str>;
+    fn len(&self) -> usize;
+}
+
+impl JsonObject for Map<String, Value> {
+    fn field(&self, name: &str) -> Field<'_, Self> {
+        match self.get(name) {
+            None => Field::Absent,
+            Some(Value::Null) => Field::Null,
+            Some(Value::String(s)) => Field::Str(s),
+            Some(Value::Number(n)) => Field::Number(n),
+            Some(Value::Object(o)) => Field::Object(o),
+            Some(_) => Field::Other,
+        }
+    }
+    fn keys(&self) -> Vec<&str> {
+        Map::keys(self).map(String::as_str).collect()
+    }
+    fn len(&self) -> usize {
+        Map::len(self)
+    }
+}
+
+/// The fast path's object: members in document order, strings borrowed from the message unless
+/// they hold escapes. Only strings and objects are read as values, and no key may come twice;
+/// anything else fails the fast parse.
+struct FastObject<'a>(Vec<(Cow<'a, str>, FastValue<'a>)>);
+
+enum FastValue<'a> {
+    Str(Cow<'a, str>),
+    Object(FastObject<'a>),
+}
+
+impl JsonObject for FastObject<'_> {
+    fn field(&self, name: &str) -> Field<'_, Self> {
+        match self.0.iter().find(|(k, _)| k == name) {
+            None => Field::Absent,
+            Some((_, FastValue::Str(s))) => Field::Str(s),
+            Some((_, FastValue::Object(o))) => Field::Object(o),
+        }
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_ref()).collect()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// A string, borrowed when the JSON text allows it.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FastValue<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FastValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an object")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FastValue::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FastValue::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                fast_members(map).map(FastValue::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FastObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FastObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                fast_members(map)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn fast_members<'de, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<FastObject<'de>, A::Error> {
+    let mut members: Vec<(Cow<'de, str>, FastValue<'de>)> = Vec::with_capacity(12);
+    while let Some(CowStr(k)) = map.next_key::<CowStr<'de>>()? {
+        if members.iter().any(|(seen, _)| *seen == k) {
+            return Err(serde::de::Error::custom("a key comes twice"));
+        }
+        let v = map.next_value::<FastValue<'de>>()?;
+        members.push((k, v));
+    }
+    Ok(FastObject(members))
+}
+
+fn parse_envelope<O: JsonObject>(
     key: Option<&[u8]>,
-    env: &Map<String, Value>,
+    env: &O,
     now: DateTime<Utc>,
     identity: &mut (Option<Uuid>, Option<String>),
 ) -> Result<UsageRecorded, Rejection> {
@@ -559,14 +797,14 @@ fn parse_envelope(
             return Err(reject(RejectionCode::InvalidField, format!("datacontenttype {ct:?} is not application/json")));
         }
     }
-    let data = match env.get("data") {
-        None | Some(Value::Null) => return Err(reject(RejectionCode::MissingField, "envelope.data is missing")),
-        Some(Value::Object(o)) => o,
-        Some(_) => return Err(reject(RejectionCode::WrongShape, "envelope.data must be an object")),
+    let data = match env.field("data") {
+        Field::Absent | Field::Null => return Err(reject(RejectionCode::MissingField, "envelope.data is missing")),
+        Field::Object(o) => o,
+        _ => return Err(reject(RejectionCode::WrongShape, "envelope.data must be an object")),
     };
-    if let Some(Value::String(t)) = data.get("tenant_id") {
+    if let Field::Str(t) = data.field("tenant_id") {
         if t.len() <= TENANT_ID_LEN_MAX {
-            identity.1 = Some(t.clone());
+            identity.1 = Some(t.to_string());
         }
     }
     let usage = parse_data(event_id, source.to_string(), data)?;
@@ -693,6 +931,24 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_reads_a_plain_event_and_steps_aside_for_odd_ones() {
+        let fast = |text: &str| {
+            serde_json::from_str::<FastObject<'_>>(text)
+                .ok()
+                .map(|env| parse_envelope(Some(b"rheinbank"), &env, now(), &mut (None, None)))
+        };
+        let text = serde_json::to_string(&good()).unwrap();
+        assert!(matches!(fast(&text), Some(Ok(_))), "a plain event takes the fast path");
+        let escaped = text.replace("risk-models", "risk\\u002dmodels");
+        assert_eq!(fast(&escaped).unwrap().unwrap().project, "risk-models", "escapes are decoded");
+        let number = text.replace("\"60\"", "60");
+        assert!(fast(&number).is_none(), "a number is not read by the fast path");
+        let twice = text.replacen('{', "{\"type\":\"x\",", 1);
+        assert!(fast(&twice).is_none(), "nor a key that comes twice");
+        assert!(has_escaped_nul(text.replace("train-42", "train\\u0000").as_bytes()));
+    }
+
+    #[test]
     fn bytes_that_are_not_json() {
         let r = |b: &[u8]| parse_usage_message(Some(b"rheinbank"), b, now()).unwrap_err().code;
         assert_eq!(r(b"\xff\xfe{}"), RejectionCode::InvalidUtf8);
@@ -701,7 +957,133 @@ mod tests {
         assert_eq!(r(&vec![b' '; MESSAGE_BYTES_MAX + 1]), RejectionCode::OversizeMessage);
     }
 
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9./:-]{1,20}",
+            any::<String>(),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('"'),
+                    Just('\\'),
+                    Just('/'),
+                    Just('\u{7f}'),
+                    Just('é'),
+                    (0u8..0x20).prop_map(char::from)
+                ],
+                0..12
+            )
+            .prop_map(|c| c.into_iter().collect()),
+        ]
+    }
+
+    prop_compose! {
+        fn any_event()(
+            id in any::<u128>(), gpu in any::<u128>(), start in 0i64..4_000_000_000, micros in 0i64..3_600_000_000,
+            seconds in 0i64..3_600_000_000, scale in 0u32..=6,
+            source in any_text(), tenant in any_text(), sku in any_text(), node in any_text(), project in any_text(),
+            job in proptest::option::of(any_text()),
+            labels in proptest::collection::btree_map(any_text(), any_text(), 0..4),
+        ) -> UsageRecorded {
+            let start = DateTime::<Utc>::from_timestamp(start, 0).unwrap() + Duration::microseconds(micros % 1_000_000);
+            UsageRecorded {
+                event_id: Uuid::from_u128(id),
+                source,
+                tenant_id: tenant,
+                gpu_sku: sku,
+                gpu_id: Uuid::from_u128(gpu),
+                node,
+                project,
+                job,
+                labels,
+                interval_start: start,
+                interval_end: start + Duration::microseconds(micros.max(1)),
+                gpu_seconds: GpuSeconds::new(Decimal::new(seconds, scale)).unwrap(),
+            }
+        }
+    }
+
+    /// Mutations a producer might make of a good event: each field replaced by an odd value of
+    /// any JSON type, extension attributes, escapes, repeated keys.
+    fn mutated_message() -> impl Strategy<Value = String> {
+        let field = prop_oneof![
+            Just("specversion"),
+            Just("id"),
+            Just("source"),
+            Just("type"),
+            Just("time"),
+            Just("subject"),
+            Just("datacontenttype"),
+            Just("data"),
+            Just("data.tenant_id"),
+            Just("data.gpu_sku"),
+            Just("data.gpu_id"),
+            Just("data.node"),
+            Just("data.project"),
+            Just("data.job"),
+            Just("data.labels"),
+            Just("data.interval_start"),
+            Just("data.interval_end"),
+            Just("data.gpu_seconds"),
+            Just("data.extra"),
+            Just("ext"),
+        ];
+        let value = prop_oneof![
+            Just(json!(null)),
+            Just(json!(1)),
+            Just(json!(1.5)),
+            Just(json!(true)),
+            Just(json!([])),
+            Just(json!({})),
+            Just(json!({"team": "quant"})),
+            Just(json!({"team": 1})),
+            Just(json!("60")),
+            Just(json!("59.5")),
+            Just(json!("2026-10-01T00:00:30Z")),
+            Just(json!("GPU-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")),
+            Just(json!("rheinbank")),
+            Just(json!("nvidia-h100-sxm")),
+            Just(json!("a\"b\\c")),
+            Just(json!("é/ü")),
+            any_text().prop_map(Value::String),
+        ];
+        (proptest::collection::vec((field, value), 0..4), any::<bool>()).prop_map(|(changes, repeat)| {
+            let mut v = good();
+            for (f, val) in changes {
+                match f.split_once('.') {
+                    Some((_, inner)) => {
+                        if let Some(o) = v["data"].as_object_mut() {
+                            o.insert(inner.to_string(), val);
+                        }
+                    }
+                    None => {
+                        v[f] = val;
+                    }
+                }
+            }
+            let mut text = serde_json::to_string(&v).unwrap();
+            if repeat {
+                // The same key twice: serde_json's map keeps the last one.
+                text = text.replacen("{\"data\":", "{\"specversion\":\"0.9\",\"data\":", 1);
+            }
+            text
+        })
+    }
+
     proptest! {
+        #[test]
+        fn canonical_bytes_are_serde_jsons(e in any_event()) {
+            prop_assert_eq!(e.payload_bytes(), serde_json::to_vec(&e.payload_json()).unwrap());
+        }
+
+        /// The fast path and the general path agree on every message: same event, or (the fast
+        /// path stepping aside) the same rejection.
+        #[test]
+        fn the_fast_path_agrees_with_the_general_path(text in mutated_message()) {
+            let fast = parse_usage_message(Some(b"rheinbank"), text.as_bytes(), now());
+            let general = parse_general(Some(b"rheinbank"), &text, now());
+            prop_assert_eq!(fast, general);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_usage_message(Some(b"rheinbank"), &bytes, now());
@@ -725,5 +1107,54 @@ mod tests {
             let r = parse_usage_message(Some(b"rheinbank"), &serde_json::to_vec(&v).unwrap(), now()).unwrap_err();
             prop_assert_eq!(r.code, RejectionCode::GpuSecondsExceedInterval);
         }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// Not a test: `cargo test --release -p domain -- --ignored --nocapture parse_timing`.
+    #[test]
+    #[ignore]
+    fn parse_timing() {
+        let spec = crate::simulate::FleetSpec {
+            seed: 1,
+            gpus: 96,
+            tenants: 20,
+            start: "2026-06-01T00:00:00Z".parse().unwrap(),
+            minutes: 40000,
+            duplicates_ppm: 0,
+            conflicts_ppm: 0,
+            overlaps_ppm: 0,
+            poison_ppm: 0,
+            event_ids: crate::simulate::EventIds::V7,
+        };
+        let msgs: Vec<_> = crate::simulate::Simulator::new(spec).take(200_000).collect();
+        let now = Utc::now();
+        let n = msgs.len() as f64;
+        let t = std::time::Instant::now();
+        let mut ok = 0;
+        for m in &msgs {
+            let text = std::str::from_utf8(&m.payload).unwrap();
+            if serde_json::from_str::<FastObject<'_>>(text).is_ok() {
+                ok += 1;
+            }
+        }
+        println!("fast object parse {:.2} us ({ok} ok)", t.elapsed().as_secs_f64() * 1e6 / n);
+        let objs: Vec<_> = msgs
+            .iter()
+            .map(|m| serde_json::from_str::<FastObject<'_>>(std::str::from_utf8(&m.payload).unwrap()).unwrap())
+            .collect();
+        let t = std::time::Instant::now();
+        for (m, o) in msgs.iter().zip(&objs) {
+            parse_envelope(m.key.as_deref(), o, now, &mut (None, None)).unwrap();
+        }
+        println!("validate {:.2} us", t.elapsed().as_secs_f64() * 1e6 / n);
+        let t = std::time::Instant::now();
+        for m in &msgs {
+            parse_usage_message(m.key.as_deref(), &m.payload, now).unwrap();
+        }
+        println!("parse_usage_message {:.2} us", t.elapsed().as_secs_f64() * 1e6 / n);
     }
 }

@@ -53,6 +53,9 @@ enum Command {
         batch_max: usize,
         #[arg(long, default_value_t = 200)]
         linger_ms: u64,
+        /// Writer threads, each with its own PostgreSQL connection (1 to 8).
+        #[arg(long, default_value_t = 2)]
+        writers: usize,
         /// Exit after this many seconds without a message (default: run until SIGTERM).
         #[arg(long)]
         idle_exit_secs: Option<u64>,
@@ -157,6 +160,15 @@ struct FleetArgs {
     /// Stop after this many messages.
     #[arg(long)]
     limit: Option<u64>,
+    /// The producers' event ids: UUIDv7 (time-ordered, recommended) or UUIDv4 (random).
+    #[arg(long, value_enum, default_value_t = IdKind::V7)]
+    event_ids: IdKind,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IdKind {
+    V7,
+    V4,
 }
 
 impl FleetArgs {
@@ -175,6 +187,10 @@ impl FleetArgs {
             conflicts_ppm: self.conflicts_ppm,
             overlaps_ppm: self.overlaps_ppm,
             poison_ppm: self.poison_ppm,
+            event_ids: match self.event_ids {
+                IdKind::V7 => domain::simulate::EventIds::V7,
+                IdKind::V4 => domain::simulate::EventIds::V4,
+            },
         };
         let limit = self.limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         Ok((Simulator::new(spec), limit))
@@ -207,10 +223,13 @@ enum TokensCmd {
 
 #[derive(Subcommand)]
 enum BenchKind {
-    /// PostgreSQL's ceiling: binary COPY of the same ledger rows into ledger_events, 10,000 per commit.
+    /// PostgreSQL's ceiling: binary COPY of the same ledger rows into ledger_events, 10,000 per
+    /// commit, by one session or several at once (each with its own stream of rows).
     Copy {
         #[command(flatten)]
         fleet: FleetArgs,
+        #[arg(long, default_value_t = 1)]
+        sessions: usize,
     },
     /// Naive baseline: one INSERT and one COMMIT per event.
     Naive {
@@ -365,12 +384,14 @@ fn bench_api(
     result
 }
 
-fn bench_rows(f: &FleetArgs) -> Result<Vec<store::bench::LedgerRow>> {
+fn bench_rows(f: &FleetArgs, streams: usize) -> Result<Vec<Vec<store::bench::LedgerRow>>> {
     let now = Utc::now();
     let (sim, limit) = f.simulator()?;
-    let events: Vec<domain::UsageRecorded> =
-        sim.take(limit).filter_map(|m| domain::parse_usage_message(m.key.as_deref(), &m.payload, now).ok()).collect();
-    Ok(store::bench::rows_for(&events))
+    let events: Vec<_> = sim
+        .take(limit)
+        .filter_map(|m| domain::usage::parse_usage_message(m.key.as_deref(), &m.payload, now).ok())
+        .collect();
+    Ok(store::bench::rows_for(events, streams))
 }
 
 fn per_second(n: usize, d: Duration) -> u128 {
@@ -408,12 +429,15 @@ fn run(cli: Cli) -> Result<()> {
                 println!("migrations applied: {}", applied.join(", "));
             }
         }
-        Command::Ingest { group, instance_id, batch_max, linger_ms, idle_exit_secs, dead_letter_topic } => {
+        Command::Ingest { group, instance_id, batch_max, linger_ms, writers, idle_exit_secs, dead_letter_topic } => {
             let stop = Arc::new(AtomicBool::new(false));
             signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
             signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
             if batch_max == 0 || batch_max > 100_000 {
                 bail!("--batch-max must be between 1 and 100000");
+            }
+            if !(1..=ingest::WRITERS_MAX).contains(&writers) {
+                bail!("--writers must be between 1 and {}", ingest::WRITERS_MAX);
             }
             let cfg = ingest::IngestConfig {
                 brokers: cli.brokers,
@@ -424,6 +448,7 @@ fn run(cli: Cli) -> Result<()> {
                 instance_id,
                 batch_max,
                 linger: Duration::from_millis(linger_ms),
+                writers,
                 idle_exit: idle_exit_secs.map(Duration::from_secs),
                 dead_letter_topic,
                 stop,
@@ -514,14 +539,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { which } => {
             let mut db = store::connect(&cli.database_url)?;
             match which {
-                BenchKind::Copy { fleet } => {
-                    let rows = bench_rows(&fleet)?;
-                    let took = store::bench::copy_rows(&mut db, &rows, 10_000)?;
+                BenchKind::Copy { fleet, sessions } => {
+                    if !(1..=8).contains(&sessions) {
+                        bail!("--sessions must be 1 to 8");
+                    }
+                    let streams = bench_rows(&fleet, sessions)?;
+                    let rows: usize = streams.iter().map(Vec::len).sum();
+                    let took = store::bench::copy_rows_parallel(&cli.database_url, &streams, 10_000)?;
                     println!(
-                        "copy: {} rows in {} ms = {} rows/s (binary COPY, 10,000 rows per commit)",
-                        rows.len(),
+                        "copy: {rows} rows in {} ms = {} rows/s (binary COPY, {sessions} session(s) at once, 10,000 rows per commit)",
                         took.as_millis(),
-                        per_second(rows.len(), took)
+                        per_second(rows, took)
                     );
                 }
                 BenchKind::Close { tenants, gpus, projects, period, events_per_gpu_minute, seed } => {
@@ -570,15 +598,15 @@ fn run(cli: Cli) -> Result<()> {
                     let f = store::bench_replay::floors(&mut db)?;
                     let rows = usize::try_from(f.rows).unwrap_or(0);
                     println!(
-                        "floor: count(*) of {rows} usage rows {} ms = {} rows/s; every payload read as text {} ms = {} rows/s",
+                        "floor: count(*) of {rows} usage rows {} ms = {} rows/s; the fields the fold reads {} ms = {} rows/s",
                         f.count.as_millis(),
                         per_second(rows, f.count),
-                        f.read_payloads.as_millis(),
-                        per_second(rows, f.read_payloads)
+                        f.read_fields.as_millis(),
+                        per_second(rows, f.read_fields)
                     );
                 }
                 BenchKind::Naive { fleet } => {
-                    let rows = bench_rows(&fleet)?;
+                    let rows = bench_rows(&fleet, 1)?.remove(0);
                     let took = store::bench::insert_one_by_one(&mut db, &rows)?;
                     println!(
                         "naive: {} rows in {} ms = {} rows/s (one INSERT and COMMIT per event)",

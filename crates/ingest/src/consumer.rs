@@ -6,9 +6,11 @@
 //! the claim is still current and the batch starts exactly at the stored offset, so a consumer
 //! that lost its partition (rebalance, long pause, zombie) cannot commit a stale batch.
 //!
-//! One thread polls, validates (pure), and writes; a database outage stops it where it is and it
-//! retries the same batch until the database answers. Bad input is never an error here: the
-//! validator turns it into a quarantine row.
+//! One thread polls and validates (pure); `writers` threads, each with its own PostgreSQL
+//! connection and its own share of the assigned partitions, write batches side by side (see
+//! `store::append::append_batch` for how their commits are ordered). A database outage stops a
+//! writer where it is and it retries the same batch until the database answers. Bad input is never
+//! an error here: the validator turns it into a quarantine row.
 
 use crate::IngestError;
 use chrono::Utc;
@@ -25,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use store::append::{append_batch, claim_partitions, AppendOutcome, Claim, InMessage, PartitionBatch, PartitionCache};
+use store::append::{claim_partitions, AppendOutcome, Claim, InMessage, LedgerWriter, PartitionBatch};
 use tracing::{info, warn};
 
 #[derive(Debug, Clone)]
@@ -40,6 +42,9 @@ pub struct IngestConfig {
     pub instance_id: Option<String>,
     pub batch_max: usize,
     pub linger: Duration,
+    /// Writer threads, each with its own database connection; partitions are shared out among
+    /// them at every assignment.
+    pub writers: usize,
     /// Exit after this long without a message (for the demo and tests); run forever if `None`.
     pub idle_exit: Option<Duration>,
     pub dead_letter_topic: Option<String>,
@@ -58,12 +63,15 @@ pub struct IngestStats {
     pub active_ms: u64,
 }
 
-/// What the poller (which runs the rebalance callbacks) and the writer both see.
+/// What the poller (which runs the rebalance callbacks) and the writers all see.
 #[derive(Default)]
 struct Shared {
     claims: Mutex<HashMap<i32, Claim>>,
     /// Bumped on every assignment and revocation: batches read under an older one are dropped.
     generation: AtomicU64,
+    /// When the first message was polled and the last batch committed (for `active_ms`).
+    first_polled: Mutex<Option<Instant>>,
+    last_commit: Mutex<Option<Instant>>,
 }
 
 struct Ctx {
@@ -164,6 +172,13 @@ fn connect_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Op
     }
 }
 
+/// A writer's two connections (see `store::append::LedgerWriter`), retried until both open.
+fn writer_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Option<LedgerWriter> {
+    let db = connect_until_up(url, stop, stats)?;
+    let check = connect_until_up(url, stop, stats)?;
+    Some(LedgerWriter::new(db, check))
+}
+
 /// The writer asks the poller to move a partition to the ledger's next offset.
 struct Seek {
     generation: u64,
@@ -171,11 +186,18 @@ struct Seek {
     offset: i64,
 }
 
-/// A batch handed from the poller to the writer.
+/// A message as polled: validated by the writer that takes it, so that validation runs on as many
+/// threads as there are writers.
+struct RawMessage {
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+/// A batch handed from the poller to a writer.
 struct Batch {
     generation: u64,
-    first_polled: Instant,
-    parts: BTreeMap<i32, Vec<InMessage>>,
+    parts: BTreeMap<i32, Vec<RawMessage>>,
 }
 
 /// Runs the ingester until `stop` is set (or it has been idle for `idle_exit`).
@@ -184,11 +206,16 @@ struct Batch {
 /// builds batches; the writer commits them. A channel of one batch between them bounds memory and
 /// lets validation of the next batch overlap with the database work of this one.
 pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
+    let writers = cfg.writers.clamp(1, WRITERS_MAX);
     let mut stats = IngestStats::default();
-    let Some(mut db) = connect_until_up(&cfg.database_url, &cfg.stop, &mut stats) else {
-        return Ok(stats);
-    };
-    store::check_durability(&mut db)?;
+    let mut dbs = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let Some(w) = writer_until_up(&cfg.database_url, &cfg.stop, &mut stats) else {
+            return Ok(stats);
+        };
+        dbs.push(w);
+    }
+    store::check_durability(&mut dbs[0].db)?;
     if let Some(dlq) = &cfg.dead_letter_topic {
         crate::producer::ensure_topic(&cfg.brokers, dlq, 1)?;
     }
@@ -214,8 +241,12 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "300000")
+        // The prefetch queue bounds memory (16 MiB of messages); when it is full librdkafka
+        // waits fetch.queue.backoff.ms before fetching again, 1 s by default, which starved the
+        // writers every few batches. 20 ms keeps them fed at the same bound.
         .set("queued.min.messages", "20000")
         .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.queue.backoff.ms", "20")
         .set("fetch.max.bytes", "8388608")
         .set("partition.assignment.strategy", "range");
     if let Some(id) = &cfg.instance_id {
@@ -223,22 +254,59 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     }
     let consumer: BaseConsumer<Ctx> = config.create_with_context(ctx)?;
     consumer.subscribe(&[&cfg.topic])?;
-    info!(topic = %cfg.topic, group = %cfg.group, owner = %cfg.owner, "ingester started");
+    info!(topic = %cfg.topic, group = %cfg.group, owner = %cfg.owner, writers, "ingester started");
 
-    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+    let dlq: Option<ThreadedProducer<DefaultProducerContext>> = match &cfg.dead_letter_topic {
+        Some(_) => Some(
+            ClientConfig::new()
+                .set("bootstrap.servers", &cfg.brokers)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .create()?,
+        ),
+        None => None,
+    };
     let (seek_tx, seek_rx) = std::sync::mpsc::channel::<Seek>();
     let writer_failed = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            let r = write_batches(cfg, &shared, &mut db, batch_rx, seek_tx, stats);
-            if r.is_err() {
-                writer_failed.store(true, Ordering::SeqCst);
+        let mut senders = Vec::with_capacity(writers);
+        let mut handles = Vec::with_capacity(writers);
+        for (i, mut db) in dbs.into_iter().enumerate() {
+            // A channel of one batch per writer: back-pressure instead of an unbounded queue.
+            let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+            senders.push(batch_tx);
+            let (shared, seeks, failed, dlq) = (&shared, seek_tx.clone(), &writer_failed, dlq.as_ref());
+            handles.push(scope.spawn(move || {
+                let r = write_batches(cfg, i, shared, &mut db, batch_rx, seeks, dlq);
+                if r.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                r
+            }));
+        }
+        drop(seek_tx);
+        let polled = poll_batches(cfg, &consumer, &shared, senders, seek_rx, &writer_failed);
+        let mut total = IngestStats { db_retries: stats.db_retries, ..IngestStats::default() };
+        let mut written = Ok(());
+        for h in handles {
+            match h.join().unwrap_or_else(|_| Err(IngestError::Other("a writer thread panicked".into()))) {
+                Ok(s) => {
+                    total.batches += s.batches;
+                    total.ledgered += s.ledgered;
+                    total.duplicates += s.duplicates;
+                    total.quarantined += s.quarantined;
+                    total.fenced += s.fenced;
+                    total.db_retries += s.db_retries;
+                }
+                Err(e) => written = written.and(Err(e)),
             }
-            r
-        });
-        let polled = poll_batches(cfg, &consumer, &shared, batch_tx, seek_rx, &writer_failed);
-        let written = writer.join().unwrap_or_else(|_| Err(IngestError::Other("the writer thread panicked".into())));
-        polled.and(written)
+        }
+        let first = *shared.first_polled.lock().expect("first lock");
+        let last = *shared.last_commit.lock().expect("last lock");
+        if let (Some(f), Some(l)) = (first, last) {
+            total.active_ms = l.saturating_duration_since(f).as_millis() as u64;
+        }
+        polled.and(written).map(|()| total)
     });
     match &result {
         Ok(stats) => info!(?stats, "ingester stopped"),
@@ -247,58 +315,77 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     result
 }
 
+/// Most writer threads (and database connections) one ingester opens.
+pub const WRITERS_MAX: usize = 8;
+
+/// One writer's share of the polled messages, not yet sent.
+#[derive(Default)]
+struct Pending {
+    parts: BTreeMap<i32, Vec<RawMessage>>,
+    messages: usize,
+    started: Option<Instant>,
+}
+
 fn poll_batches(
     cfg: &IngestConfig,
     consumer: &BaseConsumer<Ctx>,
     shared: &Shared,
-    batches: std::sync::mpsc::SyncSender<Batch>,
+    batches: Vec<std::sync::mpsc::SyncSender<Batch>>,
     seeks: std::sync::mpsc::Receiver<Seek>,
     writer_failed: &AtomicBool,
 ) -> Result<(), IngestError> {
-    let mut buf: BTreeMap<i32, Vec<InMessage>> = BTreeMap::new();
-    let mut buffered = 0usize;
+    let writers = batches.len();
+    let mut pending: Vec<Pending> = (0..writers).map(|_| Pending::default()).collect();
     let mut buf_generation = shared.generation.load(Ordering::SeqCst);
-    let mut batch_started: Option<Instant> = None;
     let mut last_message = Instant::now();
     // Where each partition must continue after an assignment or a seek: the ledger's next offset.
     let mut expect: HashMap<i32, i64> = HashMap::new();
+    // Which writer takes each partition: the claimed partitions in order, dealt out in turn.
+    let mut writer_of: HashMap<i32, usize> = HashMap::new();
+    let mut seen_any = false;
     loop {
         if cfg.stop.load(Ordering::Relaxed) || writer_failed.load(Ordering::SeqCst) {
             break;
         }
-        // The writer found our position in a partition behind or ahead of the ledger's.
+        // A writer found our position in a partition behind or ahead of the ledger's.
         while let Ok(request) = seeks.try_recv() {
             if request.generation != shared.generation.load(Ordering::SeqCst) {
                 continue; // asked under an assignment that is gone; the new claim set the position
             }
-            if let Some(v) = buf.remove(&request.partition) {
-                buffered -= v.len();
+            for p in &mut pending {
+                if let Some(v) = p.parts.remove(&request.partition) {
+                    p.messages -= v.len();
+                }
             }
             if seek(consumer, &cfg.topic, request.partition, request.offset) {
                 expect.insert(request.partition, request.offset);
             }
         }
         let polled = consumer.poll(Duration::from_millis(20));
+        // One clock read per message or empty poll, for the linger and idle checks below.
+        let now = Instant::now();
         let generation = shared.generation.load(Ordering::SeqCst);
         if generation != buf_generation {
             // A rebalance happened inside poll: whatever was buffered belongs to an old claim.
-            buf.clear();
-            buffered = 0;
-            batch_started = None;
+            pending.iter_mut().for_each(|p| *p = Pending::default());
             buf_generation = generation;
-            expect = shared
-                .claims
-                .lock()
-                .expect("claims lock")
-                .values()
-                .filter_map(|c| c.next_offset.map(|n| (c.partition, n)))
-                .collect();
+            let claims = shared.claims.lock().expect("claims lock");
+            expect = claims.values().filter_map(|c| c.next_offset.map(|n| (c.partition, n))).collect();
+            let mut partitions: Vec<i32> = claims.keys().copied().collect();
+            partitions.sort_unstable();
+            writer_of = partitions.into_iter().enumerate().map(|(i, p)| (p, i % writers)).collect();
         }
         match polled {
             Some(Ok(msg)) => {
-                last_message = Instant::now();
+                last_message = now;
+                if !seen_any {
+                    seen_any = true;
+                    *shared.first_polled.lock().expect("first lock") = Some(last_message);
+                }
                 let (partition, offset) = (msg.partition(), msg.offset());
-                let part = buf.entry(partition).or_default();
+                let w = writer_of.get(&partition).copied().unwrap_or(0);
+                let p = &mut pending[w];
+                let part = p.parts.entry(partition).or_default();
                 let next = part.last().map(|last| last.offset + 1).or_else(|| expect.get(&partition).copied());
                 match next {
                     Some(n) if offset < n => continue, // delivered before a seek took effect
@@ -316,10 +403,9 @@ fn poll_batches(
                 expect.remove(&partition);
                 let key = msg.key().map(<[u8]>::to_vec);
                 let payload = msg.payload().map(<[u8]>::to_vec).unwrap_or_default();
-                let verdict = parse_usage_message(key.as_deref(), &payload, Utc::now());
-                part.push(InMessage::new(offset, key, payload, verdict));
-                buffered += 1;
-                batch_started.get_or_insert(last_message);
+                part.push(RawMessage { offset, key, payload });
+                p.messages += 1;
+                p.started.get_or_insert(now);
             }
             Some(Err(e)) => {
                 use rdkafka::error::RDKafkaErrorCode::{AutoOffsetReset, OffsetOutOfRange};
@@ -332,21 +418,35 @@ fn poll_batches(
             }
             None => {}
         }
-        let due = batch_started.is_some_and(|t| t.elapsed() >= cfg.linger);
-        if buffered >= cfg.batch_max || (buffered > 0 && due) {
-            let batch = Batch {
-                generation: buf_generation,
-                first_polled: batch_started.take().unwrap_or_else(Instant::now),
-                parts: std::mem::take(&mut buf),
+        for (w, p) in pending.iter_mut().enumerate() {
+            let due = p.started.is_some_and(|t| now.duration_since(t) >= cfg.linger);
+            if p.messages < cfg.batch_max && !(p.messages > 0 && due) {
+                continue;
+            }
+            let batch = Batch { generation: buf_generation, parts: std::mem::take(&mut p.parts) };
+            let messages = std::mem::take(&mut p.messages);
+            let started = p.started.take();
+            // A busy writer: keep polling for the others until this one has a whole batch waiting.
+            let sent = if messages >= cfg.batch_max {
+                batches[w].send(batch).map_err(|_| ())
+            } else {
+                match batches[w].try_send(batch) {
+                    Ok(()) => Ok(()),
+                    Err(std::sync::mpsc::TrySendError::Full(batch)) => {
+                        p.parts = batch.parts;
+                        p.messages = messages;
+                        p.started = started;
+                        continue;
+                    }
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(()),
+                }
             };
-            buffered = 0;
-            // Blocks while the writer is busy: back-pressure instead of an unbounded queue.
-            if batches.send(batch).is_err() {
-                break;
+            if sent.is_err() {
+                return Ok(());
             }
         }
         if let Some(idle) = cfg.idle_exit {
-            if buffered == 0 && last_message.elapsed() >= idle {
+            if pending.iter().all(|p| p.messages == 0) && now.duration_since(last_message) >= idle {
                 info!("idle, exiting");
                 break;
             }
@@ -357,35 +457,28 @@ fn poll_batches(
 
 fn write_batches(
     cfg: &IngestConfig,
+    writer: usize,
     shared: &Shared,
-    db: &mut Client,
+    db: &mut LedgerWriter,
     batches: std::sync::mpsc::Receiver<Batch>,
     seeks: std::sync::mpsc::Sender<Seek>,
-    mut stats: IngestStats,
+    dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
 ) -> Result<IngestStats, IngestError> {
-    let dlq: Option<ThreadedProducer<DefaultProducerContext>> = match &cfg.dead_letter_topic {
-        Some(_) => Some(
-            ClientConfig::new()
-                .set("bootstrap.servers", &cfg.brokers)
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                .create()?,
-        ),
-        None => None,
-    };
-    let mut cache = PartitionCache::default();
-    let mut first: Option<Instant> = None;
+    let mut stats = IngestStats::default();
     let mut last_log = Instant::now();
     // Ends when the poller drops its sender (stop, idle, error) after the last batch.
+    let mut waited = Instant::now();
     for batch in batches {
+        tracing::debug!(writer, waited = ?waited.elapsed(), messages = batch.parts.values().map(Vec::len).sum::<usize>(), "batch received");
         if batch.generation != shared.generation.load(Ordering::SeqCst) {
             continue; // read under a claim that is gone; the new claim restarts from the ledger
         }
-        let first = *first.get_or_insert(batch.first_polled);
-        commit(cfg, shared, db, &mut cache, batch.parts, &mut stats, dlq.as_ref(), &seeks, batch.generation)?;
-        stats.active_ms = first.elapsed().as_millis() as u64;
+        commit(cfg, shared, db, batch.parts, &mut stats, dlq, &seeks, batch.generation)?;
+        *shared.last_commit.lock().expect("last lock") = Some(Instant::now());
+        waited = Instant::now();
         if last_log.elapsed() >= Duration::from_secs(5) {
             info!(
+                writer,
                 batches = stats.batches,
                 ledgered = stats.ledgered,
                 duplicates = stats.duplicates,
@@ -404,22 +497,33 @@ fn write_batches(
 fn commit(
     cfg: &IngestConfig,
     shared: &Shared,
-    db: &mut Client,
-    cache: &mut PartitionCache,
-    batch: BTreeMap<i32, Vec<InMessage>>,
+    db: &mut LedgerWriter,
+    batch: BTreeMap<i32, Vec<RawMessage>>,
     stats: &mut IngestStats,
     dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
     seeks: &std::sync::mpsc::Sender<Seek>,
     generation: u64,
 ) -> Result<(), IngestError> {
     let claims = shared.claims.lock().expect("claims lock").clone();
+    // The clock for "too far in the future", read once per batch.
+    let now = Utc::now();
     let mut parts: Vec<PartitionBatch> = batch
         .into_iter()
-        .filter_map(|(p, messages)| claims.get(&p).map(|c| PartitionBatch { claim: *c, messages }))
+        .filter_map(|(p, raw)| {
+            let claim = claims.get(&p)?;
+            let messages = raw
+                .into_iter()
+                .map(|m| {
+                    let verdict = parse_usage_message(m.key.as_deref(), &m.payload, now);
+                    InMessage::new(m.offset, m.key, m.payload, verdict)
+                })
+                .collect();
+            Some(PartitionBatch { claim: *claim, messages })
+        })
         .collect();
     let mut backoff = Duration::from_millis(100);
     while !parts.is_empty() {
-        match append_batch(db, cache, &cfg.owner, &parts, Utc::now()) {
+        match db.append(&cfg.owner, &parts, Utc::now()) {
             Ok(AppendOutcome::Committed(counts)) => {
                 stats.batches += 1;
                 stats.ledgered += counts.ledgered;
@@ -451,8 +555,8 @@ fn commit(
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 if db.is_closed() {
-                    match connect_until_up(&cfg.database_url, &cfg.stop, stats) {
-                        Some(c) => *db = c,
+                    match writer_until_up(&cfg.database_url, &cfg.stop, stats) {
+                        Some(w) => *db = w,
                         None => return Ok(()),
                     }
                 }
@@ -498,7 +602,7 @@ fn dead_letter(
             .insert(Header { key: "gpuledger.reason", value: Some(code.as_str()) })
             .insert(Header { key: "gpuledger.source", value: Some(&source) });
         let mut rec = BaseRecord::to(dlq_topic).payload(&m.payload).headers(headers);
-        if let Some(k) = &m.key {
+        if let Some(k) = m.key() {
             rec = rec.key(k);
         }
         if let Err((e, _)) = producer.send(rec) {

@@ -5,7 +5,7 @@
 pub mod consumer;
 pub mod producer;
 
-pub use consumer::{consume, IngestConfig, IngestStats};
+pub use consumer::{consume, IngestConfig, IngestStats, WRITERS_MAX};
 pub use producer::{ensure_topic, produce, ProduceStats};
 
 #[derive(Debug, thiserror::Error)]

@@ -5,21 +5,26 @@
 //! one at a time (so the outcome never depends on where batches are cut):
 //! 1. the partition's stream row is locked and the fence checked (owner, epoch, next offset);
 //! 2. an event id seen before (in the ledger or earlier in the batch) is a duplicate when the
-//!    content's fingerprint is equal (counted, dropped) and a conflict otherwise (quarantined);
+//!    content is equal (counted, dropped) and a conflict otherwise (quarantined);
 //! 3. else usage overlapping GPU time already ledgered (or accepted earlier in the batch) for the
-//!    same GPU is quarantined as an overlap (decided under per-GPU-bucket advisory locks, so across
-//!    all ingesters);
-//! 4. the rest is chained by hash and appended, and folded into the hourly projection.
+//!    same GPU is quarantined as an overlap;
+//! 4. the rest is chained by hash and appended (typed columns, one binary COPY), and folded into
+//!    the hourly projection;
+//! 5. holding the commit lock, what other writers committed meanwhile is checked (see
+//!    [`append_batch`]), and the transaction commits.
 
+use crate::copy::BinaryCopy;
+use crate::ledger_row::{content as content_of, content_columns, Identity};
 use crate::StoreError;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use domain::chain::{link, ChainRow};
-use domain::projection::HourlyUsage;
+use domain::projection::BatchHourly;
 use domain::usage::{Rejection, RejectionCode, UsageRecorded, LEDGER_KIND, LEDGER_VERSION};
-use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::Client;
 use rust_decimal::Decimal;
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
@@ -60,29 +65,28 @@ pub fn claim_partitions(
     Ok(claims)
 }
 
-/// One consumed message and the pure validator's verdict on it. For a valid event it also carries
-/// the canonical payload bytes and fingerprint, computed once, off the database's critical path.
+/// One consumed message and the pure validator's verdict on it.
 #[derive(Debug, Clone)]
 pub struct InMessage {
     pub offset: i64,
-    pub key: Option<Vec<u8>>,
+    /// The message key as received; not kept for a valid event, whose key is its tenant id.
+    key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub verdict: Result<UsageRecorded, Rejection>,
-    canonical: Option<(Vec<u8>, [u8; 32])>,
 }
 
 impl InMessage {
     pub fn new(offset: i64, key: Option<Vec<u8>>, payload: Vec<u8>, verdict: Result<UsageRecorded, Rejection>) -> Self {
-        let canonical = verdict.as_ref().ok().map(|e| {
-            let bytes = e.payload_bytes();
-            let print = domain::usage::fingerprint_of(&bytes);
-            (bytes, print)
-        });
-        InMessage { offset, key, payload, verdict, canonical }
+        let key = if verdict.is_ok() { None } else { key };
+        InMessage { offset, key, payload, verdict }
     }
 
-    fn canonical(&self) -> &(Vec<u8>, [u8; 32]) {
-        self.canonical.as_ref().expect("a valid event has its canonical payload")
+    /// The message key: as received (a valid event's key is its tenant id, checked).
+    pub fn key(&self) -> Option<&[u8]> {
+        match &self.verdict {
+            Ok(e) => Some(e.tenant_id.as_bytes()),
+            Err(_) => self.key.as_deref(),
+        }
     }
 }
 
@@ -106,27 +110,95 @@ impl ToSql for RawJsonb<'_> {
     postgres::types::to_sql_checked!();
 }
 
-/// The binary COPY into `ledger_events`, column by column; every writer of ledger rows uses it.
-pub(crate) fn ledger_copy<'a>(tx: &'a mut postgres::Transaction<'_>) -> Result<BinaryCopyInWriter<'a>, StoreError> {
-    let sink = tx.copy_in(
-        "COPY ledger_events (occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, tenant_id, event_id, hash, payload) FROM STDIN BINARY",
-    )?;
-    Ok(BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::TIMESTAMPTZ,
-            Type::TIMESTAMPTZ,
-            Type::INT4,
-            Type::INT8,
-            Type::INT8,
-            Type::INT2,
-            Type::TEXT,
-            Type::TEXT,
-            Type::UUID,
-            Type::BYTEA,
-            Type::JSONB,
-        ],
-    ))
+/// One usage row as it goes into `ledger_events`: the event in typed columns (no payload), its
+/// place in its stream and its chained hash.
+pub(crate) struct UsageRow<'a> {
+    pub(crate) event: &'a UsageRecorded,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) stream_id: i32,
+    pub(crate) stream_pos: i64,
+    pub(crate) src_offset: i64,
+    pub(crate) hash: &'a [u8; 32],
+}
+
+/// The columns of a usage row, in the order of [`UsageRow::with_values`] and [`USAGE_TYPES`].
+pub(crate) const USAGE_COLUMNS: &str = "occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, \
+    tenant_id, event_id, hash, gpu_id, interval_end, gpu_seconds, gpu_sku, node, project, job, labels, source";
+
+pub(crate) const USAGE_TYPES: [Type; 19] = [
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::INT4,
+    Type::INT8,
+    Type::INT8,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::UUID,
+    Type::BYTEA,
+    Type::UUID,
+    Type::TIMESTAMPTZ,
+    Type::NUMERIC,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+    Type::TEXT,
+];
+
+impl UsageRow<'_> {
+    /// Calls `f` with the row's values in [`USAGE_COLUMNS`] order.
+    pub(crate) fn with_values<R>(&self, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
+        let e = self.event;
+        let labels =
+            (!e.labels.is_empty()).then(|| serde_json::to_vec(&e.labels).expect("a map of strings always serializes"));
+        let labels = labels.as_deref().map(RawJsonb);
+        let seconds = e.gpu_seconds.value();
+        f(&[
+            &e.interval_start,
+            &self.recorded_at,
+            &self.stream_id,
+            &self.stream_pos,
+            &self.src_offset,
+            &LEDGER_VERSION,
+            &LEDGER_KIND,
+            &e.tenant_id,
+            &e.event_id,
+            &self.hash.as_slice(),
+            &e.gpu_id,
+            &e.interval_end,
+            &seconds,
+            &e.gpu_sku,
+            &e.node,
+            &e.project,
+            &e.job,
+            &labels,
+            &e.source,
+        ])
+    }
+}
+
+/// The binary COPY of usage rows into `ledger_events`; the ingester and the benchmarks' ceiling
+/// write rows through it, so both write the same rows.
+pub(crate) struct UsageCopy<'a>(BinaryCopy<'a>);
+
+impl<'a> UsageCopy<'a> {
+    pub(crate) fn start(tx: &'a mut postgres::Transaction<'_>) -> Result<UsageCopy<'a>, StoreError> {
+        Ok(UsageCopy(BinaryCopy::start(
+            tx,
+            &format!("COPY ledger_events ({USAGE_COLUMNS}) FROM STDIN BINARY"),
+            &USAGE_TYPES,
+        )?))
+    }
+
+    pub(crate) fn write(&mut self, r: &UsageRow<'_>) -> Result<(), StoreError> {
+        r.with_values(|v| self.0.write(v))
+    }
+
+    pub(crate) fn finish(self) -> Result<u64, StoreError> {
+        self.0.finish()
+    }
 }
 
 /// A run of consecutive offsets of one claimed partition.
@@ -165,6 +237,162 @@ pub struct Fence {
 /// `[start, end)` of GPU time.
 type Interval = (DateTime<Utc>, DateTime<Utc>);
 
+/// GPU time known to be taken, per GPU: disjoint intervals by start.
+#[derive(Default)]
+struct GpuTime(FxHashMap<Uuid, BTreeMap<DateTime<Utc>, DateTime<Utc>>>);
+
+impl GpuTime {
+    /// Does `[s, e)` overlap any interval of `gpu`? The intervals are disjoint, so only the last
+    /// one starting before `e` can.
+    fn overlaps(&self, gpu: &Uuid, s: DateTime<Utc>, e: DateTime<Utc>) -> bool {
+        self.0.get(gpu).and_then(|m| m.range(..e).next_back()).is_some_and(|(_, end)| *end > s)
+    }
+
+    fn insert(&mut self, gpu: Uuid, s: DateTime<Utc>, e: DateTime<Utc>) {
+        self.0.entry(gpu).or_default().insert(s, e);
+    }
+}
+
+/// The GPU time a batch asks about: per GPU, each run of touching or overlapping intervals
+/// becomes one window `[lo, hi)`.
+fn windows(intervals: impl Iterator<Item = (Uuid, DateTime<Utc>, DateTime<Utc>)>) -> Vec<(Uuid, Interval)> {
+    let mut per_gpu: BTreeMap<Uuid, Vec<Interval>> = BTreeMap::new();
+    for (g, s, e) in intervals {
+        per_gpu.entry(g).or_default().push((s, e));
+    }
+    let mut out = Vec::new();
+    for (gpu, mut intervals) in per_gpu {
+        intervals.sort_unstable();
+        let mut current = intervals[0];
+        for (s, e) in intervals.into_iter().skip(1) {
+            if s <= current.1 {
+                current.1 = current.1.max(e);
+            } else {
+                out.push((gpu, current));
+                current = (s, e);
+            }
+        }
+        out.push((gpu, current));
+    }
+    out
+}
+
+/// A ledgered interval of GPU time, with the id and content of its row (none for the bare
+/// intervals kept from before migration 0005).
+type Taken = (Uuid, Interval, Option<(Uuid, String, crate::ledger_row::Content)>);
+
+/// The ledgered GPU time that overlaps these windows, with each row's event id and content, as
+/// `client` sees the ledger (a transaction sees its own rows too; another connection only what is
+/// committed).
+///
+/// A row overlaps `[lo, hi)` when it ends after `lo` and starts before `hi`; rows are at most an
+/// hour long, so it ends before `hi + 1 hour`. One probe per window on the index
+/// `(gpu_id, interval_end)`, in each monthly partition the windows reach, named directly so that
+/// nothing is pruned per probe. Usage arriving in time order overlaps nothing, and the probe finds
+/// no entry at all: what the GPU did before `lo` ended by `lo`.
+fn gpu_time(client: &mut impl postgres::GenericClient, windows: &[(Uuid, Interval)]) -> Result<Vec<Taken>, StoreError> {
+    let mut out = Vec::new();
+    if windows.is_empty() {
+        return Ok(out);
+    }
+    // The months each window's rows may start in: from the month of lo - 1 hour to that of hi.
+    type Columns = (Vec<Uuid>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>);
+    let mut by_month: BTreeMap<NaiveDate, Columns> = BTreeMap::new();
+    for (gpu, (lo, hi)) in windows {
+        let mut m = month_of(*lo - chrono::Duration::hours(1));
+        while m <= month_of(*hi) {
+            let w = by_month.entry(m).or_default();
+            w.0.push(*gpu);
+            w.1.push(*lo);
+            w.2.push(*hi);
+            m = m.checked_add_months(chrono::Months::new(1)).expect("a month within range");
+        }
+    }
+    let names: Vec<String> = by_month.keys().map(|m| partition_name(*m)).collect();
+    let existing: HashSet<String> = client
+        .query("SELECT relname::text FROM pg_class WHERE relname = ANY($1) AND relkind = 'r'", &[&names])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let content = content_columns("e");
+    for ((m, (gpus, los, his)), name) in by_month.iter().zip(&names) {
+        if !existing.contains(name) {
+            continue;
+        }
+        debug_assert_eq!(*name, partition_name(*m));
+        let sql = format!(
+            "SELECT w.gpu_id, e.occurred_at, e.interval_end, e.event_id, e.tenant_id, {content}
+               FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(gpu_id, lo, hi)
+               JOIN {name} e ON e.gpu_id = w.gpu_id AND e.interval_end > w.lo AND e.interval_end < w.hi + interval '1 hour'
+              WHERE e.occurred_at < w.hi"
+        );
+        for row in client.query(&sql, &[gpus, los, his])? {
+            let (gpu, starts, ends): (Uuid, DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1), row.get(2));
+            let event_id: Uuid = row.get(3);
+            let tenant: String = row.get(4);
+            let c = content_of(&row, 5, Identity { event_id, tenant_id: &tenant, occurred_at: starts })?;
+            out.push((gpu, (starts, ends), Some((event_id, tenant, c))));
+        }
+    }
+    // Intervals of usage rows from before migration 0005 (the table is only read now; in a
+    // ledger that began after it, it is empty and the probe is skipped).
+    let legacy: bool = client.query_one("SELECT EXISTS (SELECT 1 FROM gpu_occupancy)", &[])?.get(0);
+    if legacy {
+        let gpus: Vec<Uuid> = windows.iter().map(|(g, _)| *g).collect();
+        let los: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| w.0).collect();
+        let his: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| w.1).collect();
+        for row in client.query(
+            "SELECT w.gpu_id, g.starts_at, g.ends_at
+               FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(gpu_id, lo, hi)
+               JOIN gpu_occupancy g ON g.gpu_id = w.gpu_id AND g.starts_at > w.lo - interval '1 hour'
+                                   AND g.starts_at < w.hi AND g.ends_at > w.lo",
+            &[&gpus, &los, &his],
+        )? {
+            out.push((row.get(0), (row.get(1), row.get(2)), None));
+        }
+    }
+    Ok(out)
+}
+
+/// The name of the monthly partition of `ledger_events` holding `month` (as
+/// `ledger_ensure_month` names it).
+fn partition_name(month: NaiveDate) -> String {
+    format!("ledger_events_y{:04}m{:02}", month.year(), month.month())
+}
+
+/// A writer's two connections: `db` for its transactions, `check` to read, at commit time, what
+/// other writers committed (a second session sees only committed rows, none of this batch's).
+pub struct LedgerWriter {
+    pub db: Client,
+    check: Client,
+    cache: PartitionCache,
+}
+
+impl LedgerWriter {
+    pub fn new(db: Client, check: Client) -> LedgerWriter {
+        LedgerWriter { db, check, cache: PartitionCache::default() }
+    }
+
+    /// Either connection lost: open both again.
+    pub fn is_closed(&self) -> bool {
+        self.db.is_closed() || self.check.is_closed()
+    }
+
+    /// See [`append_batch`].
+    pub fn append(
+        &mut self,
+        owner: &str,
+        batch: &[PartitionBatch],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<AppendOutcome, StoreError> {
+        append_batch(self, owner, batch, recorded_at)
+    }
+}
+
+/// Serializes the last step of every writer's transaction (see [`append_batch`]): an advisory
+/// lock key of its own ("gpLEDGER").
+pub const COMMIT_LOCK: i64 = 0x6770_4c45_4447_4552;
+
 struct QuarantineRow<'a> {
     stream_id: i32,
     offset: i64,
@@ -199,12 +427,27 @@ fn overlap(e: &UsageRecorded) -> Fate {
     )
 }
 
-/// The stored fingerprints of those of these event ids that are in the ledger.
-fn stored_fingerprints(
-    tx: &mut postgres::Transaction<'_>,
-    keys: &[(&str, Uuid)],
-) -> Result<HashMap<(String, Uuid), [u8; 32]>, StoreError> {
-    let mut out = HashMap::new();
+/// What an event id is known as, to tell a duplicate from a conflict.
+enum Known<'a> {
+    /// A ledgered usage row whose GPU time the batch touches: its content.
+    Row(Box<UsageRecorded>),
+    /// Earlier in this batch.
+    Batch(&'a UsageRecorded),
+    /// In `ledger_event_ids` only: the fingerprint of its content where one is kept (rows of
+    /// other kinds, usage rows from before migration 0005), else `None`: a usage row whose GPU
+    /// time the batch does not touch, so its content differs from any event that carries the id.
+    Id(Option<[u8; 32]>),
+}
+
+/// Event id -> what each tenant's event with that id is known as (see `Known`).
+type References<'a> = FxHashMap<Uuid, Vec<(Cow<'a, str>, Known<'a>)>>;
+
+/// An event id in `ledger_event_ids`: its tenant, the id, the fingerprint where one is kept.
+type StoredId = (String, Uuid, Option<[u8; 32]>);
+
+/// Which of these (tenant, event id) pairs `ledger_event_ids` holds.
+fn stored_ids(tx: &mut postgres::Transaction<'_>, keys: &[(&str, Uuid)]) -> Result<Vec<StoredId>, StoreError> {
+    let mut out = Vec::new();
     if keys.is_empty() {
         return Ok(out);
     }
@@ -213,15 +456,18 @@ fn stored_fingerprints(
         "SELECT k.tenant_id, k.event_id, k.fingerprint
            FROM ledger_event_ids k
            JOIN unnest($1::text[], $2::uuid[]) AS b(tenant_id, event_id)
-             ON k.tenant_id = b.tenant_id AND k.event_id = b.event_id",
+             ON k.event_id = b.event_id AND k.tenant_id = b.tenant_id",
         &[&tenants, &ids],
     )? {
-        let print: Vec<u8> = row.get(2);
-        let print: [u8; 32] = print
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Invariant("a stored fingerprint is not 32 bytes".into()))?;
-        out.insert((row.get(0), row.get(1)), print);
+        let print = match row.get::<_, Option<Vec<u8>>>(2) {
+            None => None,
+            Some(p) => Some(
+                p.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Invariant("a stored fingerprint is not 32 bytes".into()))?,
+            ),
+        };
+        out.push((row.get(0), row.get(1), print));
     }
     Ok(out)
 }
@@ -234,15 +480,6 @@ enum Fate {
 
 fn month_of(t: DateTime<Utc>) -> NaiveDate {
     NaiveDate::from_ymd_opt(t.year(), t.month(), 1).expect("first of a month")
-}
-
-/// Overlap checks serialize per bucket of GPUs: enough buckets that two ingesters rarely wait
-/// for each other, few enough that a batch's advisory locks fit PostgreSQL's lock table.
-pub const GPU_BUCKETS: i64 = 256;
-
-fn gpu_bucket(gpu: &Uuid) -> i64 {
-    // A fixed, documented key space: 0x6770_0000 ("gp") + bucket, so other advisory locks can avoid it.
-    0x6770_0000 + (u64::from_le_bytes(gpu.as_bytes()[..8].try_into().expect("8 bytes")) % GPU_BUCKETS as u64) as i64
 }
 
 /// Months whose ledger partitions exist, known to this process.
@@ -295,41 +532,62 @@ fn ensure_month_set(
     Ok(())
 }
 
+/// How a batch is appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Writers work side by side: the batch is decided against its own streams' rows (no one
+    /// else writes them), written, and only then, holding [`COMMIT_LOCK`], checked against what
+    /// other writers committed meanwhile, and committed.
+    Optimistic,
+    /// Holding [`COMMIT_LOCK`] from the start, decided against every stream's rows and every event
+    /// id of the batch: after an event id turned out to be in the ledger already (the unique key
+    /// refused it), or another writer's commit overlapped the batch.
+    Serial,
+}
+
 /// Appends one batch in one transaction. See the module doc for the order of decisions.
 ///
-/// Optimistic first: the ledger's event ids are read only for events whose GPU time is already
-/// taken (a redelivered event always overlaps its own first copy). An id reused with other GPU
-/// time fails the unique key instead; the transaction is then rolled back and redone reading the
-/// ids of the whole batch first.
+/// Several writers (threads of one ingester, or other ingesters) append at once; a GPU-second
+/// may be claimed by any of them (GPUs move between tenants, tenants between partitions). The
+/// expensive part runs in parallel: each batch is decided against its own streams, then written.
+/// The last step is serialized by one advisory lock, [`COMMIT_LOCK`]: holding it, a writer reads
+/// what other streams committed in the batch's GPU time (a few index probes per GPU), and commits
+/// only if none of it overlaps; a commit therefore always sees every commit before it. When it
+/// does overlap (two partitions billing one GPU-second at once, rare), the transaction is rolled
+/// back and the batch decided again serially. An event id already in the ledger fails the unique
+/// key of `ledger_event_ids` (written first, so little is lost) and sends the batch the serial way
+/// too, which looks every id up and tells duplicates from conflicts by content.
 pub fn append_batch(
-    client: &mut Client,
-    cache: &mut PartitionCache,
+    w: &mut LedgerWriter,
     owner: &str,
     batch: &[PartitionBatch],
     recorded_at: DateTime<Utc>,
 ) -> Result<AppendOutcome, StoreError> {
-    match append_once(client, cache, owner, batch, recorded_at, false) {
+    match append_once(w, owner, batch, recorded_at, Mode::Optimistic) {
         Err(StoreError::Db(e)) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
-            tracing::debug!("an event id was reused with other GPU time; redoing the batch with a full id lookup");
-            append_once(client, cache, owner, batch, recorded_at, true)
+            tracing::debug!("an event id of the batch is in the ledger already; deciding the batch serially");
+            append_once(w, owner, batch, recorded_at, Mode::Serial)
+        }
+        Err(StoreError::Raced) => {
+            tracing::debug!("another writer's commit overlapped the batch; deciding it serially");
+            append_once(w, owner, batch, recorded_at, Mode::Serial)
         }
         other => other,
     }
 }
 
 fn append_once(
-    client: &mut Client,
-    cache: &mut PartitionCache,
+    w: &mut LedgerWriter,
     owner: &str,
     batch: &[PartitionBatch],
     recorded_at: DateTime<Utc>,
-    full_lookup: bool,
+    mode: Mode,
 ) -> Result<AppendOutcome, StoreError> {
     // Microseconds, as PostgreSQL stores them, so the hash of a row read back is the same.
     let recorded_at = DateTime::<Utc>::from_timestamp_micros(recorded_at.timestamp_micros()).expect("valid instant");
     let t0 = std::time::Instant::now();
-    ensure_months(client, cache, batch)?;
-    let mut tx = client.transaction()?;
+    ensure_months(&mut w.db, &mut w.cache, batch)?;
+    let mut tx = w.db.transaction()?;
 
     // 1. Lock the streams in a fixed order and check the fences.
     let mut heads: HashMap<i32, (Vec<u8>, i64)> = HashMap::new();
@@ -367,79 +625,47 @@ fn append_once(
             }
         }
     }
+    if mode == Mode::Serial {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COMMIT_LOCK])?;
+    }
 
     let t_fence = t0.elapsed();
-    // 2. What the ledger already holds for this batch: the GPU time of the batch's GPUs (under
-    //    per-GPU-bucket advisory locks), and the fingerprints of the event ids that may be in it —
-    //    all of them on the full path; on the optimistic path only those of events whose GPU time
-    //    is taken (an event id reused with free GPU time then fails the unique key instead).
-    // One window per cluster of a GPU's intervals (clusters split where the gap exceeds an hour),
-    // so a batch that mixes late usage with current usage reads only the time it touches.
-    let mut per_gpu: BTreeMap<Uuid, Vec<Interval>> = BTreeMap::new();
-    for b in &ordered {
-        for m in &b.messages {
-            if let Ok(e) = &m.verdict {
-                per_gpu.entry(e.gpu_id).or_default().push((e.interval_start, e.interval_end));
-            }
+    // 2. What the ledger already holds for this batch: the committed GPU time its events touch,
+    //    with the ids and content of those rows, and which of its event ids are in
+    //    `ledger_event_ids` — every one when serial, else only those of events whose GPU time is
+    //    taken (a redelivered event always overlaps its first copy; an id reused with free GPU
+    //    time fails the unique key instead).
+    let valid = || ordered.iter().flat_map(|b| b.messages.iter()).filter_map(|m| m.verdict.as_ref().ok());
+    let asked = windows(valid().map(|e| (e.gpu_id, e.interval_start, e.interval_end)));
+    let mut busy = GpuTime::default();
+    let mut reference: References<'_> = FxHashMap::default();
+    for (gpu, (s, e), known) in gpu_time(&mut tx, &asked)? {
+        busy.insert(gpu, s, e);
+        if let Some((event_id, tenant, c)) = known {
+            let row = Known::Row(Box::new(c.into_usage(event_id)?));
+            reference.entry(event_id).or_default().push((Cow::Owned(tenant), row));
         }
     }
-    let mut windows: Vec<(Uuid, Interval)> = Vec::new();
-    for (gpu, mut intervals) in per_gpu {
-        intervals.sort_unstable();
-        let mut current = intervals[0];
-        for (s, e) in intervals.into_iter().skip(1) {
-            if s <= current.1 + chrono::Duration::hours(1) {
-                current.1 = current.1.max(e);
-            } else {
-                windows.push((gpu, current));
-                current = (s, e);
-            }
-        }
-        windows.push((gpu, current));
-    }
-    let mut busy: HashMap<Uuid, Vec<Interval>> = HashMap::new();
-    if !windows.is_empty() {
-        let buckets: BTreeSet<i64> = windows.iter().map(|(g, _)| gpu_bucket(g)).collect();
-        let buckets: Vec<i64> = buckets.into_iter().collect();
-        // Sorted, in one statement: two writers always take bucket locks in the same order.
-        tx.execute("SELECT pg_advisory_xact_lock(b) FROM unnest($1::bigint[]) AS b ORDER BY b", &[&buckets])?;
-        let gpus: Vec<Uuid> = windows.iter().map(|(g, _)| *g).collect();
-        let los: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| w.0).collect();
-        let his: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| w.1).collect();
-        for row in tx.query(
-            "SELECT o.gpu_id, o.starts_at, o.ends_at
-               FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(gpu_id, lo, hi)
-               JOIN gpu_occupancy o
-                 ON o.gpu_id = w.gpu_id AND o.starts_at > w.lo - interval '1 hour' AND o.starts_at < w.hi
-              WHERE o.ends_at > w.lo",
-            &[&gpus, &los, &his],
-        )? {
-            busy.entry(row.get(0)).or_default().push((row.get(1), row.get(2)));
-        }
-    }
-    let overlaps = |v: Option<&Vec<Interval>>, e: &UsageRecorded| {
-        v.is_some_and(|v| v.iter().any(|(s, t)| *s < e.interval_end && *t > e.interval_start))
+    let find = |r: &References<'_>, e: &UsageRecorded| -> Option<usize> {
+        r.get(&e.event_id).and_then(|v| v.iter().position(|(t, _)| *t == e.tenant_id))
     };
-    let lookup: Vec<(&str, Uuid)> = ordered
-        .iter()
-        .flat_map(|b| b.messages.iter())
-        .filter_map(|m| m.verdict.as_ref().ok())
-        .filter(|e| full_lookup || overlaps(busy.get(&e.gpu_id), e))
+    let lookup: Vec<(&str, Uuid)> = valid()
+        .filter(|e| mode == Mode::Serial || busy.overlaps(&e.gpu_id, e.interval_start, e.interval_end))
+        .filter(|e| find(&reference, e).is_none())
         .map(|e| (e.tenant_id.as_str(), e.event_id))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    // Reference fingerprint per event id, and whether it is the ledger's.
-    let mut reference: HashMap<(String, Uuid), ([u8; 32], bool)> =
-        stored_fingerprints(&mut tx, &lookup)?.into_iter().map(|(k, p)| (k, (p, true))).collect();
+    for (tenant, id, print) in stored_ids(&mut tx, &lookup)? {
+        reference.entry(id).or_default().push((Cow::Owned(tenant), Known::Id(print)));
+    }
     let t_ids = t0.elapsed();
 
     // 3. Decide each message in offset order, exactly as if they came one at a time: an id seen
     //    before is a duplicate or a conflict; else GPU time already taken is an overlap; else the
     //    event is ledgered and becomes the reference for its id and its GPU time.
     let mut fates: Vec<Vec<Fate>> = Vec::with_capacity(ordered.len());
-    let mut this_batch: HashMap<Uuid, Vec<Interval>> = HashMap::new();
-    let mut occupied: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    let mut this_batch = GpuTime::default();
     for b in &ordered {
         let mut f = Vec::with_capacity(b.messages.len());
         for m in &b.messages {
@@ -450,49 +676,61 @@ fn append_once(
                 }
                 Ok(e) => e,
             };
-            let print = m.canonical().1;
-            let key = (e.tenant_id.clone(), e.event_id);
-            f.push(match reference.get(&key) {
-                Some((p, _)) if *p == print => Fate::Duplicate,
-                Some((_, in_ledger)) => Fate::Quarantine(
-                    RejectionCode::Conflict,
-                    if *in_ledger {
-                        format!("event id {} is already in the ledger with other content", e.event_id)
-                    } else {
-                        format!("event id {} came earlier in this batch with other content", e.event_id)
-                    },
-                ),
-                None if overlaps(busy.get(&e.gpu_id), e) || overlaps(this_batch.get(&e.gpu_id), e) => overlap(e),
+            let conflict = |why: &str| {
+                Fate::Quarantine(RejectionCode::Conflict, format!("event id {} {why} with other content", e.event_id))
+            };
+            let known = find(&reference, e).map(|i| &reference[&e.event_id][i].1);
+            f.push(match known {
+                Some(Known::Row(r)) if **r == *e => Fate::Duplicate,
+                Some(Known::Batch(r)) if *r == e => Fate::Duplicate,
+                Some(Known::Id(Some(p))) if *p == domain::usage::fingerprint_of(&e.payload_bytes()) => Fate::Duplicate,
+                Some(Known::Batch(_)) => conflict("came earlier in this batch"),
+                Some(_) => conflict("is already in the ledger"),
+                None if busy.overlaps(&e.gpu_id, e.interval_start, e.interval_end)
+                    || this_batch.overlaps(&e.gpu_id, e.interval_start, e.interval_end) =>
+                {
+                    overlap(e)
+                }
                 None => {
-                    reference.insert(key, (print, false));
-                    this_batch.entry(e.gpu_id).or_default().push((e.interval_start, e.interval_end));
-                    occupied.push((e.gpu_id, e.interval_start, e.interval_end));
+                    reference.entry(e.event_id).or_default().push((Cow::Borrowed(&e.tenant_id), Known::Batch(e)));
+                    this_batch.insert(e.gpu_id, e.interval_start, e.interval_end);
                     Fate::Ledger
                 }
             });
         }
         fates.push(f);
     }
-    if !occupied.is_empty() {
-        let sink = tx.copy_in("COPY gpu_occupancy (gpu_id, starts_at, ends_at) FROM STDIN BINARY")?;
-        let mut w = BinaryCopyInWriter::new(sink, &[Type::UUID, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ]);
-        for (g, s, e) in &occupied {
-            w.write(&[g, s, e])?;
+    let t_decide = t0.elapsed();
+
+    // 4. Append: event ids first (a known id fails here, before the big write), then the chained
+    //    rows, the projection, the quarantine, the stream heads and offsets.
+    let ledgered_ids: Vec<(&str, Uuid)> = ordered
+        .iter()
+        .zip(&fates)
+        .flat_map(|(b, f)| b.messages.iter().zip(f))
+        .filter_map(|(m, f)| match (f, &m.verdict) {
+            (Fate::Ledger, Ok(e)) => Some((e.tenant_id.as_str(), e.event_id)),
+            _ => None,
+        })
+        .collect();
+    if !ledgered_ids.is_empty() {
+        // No fingerprint: a later copy of the event is told apart by its content (see `Known`).
+        let types = [Type::UUID, Type::TEXT];
+        let mut w =
+            BinaryCopy::start(&mut tx, "COPY ledger_event_ids (event_id, tenant_id) FROM STDIN BINARY", &types)?;
+        for (tenant, id) in &ledgered_ids {
+            w.write(&[id, tenant])?;
         }
         w.finish()?;
     }
+    let t_keys = t0.elapsed();
 
-    let t_gpu = t0.elapsed();
-    // 4. Append: event ids, chained rows, projection, quarantine, stream heads and offsets.
     let mut counts = BatchCounts::default();
     let mut by_reason: HashMap<RejectionCode, u64> = HashMap::new();
-    // Written after the ledger rows: one COPY at a time on a connection.
-    let mut new_ids: Vec<(&str, Uuid, &[u8; 32])> = Vec::new();
-    let mut projection = HourlyUsage::default();
+    let mut projection = BatchHourly::default();
     let mut q_rows: Vec<QuarantineRow<'_>> = Vec::new();
     let mut stream_updates: Vec<StreamUpdate> = Vec::new();
-
-    let mut writer = ledger_copy(&mut tx)?;
+    let mut writer = UsageCopy::start(&mut tx)?;
     for (bi, b) in ordered.iter().enumerate() {
         let (head, mut pos) = heads.remove(&b.claim.stream_id).expect("locked above");
         let mut head: [u8; 32] = head
@@ -504,8 +742,7 @@ fn append_once(
             match (&fates[bi][mi], &m.verdict) {
                 (Fate::Ledger, Ok(e)) => {
                     pos += 1;
-                    let bytes = &m.canonical().0;
-                    let payload = RawJsonb(bytes);
+                    let payload = e.payload_bytes();
                     let row = ChainRow {
                         stream_id: b.claim.stream_id,
                         stream_pos: pos,
@@ -517,24 +754,17 @@ fn append_once(
                         recorded_at,
                         src_partition: Some(b.claim.partition),
                         src_offset: Some(m.offset),
-                        payload: bytes,
+                        payload: &payload,
                     };
                     head = link(&head, &row);
-                    let values: [&(dyn ToSql + Sync); 11] = [
-                        &e.interval_start,
-                        &recorded_at,
-                        &b.claim.stream_id,
-                        &pos,
-                        &m.offset,
-                        &LEDGER_VERSION,
-                        &LEDGER_KIND,
-                        &e.tenant_id,
-                        &e.event_id,
-                        &head.as_slice(),
-                        &payload,
-                    ];
-                    writer.write(&values)?;
-                    new_ids.push((&e.tenant_id, e.event_id, &m.canonical().1));
+                    writer.write(&UsageRow {
+                        event: e,
+                        recorded_at,
+                        stream_id: b.claim.stream_id,
+                        stream_pos: pos,
+                        src_offset: m.offset,
+                        hash: &head,
+                    })?;
                     projection.apply(e);
                     ledgered += 1;
                 }
@@ -551,7 +781,7 @@ fn append_once(
                         message: message.clone(),
                         event_id,
                         tenant,
-                        key: m.key.as_deref(),
+                        key: m.key(),
                         raw: &m.payload,
                     });
                     *by_reason.entry(*code).or_insert(0) += 1;
@@ -579,16 +809,6 @@ fn append_once(
     writer.finish()?;
     let t_copy = t0.elapsed();
 
-    if !new_ids.is_empty() {
-        let sink = tx.copy_in("COPY ledger_event_ids (tenant_id, event_id, fingerprint) FROM STDIN BINARY")?;
-        let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::UUID, Type::BYTEA]);
-        for (tenant, id, print) in &new_ids {
-            w.write(&[tenant, id, &print.as_slice()])?;
-        }
-        w.finish()?;
-    }
-
-    let t_keys = t0.elapsed();
     if !projection.rows.is_empty() {
         let mut t = Vec::new();
         let mut s = Vec::new();
@@ -596,11 +816,11 @@ fn append_once(
         let mut h = Vec::new();
         let mut g: Vec<Decimal> = Vec::new();
         let mut n = Vec::new();
-        for (k, v) in &projection.rows {
-            t.push(k.tenant_id.as_str());
-            s.push(k.gpu_sku.as_str());
-            p.push(k.project.as_str());
-            h.push(k.hour);
+        for ((tenant, sku, project, hour), v) in &projection.rows {
+            t.push(*tenant);
+            s.push(*sku);
+            p.push(*project);
+            h.push(*hour);
             g.push(v.gpu_seconds);
             n.push(v.events);
         }
@@ -613,7 +833,6 @@ fn append_once(
         )?;
     }
 
-    let t_proj = t0.elapsed();
     if !q_rows.is_empty() {
         let stream_ids: Vec<i32> = q_rows.iter().map(|q| q.stream_id).collect();
         let offsets: Vec<i64> = q_rows.iter().map(|q| q.offset).collect();
@@ -654,8 +873,28 @@ fn append_once(
             return Err(StoreError::Invariant(format!("stream {} lost its fence inside the transaction", u.stream_id)));
         }
     }
+    let t_rest = t0.elapsed();
+
+    // 5. Optimistic: what did other writers commit in the GPU time just written, since step 2?
+    //    Read on the second connection (which sees every commit and none of this batch's rows),
+    //    holding COMMIT_LOCK until this transaction commits, so that every commit sees every
+    //    commit before it.
+    if mode == Mode::Optimistic {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COMMIT_LOCK])?;
+        let written = windows(this_batch.0.iter().flat_map(|(g, m)| m.iter().map(|(s, e)| (*g, *s, *e))));
+        for (gpu, (s, e), _) in gpu_time(&mut w.check, &written)? {
+            if this_batch.overlaps(&gpu, s, e) {
+                tx.rollback()?;
+                return Err(StoreError::Raced);
+            }
+        }
+    }
+    let t_check = t0.elapsed();
     tx.commit()?;
-    tracing::debug!(?t_fence, ?t_ids, ?t_gpu, ?t_copy, ?t_keys, ?t_proj, total = ?t0.elapsed(), "batch timings");
+    tracing::debug!(
+        ?mode, ?t_fence, ?t_ids, ?t_decide, ?t_keys, ?t_copy, ?t_rest, ?t_check, total = ?t0.elapsed(),
+        "batch timings"
+    );
     let mut by_reason: Vec<(RejectionCode, u64)> = by_reason.into_iter().collect();
     by_reason.sort();
     counts.by_reason = by_reason;

@@ -4,6 +4,7 @@
 
 use crate::append::ensure_months_for;
 use crate::billing::{append_local, lock_stream, LocalEvent};
+use crate::ledger_row::{content, content_columns, Identity};
 use crate::read::{streams, walk_stream, StreamCheck, StreamInfo};
 use crate::StoreError;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -415,23 +416,28 @@ pub fn export_rows(
     // The predecessor's hash comes from the previous exported row of the stream when that is the
     // position before, and else from an index lookup (first row of a stream in the range).
     let mut rows = tx.query_raw(
-        "SELECT e.seq, e.stream_id, s.topic, s.kafka_partition, e.stream_pos, e.src_offset, e.event_id, e.tenant_id,
-                e.kind, e.version, e.occurred_at, e.recorded_at, e.hash, e.payload,
-                CASE WHEN lag(e.stream_pos) OVER w = e.stream_pos - 1 THEN lag(e.hash) OVER w
-                     ELSE (SELECT p.hash FROM ledger_events p
-                            WHERE p.stream_id = e.stream_id AND p.stream_pos = e.stream_pos - 1 ORDER BY p.seq LIMIT 1)
-                END
-           FROM ledger_events e JOIN ledger_streams s ON s.stream_id = e.stream_id
-          WHERE ($1::bigint IS NULL OR e.seq >= $1) AND ($2::bigint IS NULL OR e.seq <= $2)
-            AND ($3::timestamptz IS NULL OR e.occurred_at >= $3) AND ($4::timestamptz IS NULL OR e.occurred_at < $4)
-         WINDOW w AS (PARTITION BY e.stream_id ORDER BY e.stream_pos, e.seq)
-          ORDER BY e.seq",
+        &format!(
+            "SELECT e.seq, e.stream_id, s.topic, s.kafka_partition, e.stream_pos, e.src_offset, e.event_id, e.tenant_id,
+                    e.kind, e.version, e.occurred_at, e.recorded_at, e.hash,
+                    CASE WHEN lag(e.stream_pos) OVER w = e.stream_pos - 1 THEN lag(e.hash) OVER w
+                         ELSE (SELECT p.hash FROM ledger_events p
+                                WHERE p.stream_id = e.stream_id AND p.stream_pos = e.stream_pos - 1 ORDER BY p.seq LIMIT 1)
+                    END, {}
+               FROM ledger_events e JOIN ledger_streams s ON s.stream_id = e.stream_id
+              WHERE ($1::bigint IS NULL OR e.seq >= $1) AND ($2::bigint IS NULL OR e.seq <= $2)
+                AND ($3::timestamptz IS NULL OR e.occurred_at >= $3) AND ($4::timestamptz IS NULL OR e.occurred_at < $4)
+             WINDOW w AS (PARTITION BY e.stream_id ORDER BY e.stream_pos, e.seq)
+              ORDER BY e.seq",
+            content_columns("e")
+        ),
         params,
     )?;
     let mut n = 0u64;
     while let Some(r) = rows.next()? {
-        let payload: serde_json::Value = r.get(13);
-        let prev: Option<Vec<u8>> = r.get(14);
+        let tenant: String = r.get(7);
+        let id = Identity { event_id: r.get(6), tenant_id: &tenant, occurred_at: r.get(10) };
+        let payload = content(&r, 14, id)?.payload_bytes()?;
+        let prev: Option<Vec<u8>> = r.get(13);
         let row = ExportRow {
             seq: r.get(0),
             stream_id: r.get(1),
@@ -446,8 +452,7 @@ pub fn export_rows(
             occurred_at: r.get(10),
             recorded_at: r.get(11),
             hash: r.get(12),
-            payload: serde_json::to_vec(&payload)
-                .map_err(|e| StoreError::Invariant(format!("jsonb payload does not serialize: {e}")))?,
+            payload,
             prev_hash: prev.unwrap_or_else(|| GENESIS.to_vec()),
         };
         on_row(&row)?;

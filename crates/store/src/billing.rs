@@ -4,6 +4,7 @@
 //! document from the log alone and compares it byte for byte.
 
 use crate::append::ensure_months_for;
+use crate::ledger_row::{content, content_columns, Identity};
 use crate::StoreError;
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::billing::close::{plan_close, recheck_set, CloseInput, CloseRecord, CLOSE_VERSION, KIND_CLOSE};
@@ -94,13 +95,14 @@ pub fn append_local(
             &[&e.tenant_id, &e.event_id, &print],
         )?;
         if inserted == 0 {
-            let old: Vec<u8> = tx
+            // A usage event's id has no fingerprint: the same id here is other content.
+            let old: Option<Vec<u8>> = tx
                 .query_one(
                     "SELECT fingerprint FROM ledger_event_ids WHERE tenant_id = $1 AND event_id = $2",
                     &[&e.tenant_id, &e.event_id],
                 )?
                 .get(0);
-            if old != print {
+            if old.as_deref() != Some(print.as_slice()) {
                 return Err(StoreError::Refused(format!(
                     "event id {} of {} is already in the ledger with other content",
                     e.event_id, e.tenant_id
@@ -526,12 +528,17 @@ pub fn verify_closes(client: &mut Client) -> Result<Vec<CloseCheck>, StoreError>
     let mut usage: Vec<(String, i64, UsageRecorded)> = Vec::new();
     {
         use postgres::fallible_iterator::FallibleIterator;
-        let mut rows =
-            tx.query_raw("SELECT stream_id, stream_pos, event_id, payload FROM ledger_events WHERE kind = $1", params)?;
+        let mut rows = tx.query_raw(
+            &format!(
+                "SELECT stream_id, stream_pos, event_id, tenant_id, occurred_at, {} FROM ledger_events WHERE kind = $1",
+                content_columns("")
+            ),
+            params,
+        )?;
         while let Some(r) = rows.next()? {
-            let payload: Value = r.get(3);
-            let e = UsageRecorded::from_payload(r.get(2), &payload)
-                .map_err(|e| StoreError::Invariant(format!("ledgered usage no longer parses: {}", e.message)))?;
+            let (event_id, tenant): (Uuid, String) = (r.get(2), r.get(3));
+            let e = content(&r, 5, Identity { event_id, tenant_id: &tenant, occurred_at: r.get(4) })?
+                .into_usage(event_id)?;
             usage.push((names[&r.get::<_, i32>(0)].clone(), r.get(1), e));
         }
     }

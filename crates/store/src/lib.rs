@@ -9,6 +9,8 @@ pub mod bench_close;
 pub mod bench_replay;
 pub mod billing;
 pub mod budget;
+mod copy;
+pub mod ledger_row;
 pub mod migrate;
 pub mod read;
 pub mod replay;
@@ -31,6 +33,10 @@ pub enum StoreError {
     Refused(String),
     #[error("ledger invariant broken: {0}")]
     Invariant(String),
+    /// Another writer committed GPU time the batch also claims, while the batch was written; it
+    /// was rolled back and is decided again (see `append::append_batch`).
+    #[error("another writer's commit overlapped the batch")]
+    Raced,
 }
 
 impl StoreError {
@@ -56,6 +62,7 @@ impl StoreError {
                     }
                 }
             }
+            StoreError::Raced => true,
             _ => false,
         }
     }

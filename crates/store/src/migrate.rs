@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_billing", include_str!("../../../migrations/0002_billing.sql")),
     ("0003_api", include_str!("../../../migrations/0003_api.sql")),
     ("0004_usage_notify", include_str!("../../../migrations/0004_usage_notify.sql")),
+    ("0005_compact_usage", include_str!("../../../migrations/0005_compact_usage.sql")),
 ];
 
 mod sha2_free {

@@ -1,10 +1,11 @@
 //! Reading the ledger back: per-stream accounting, the live hourly projection, a rebuild of the
 //! projection from the log alone, and a walk of every hash chain.
 
+use crate::ledger_row::{content, content_columns, Identity};
 use crate::StoreError;
 use domain::chain::{ChainBreak, ChainRow, ChainVerifier};
 use domain::projection::{HourKey, HourTotals, HourlyUsage};
-use domain::usage::{UsageRecorded, LEDGER_KIND};
+use domain::usage::LEDGER_KIND;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, IsolationLevel, Transaction};
 use rust_decimal::Decimal;
@@ -66,12 +67,14 @@ pub fn rebuild_hourly(client: &mut Client) -> Result<HourlyUsage, StoreError> {
     let mut p = HourlyUsage::default();
     let mut tx = client.transaction()?;
     let params: [&str; 1] = [LEDGER_KIND];
-    let mut rows = tx.query_raw("SELECT event_id, payload FROM ledger_events WHERE kind = $1", params)?;
+    let mut rows = tx.query_raw(
+        &format!("SELECT event_id, tenant_id, occurred_at, {} FROM ledger_events WHERE kind = $1", content_columns("")),
+        params,
+    )?;
     while let Some(r) = rows.next()? {
         let id: Uuid = r.get(0);
-        let payload: serde_json::Value = r.get(1);
-        let e = UsageRecorded::from_payload(id, &payload)
-            .map_err(|rej| StoreError::Invariant(format!("ledgered event {id} does not parse: {rej}")))?;
+        let tenant: String = r.get(1);
+        let e = content(&r, 3, Identity { event_id: id, tenant_id: &tenant, occurred_at: r.get(2) })?.into_usage(id)?;
         p.apply(&e);
     }
     drop(rows);
@@ -110,7 +113,8 @@ pub fn totals_by_tenant_sku(client: &mut Client) -> Result<TenantSkuTotals, Stor
 /// GPU-seconds per tenant and SKU, summed straight from the ledger rows.
 pub fn ledger_totals_by_tenant_sku(client: &mut Client) -> Result<TenantSkuTotals, StoreError> {
     Ok(by_tenant_sku(client.query(
-        "SELECT tenant_id, payload->'data'->>'gpu_sku', sum((payload->'data'->>'gpu_seconds')::numeric)
+        "SELECT tenant_id, coalesce(gpu_sku, payload->'data'->>'gpu_sku'),
+                sum(coalesce(gpu_seconds, (payload->'data'->>'gpu_seconds')::numeric))
            FROM ledger_events WHERE kind = $1 GROUP BY 1, 2",
         &[&LEDGER_KIND],
     )?))
@@ -197,8 +201,11 @@ pub fn walk_stream(tx: &mut Transaction<'_>, stream: &StreamInfo) -> Result<Stre
     let stream_id = stream.stream_id;
     let params: [&(dyn postgres::types::ToSql + Sync); 1] = [&stream_id];
     let mut rows = tx.query_raw(
-        "SELECT stream_pos, event_id, tenant_id, kind, version, occurred_at, recorded_at, src_offset, payload, hash, seq
-           FROM ledger_events WHERE stream_id = $1 ORDER BY stream_pos, seq",
+        &format!(
+            "SELECT stream_pos, event_id, tenant_id, kind, version, occurred_at, recorded_at, src_offset, hash, seq, {}
+               FROM ledger_events WHERE stream_id = $1 ORDER BY stream_pos, seq",
+            content_columns("")
+        ),
         params,
     )?;
     let mut verifier = ChainVerifier::default();
@@ -208,19 +215,24 @@ pub fn walk_stream(tx: &mut Transaction<'_>, stream: &StreamInfo) -> Result<Stre
     let mut last_offset: Option<i64> = None;
     while let Some(r) = rows.next()? {
         count += 1;
-        let seq: i64 = r.get(10);
+        let seq: i64 = r.get(9);
         let prev_seq = last_seq;
         last_seq = Some(seq);
         if broken.is_some() {
             continue; // keep counting rows after the first break
         }
         let at = |stream_pos: i64, reason: String| Some(StreamBreak { seq: Some(seq), stream_pos, reason });
-        let payload: serde_json::Value = r.get(8);
-        let payload = serde_json::to_vec(&payload)
-            .map_err(|e| StoreError::Invariant(format!("jsonb payload does not serialize: {e}")))?;
         let tenant: String = r.get(2);
+        let id = Identity { event_id: r.get(1), tenant_id: &tenant, occurred_at: r.get(5) };
+        let payload = match content(&r, 10, id).and_then(|c| c.payload_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                broken = at(r.get(0), format!("the row's content cannot be read: {e}"));
+                continue;
+            }
+        };
         let kind: String = r.get(3);
-        let hash: Vec<u8> = r.get(9);
+        let hash: Vec<u8> = r.get(8);
         let mut stored = [0u8; 32];
         if hash.len() == 32 {
             stored.copy_from_slice(&hash);

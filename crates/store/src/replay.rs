@@ -261,12 +261,13 @@ fn fold_sql(schema: &str, part: &str, table: &str, cond: &str, thresholds: &[i64
     // date_bin is integer arithmetic on the instant (date_trunc goes through calendar fields).
     let h1 = "date_bin(interval '1 hour', e.occurred_at, timestamptz '2000-01-01 00:00:00+00')";
     let h2 = format!("({h1} + interval '1 hour')");
-    let en = "(e.payload->'data'->>'interval_end')::timestamptz";
-    let g = "(e.payload->'data'->>'gpu_seconds')::numeric";
+    // Typed columns (migration 0005), or the jsonb payload of a usage row written before it.
+    let en = "coalesce(e.interval_end, (e.payload->'data'->>'interval_end')::timestamptz)";
+    let g = "coalesce(e.gpu_seconds, (e.payload->'data'->>'gpu_seconds')::numeric)";
     format!(
         "CREATE TABLE {schema}.{table} AS
-         SELECT {wb} AS wb, e.tenant_id, e.payload->'data'->>'gpu_sku' AS gpu_sku,
-                e.payload->'data'->>'project' AS project, {h1} AS h1,
+         SELECT {wb} AS wb, e.tenant_id, coalesce(e.gpu_sku, e.payload->'data'->>'gpu_sku') AS gpu_sku,
+                coalesce(e.project, e.payload->'data'->>'project') AS project, {h1} AS h1,
                 sum({g}) AS gpu_seconds, count(*) AS events,
                 sum(CASE WHEN {en} > {h2} THEN
                       CASE WHEN {en} > e.occurred_at + interval '1 hour' THEN {BAD_MARK}
