@@ -7,7 +7,6 @@ use crate::sku::is_known_sku;
 use chrono::{DateTime, Datelike, Duration, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use uuid::Uuid;
@@ -590,10 +589,10 @@ pub fn parse_usage_message(key: Option<&[u8]>, bytes: &[u8], now: DateTime<Utc>)
         .map_err(|e| reject(RejectionCode::InvalidUtf8, format!("message is not UTF-8: {e}")))?;
     // The fast path: a borrowed view of the message's strings and objects, validated by the same
     // code as the general path. It is taken only when it accepts the event; a message it cannot
-    // read (numbers, arrays, nulls, repeated keys, an escaped NUL anywhere) or that the rules
-    // refuse goes the general way, which names the reason exactly as it always has.
-    if !has_escaped_nul(bytes) {
-        if let Ok(env) = serde_json::from_str::<FastObject<'_>>(text) {
+    // read (escapes, numbers, arrays, nulls, repeated keys) or that the rules refuse goes the
+    // general way, which names the reason exactly as it always has.
+    if !bytes.iter().any(|&b| b == b'\\' || b < 0x20) {
+        if let Some(env) = FastObject::parse(text) {
             if let Ok(e) = parse_envelope(key, &env, now, &mut (None, None)) {
                 return Ok(e);
             }
@@ -617,14 +616,6 @@ fn parse_general(key: Option<&[u8]>, text: &str, now: DateTime<Utc>) -> Result<U
         r.tenant_id = identity.1;
         r
     })
-}
-
-/// Whether the text may hold a NUL: in valid JSON a NUL can only be written `\u0000` (raw control
-/// characters are not allowed in strings). Conservative: an escaped backslash before `u0000`
-/// counts too, which only sends the message down the general path.
-fn has_escaped_nul(bytes: &[u8]) -> bool {
-    // Most messages have no escape at all: one vectorized scan for a backslash first.
-    bytes.contains(&b'\\') && bytes.windows(6).any(|w| w == b"\\u0000")
 }
 
 /// A JSON value as the validator reads it, from either path's objects.
@@ -665,102 +656,111 @@ impl JsonObject for Map<String, Value> {
     }
 }
 
-/// The fast path's object: members in document order, strings borrowed from the message unless
-/// they hold escapes. Only strings and objects are read as values, and no key may come twice;
-/// anything else fails the fast parse.
-struct FastObject<'a>(Vec<(Cow<'a, str>, FastValue<'a>)>);
+/// The fast path's object: members in document order, strings borrowed from the message. It
+/// reads only what usage events are made of — objects (at most three deep) whose values are
+/// strings or such objects, in text without escapes or control characters — and nothing else;
+/// anything else is for the general path. A key that comes twice means its last value, as in
+/// serde_json's map (the innermost objects, labels, are counted and listed: there a repeated key
+/// is left to the general path).
+struct FastObject<'a>(Vec<(&'a str, FastValue<'a>)>);
 
 enum FastValue<'a> {
-    Str(Cow<'a, str>),
+    Str(&'a str),
     Object(FastObject<'a>),
 }
 
 impl JsonObject for FastObject<'_> {
     fn field(&self, name: &str) -> Field<'_, Self> {
-        match self.0.iter().find(|(k, _)| k == name) {
+        match self.0.iter().rev().find(|(k, _)| *k == name) {
             None => Field::Absent,
             Some((_, FastValue::Str(s))) => Field::Str(s),
             Some((_, FastValue::Object(o))) => Field::Object(o),
         }
     }
     fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|(k, _)| k.as_ref()).collect()
+        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     }
     fn len(&self) -> usize {
         self.0.len()
     }
 }
 
-/// A string, borrowed when the JSON text allows it.
-struct CowStr<'a>(Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for CowStr<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = CowStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
+impl<'a> FastObject<'a> {
+    /// The object `text` holds, if it is one the fast path reads (the caller has made sure the
+    /// text has no backslash, so no escapes).
+    fn parse(text: &'a str) -> Option<FastObject<'a>> {
+        let mut r = Reader { b: text.as_bytes(), text, at: 0 };
+        let object = r.object(0)?;
+        r.blanks();
+        (r.at == r.b.len()).then_some(object)
     }
 }
 
-impl<'de> serde::Deserialize<'de> for FastValue<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = FastValue<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an object")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(FastValue::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(FastValue::Str(Cow::Owned(v.to_string())))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                fast_members(map).map(FastValue::Object)
-            }
-        }
-        d.deserialize_any(V)
-    }
+/// A cursor over JSON text without escapes.
+struct Reader<'a> {
+    b: &'a [u8],
+    text: &'a str,
+    at: usize,
 }
 
-impl<'de> serde::Deserialize<'de> for FastObject<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = FastObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                fast_members(map)
-            }
+impl<'a> Reader<'a> {
+    fn blanks(&mut self) {
+        while matches!(self.b.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
         }
-        d.deserialize_map(V)
     }
-}
 
-fn fast_members<'de, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<FastObject<'de>, A::Error> {
-    let mut members: Vec<(Cow<'de, str>, FastValue<'de>)> = Vec::with_capacity(12);
-    while let Some(CowStr(k)) = map.next_key::<CowStr<'de>>()? {
-        if members.iter().any(|(seen, _)| *seen == k) {
-            return Err(serde::de::Error::custom("a key comes twice"));
-        }
-        let v = map.next_value::<FastValue<'de>>()?;
-        members.push((k, v));
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.blanks();
+        (self.b.get(self.at) == Some(&byte)).then(|| self.at += 1)
     }
-    Ok(FastObject(members))
+
+    /// A string: everything up to the next quote (the text has no escapes).
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let end = start + memchr::memchr(b'"', &self.b[start..])?;
+        self.at = end + 1;
+        // Quotes are ASCII: both ends are character boundaries.
+        Some(&self.text[start..end])
+    }
+
+    fn object(&mut self, depth: usize) -> Option<FastObject<'a>> {
+        if depth > 2 {
+            return None;
+        }
+        self.eat(b'{')?;
+        let mut members: Vec<(&'a str, FastValue<'a>)> = Vec::with_capacity(12);
+        if self.eat(b'}').is_some() {
+            return Some(FastObject(members));
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            self.blanks();
+            let value = match self.b.get(self.at)? {
+                b'"' => FastValue::Str(self.string()?),
+                b'{' => FastValue::Object(self.object(depth + 1)?),
+                _ => return None,
+            };
+            if depth == 2 && members.iter().any(|(k, _)| *k == key) {
+                return None;
+            }
+            members.push((key, value));
+            self.blanks();
+            match self.b.get(self.at)? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(FastObject(members));
+                }
+                _ => return None,
+            }
+        }
+    }
 }
 
 fn parse_envelope<O: JsonObject>(
@@ -933,19 +933,20 @@ mod tests {
     #[test]
     fn the_fast_path_reads_a_plain_event_and_steps_aside_for_odd_ones() {
         let fast = |text: &str| {
-            serde_json::from_str::<FastObject<'_>>(text)
-                .ok()
-                .map(|env| parse_envelope(Some(b"rheinbank"), &env, now(), &mut (None, None)))
+            FastObject::parse(text).map(|env| parse_envelope(Some(b"rheinbank"), &env, now(), &mut (None, None)))
         };
         let text = serde_json::to_string(&good()).unwrap();
         assert!(matches!(fast(&text), Some(Ok(_))), "a plain event takes the fast path");
-        let escaped = text.replace("risk-models", "risk\\u002dmodels");
-        assert_eq!(fast(&escaped).unwrap().unwrap().project, "risk-models", "escapes are decoded");
+        let spaced = serde_json::to_string_pretty(&good()).unwrap();
+        assert_eq!(fast(&spaced).unwrap().unwrap(), fast(&text).unwrap().unwrap(), "blanks are read");
         let number = text.replace("\"60\"", "60");
         assert!(fast(&number).is_none(), "a number is not read by the fast path");
         let twice = text.replacen('{', "{\"type\":\"x\",", 1);
-        assert!(fast(&twice).is_none(), "nor a key that comes twice");
-        assert!(has_escaped_nul(text.replace("train-42", "train\\u0000").as_bytes()));
+        assert!(matches!(fast(&twice), Some(Ok(_))), "a key that comes twice means its last value");
+        let labels = text.replacen("\"data\":{", "\"data\":{\"labels\":{\"a\":\"1\",\"a\":\"2\"},", 1);
+        assert!(fast(&labels).is_none(), "but not among the labels");
+        assert!(fast(&format!("{text} x")).is_none(), "nor anything after the object");
+        assert!(fast(&text.replacen('}', ",}", 1)).is_none(), "nor a trailing comma");
     }
 
     #[test]
@@ -1137,15 +1138,13 @@ mod timing {
         let mut ok = 0;
         for m in &msgs {
             let text = std::str::from_utf8(&m.payload).unwrap();
-            if serde_json::from_str::<FastObject<'_>>(text).is_ok() {
+            if FastObject::parse(text).is_some() {
                 ok += 1;
             }
         }
         println!("fast object parse {:.2} us ({ok} ok)", t.elapsed().as_secs_f64() * 1e6 / n);
-        let objs: Vec<_> = msgs
-            .iter()
-            .map(|m| serde_json::from_str::<FastObject<'_>>(std::str::from_utf8(&m.payload).unwrap()).unwrap())
-            .collect();
+        let objs: Vec<_> =
+            msgs.iter().map(|m| FastObject::parse(std::str::from_utf8(&m.payload).unwrap()).unwrap()).collect();
         let t = std::time::Instant::now();
         for (m, o) in msgs.iter().zip(&objs) {
             parse_envelope(m.key.as_deref(), o, now, &mut (None, None)).unwrap();
