@@ -27,6 +27,8 @@ fresh_db() {
     GPULEDGER_DATABASE_URL=${GPULEDGER_DATABASE_URL%/*}/$1 $B migrate >/dev/null
     echo "${GPULEDGER_DATABASE_URL%/*}/$1"
 }
+# Every timed run starts from a checkpoint, so that none of them pays for another's dirty pages.
+settle() { psql -q "$ADMIN" -c CHECKPOINT >/dev/null; }
 echo "== gpuledger ingest benchmark, $(nproc) cores, $(date -u +%FT%TZ), N=$N, event ids $IDS"
 for fleet in "96 20" "10000 50"; do
     read -r GPUS TENANTS <<<"$fleet"
@@ -38,6 +40,7 @@ for fleet in "96 20" "10000 50"; do
         TOPIC=bench.$RUN.$GPUS.$n
         $B produce --topic "$TOPIC" "${FLEET[@]}" --limit "$n" >/dev/null
         echo "-- end to end, backlog of $n events in Kafka:"
+        settle
         GPULEDGER_DATABASE_URL=$DB $B ingest --topic "$TOPIC" --group "bench.$RUN.$GPUS.$n" --idle-exit-secs 3 2>/dev/null
         bash scripts/services.sh kafka-class org.apache.kafka.tools.TopicCommand --bootstrap-server "$GPULEDGER_KAFKA_BROKERS" \
             --delete --topic "$TOPIC" >/dev/null 2>&1 || true
@@ -45,6 +48,7 @@ for fleet in "96 20" "10000 50"; do
     for sessions in 1 2; do
         DB=$(fresh_db bench_copy)
         echo "-- PostgreSQL ceiling, binary COPY of the same rows into the same table, $sessions session(s):"
+        settle
         GPULEDGER_DATABASE_URL=$DB $B bench copy "${FLEET[@]}" --limit "$N" --sessions "$sessions"
     done
     if [[ $GPUS == 96 ]]; then

@@ -290,7 +290,11 @@ type Taken = (Uuid, Interval, Option<(Uuid, String, crate::ledger_row::Content)>
 /// `(gpu_id, interval_end)`, in each monthly partition the windows reach, named directly so that
 /// nothing is pruned per probe. Usage arriving in time order overlaps nothing, and the probe finds
 /// no entry at all: what the GPU did before `lo` ended by `lo`.
-fn gpu_time(client: &mut impl postgres::GenericClient, windows: &[(Uuid, Interval)]) -> Result<Vec<Taken>, StoreError> {
+fn gpu_time(
+    client: &mut impl postgres::GenericClient,
+    windows: &[(Uuid, Interval)],
+    legacy: bool,
+) -> Result<Vec<Taken>, StoreError> {
     let mut out = Vec::new();
     if windows.is_empty() {
         return Ok(out);
@@ -336,7 +340,6 @@ fn gpu_time(client: &mut impl postgres::GenericClient, windows: &[(Uuid, Interva
     }
     // Intervals of usage rows from before migration 0005 (the table is only read now; in a
     // ledger that began after it, it is empty and the probe is skipped).
-    let legacy: bool = client.query_one("SELECT EXISTS (SELECT 1 FROM gpu_occupancy)", &[])?.get(0);
     if legacy {
         let gpus: Vec<Uuid> = windows.iter().map(|(g, _)| *g).collect();
         let los: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| w.0).collect();
@@ -366,11 +369,14 @@ pub struct LedgerWriter {
     pub db: Client,
     check: Client,
     cache: PartitionCache,
+    /// Whether gpu_occupancy holds intervals from before migration 0005 (read once: nothing
+    /// writes it any more).
+    legacy: Option<bool>,
 }
 
 impl LedgerWriter {
     pub fn new(db: Client, check: Client) -> LedgerWriter {
-        LedgerWriter { db, check, cache: PartitionCache::default() }
+        LedgerWriter { db, check, cache: PartitionCache::default(), legacy: None }
     }
 
     /// Either connection lost: open both again.
@@ -587,6 +593,13 @@ fn append_once(
     let recorded_at = DateTime::<Utc>::from_timestamp_micros(recorded_at.timestamp_micros()).expect("valid instant");
     let t0 = std::time::Instant::now();
     ensure_months(&mut w.db, &mut w.cache, batch)?;
+    let legacy = match w.legacy {
+        Some(l) => l,
+        None => {
+            let l: bool = w.db.query_one("SELECT EXISTS (SELECT 1 FROM gpu_occupancy)", &[])?.get(0);
+            *w.legacy.insert(l)
+        }
+    };
     let mut tx = w.db.transaction()?;
 
     // 1. Lock the streams in a fixed order and check the fences.
@@ -595,21 +608,28 @@ fn append_once(
     let mut ordered: Vec<&PartitionBatch> = batch.iter().filter(|b| !b.messages.is_empty()).collect();
     // Partition order, as in claim_partitions: stream rows are always locked in the same order.
     ordered.sort_by_key(|b| b.claim.partition);
+    // One statement; the rows are locked in the order they are returned.
+    let ids: Vec<i32> = ordered.iter().map(|b| b.claim.stream_id).collect();
+    let rows = tx.query(
+        "SELECT stream_id, owner, epoch, next_offset, head_hash, head_pos FROM ledger_streams
+          WHERE stream_id = ANY($1) ORDER BY kafka_partition FOR UPDATE",
+        &[&ids],
+    )?;
     for b in &ordered {
-        let row = tx.query_one(
-            "SELECT owner, epoch, next_offset, head_hash, head_pos FROM ledger_streams WHERE stream_id = $1 FOR UPDATE",
-            &[&b.claim.stream_id],
-        )?;
-        let row_owner: Option<String> = row.get(0);
-        let epoch: i64 = row.get(1);
-        let next_offset: Option<i64> = row.get(2);
+        let row = rows
+            .iter()
+            .find(|r| r.get::<_, i32>(0) == b.claim.stream_id)
+            .ok_or_else(|| StoreError::Invariant(format!("stream {} has no row", b.claim.stream_id)))?;
+        let row_owner: Option<String> = row.get(1);
+        let epoch: i64 = row.get(2);
+        let next_offset: Option<i64> = row.get(3);
         let owned = row_owner.as_deref() == Some(owner) && epoch == b.claim.epoch;
         let first = b.messages[0].offset;
         let in_place = next_offset.is_none_or(|n| n == first);
         if !owned || !in_place {
             fences.push(Fence { partition: b.claim.partition, still_owned: owned, next_offset });
         }
-        heads.insert(b.claim.stream_id, (row.get(3), row.get(4)));
+        heads.insert(b.claim.stream_id, (row.get(4), row.get(5)));
     }
     if !fences.is_empty() {
         tx.rollback()?;
@@ -639,7 +659,7 @@ fn append_once(
     let asked = windows(valid().map(|e| (e.gpu_id, e.interval_start, e.interval_end)));
     let mut busy = GpuTime::default();
     let mut reference: References<'_> = FxHashMap::default();
-    for (gpu, (s, e), known) in gpu_time(&mut tx, &asked)? {
+    for (gpu, (s, e), known) in gpu_time(&mut tx, &asked, legacy)? {
         busy.insert(gpu, s, e);
         if let Some((event_id, tenant, c)) = known {
             let row = Known::Row(Box::new(c.into_usage(event_id)?));
@@ -851,27 +871,33 @@ fn append_once(
         )?;
     }
 
-    for u in &stream_updates {
-        let n = tx.execute(
-            "UPDATE ledger_streams
-                SET next_offset = $2, head_hash = $3, head_pos = $4,
-                    ledgered = ledgered + $5, duplicates = duplicates + $6, quarantined = quarantined + $7
-              WHERE stream_id = $1 AND owner = $8 AND epoch = $9",
-            &[
-                &u.stream_id,
-                &u.next_offset,
-                &u.head,
-                &u.head_pos,
-                &u.ledgered,
-                &u.duplicates,
-                &u.quarantined,
-                &owner,
-                &u.epoch,
-            ],
-        )?;
-        if n != 1 {
-            return Err(StoreError::Invariant(format!("stream {} lost its fence inside the transaction", u.stream_id)));
-        }
+    // One statement for every stream of the batch, fenced once more by owner and epoch.
+    let n = tx.execute(
+        "UPDATE ledger_streams s
+            SET next_offset = u.next_offset, head_hash = u.head, head_pos = u.head_pos,
+                ledgered = s.ledgered + u.ledgered, duplicates = s.duplicates + u.duplicates,
+                quarantined = s.quarantined + u.quarantined
+           FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+                AS u(stream_id, epoch, next_offset, head, head_pos, ledgered, duplicates, quarantined)
+          WHERE s.stream_id = u.stream_id AND s.owner = $9 AND s.epoch = u.epoch",
+        &[
+            &stream_updates.iter().map(|u| u.stream_id).collect::<Vec<_>>(),
+            &stream_updates.iter().map(|u| u.epoch).collect::<Vec<_>>(),
+            &stream_updates.iter().map(|u| u.next_offset).collect::<Vec<_>>(),
+            &stream_updates.iter().map(|u| u.head.as_slice()).collect::<Vec<_>>(),
+            &stream_updates.iter().map(|u| u.head_pos).collect::<Vec<_>>(),
+            &stream_updates.iter().map(|u| u.ledgered).collect::<Vec<_>>(),
+            &stream_updates.iter().map(|u| u.duplicates).collect::<Vec<_>>(),
+            &stream_updates.iter().map(|u| u.quarantined).collect::<Vec<_>>(),
+            &owner,
+        ],
+    )?;
+    if n != stream_updates.len() as u64 {
+        return Err(StoreError::Invariant(format!(
+            "{} of {} streams lost their fence inside the transaction",
+            stream_updates.len() as u64 - n,
+            stream_updates.len()
+        )));
     }
     let t_rest = t0.elapsed();
 
@@ -882,7 +908,7 @@ fn append_once(
     if mode == Mode::Optimistic {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COMMIT_LOCK])?;
         let written = windows(this_batch.0.iter().flat_map(|(g, m)| m.iter().map(|(s, e)| (*g, *s, *e))));
-        for (gpu, (s, e), _) in gpu_time(&mut w.check, &written)? {
+        for (gpu, (s, e), _) in gpu_time(&mut w.check, &written, legacy)? {
             if this_batch.overlaps(&gpu, s, e) {
                 tx.rollback()?;
                 return Err(StoreError::Raced);
