@@ -122,10 +122,19 @@ pub fn wait_accounted(db_url: &str, topic: &str, expected: i64, timeout: Duratio
             bail!("{n} offsets accounted for, more than the {expected} produced");
         }
         if Instant::now() > deadline {
-            bail!("only {n} of {expected} offsets accounted for after {timeout:?}");
+            bail!("only {n} of {expected} offsets accounted for after {timeout:?}{}", log_tail(topic));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The last lines the ingesters of `topic` wrote (see `spawn_ingest`), for failure messages.
+pub fn log_tail(topic: &str) -> String {
+    let path = repo_root().join("target/test-logs").join(format!("{topic}.log"));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    format!("\n--- last lines of {} ---\n{tail}", path.display())
 }
 
 pub fn stop(mut child: Child) -> Result<()> {

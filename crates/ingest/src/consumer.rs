@@ -69,6 +69,8 @@ struct Shared {
     claims: Mutex<HashMap<i32, Claim>>,
     /// Bumped on every assignment and revocation: batches read under an older one are dropped.
     generation: AtomicU64,
+    /// Whether the group has given us an assignment (possibly empty) that is not revoked yet.
+    assigned: AtomicBool,
     /// When the first message was polled and the last batch committed (for `active_ms`).
     first_polled: Mutex<Option<Instant>>,
     last_commit: Mutex<Option<Instant>>,
@@ -113,7 +115,7 @@ impl ConsumerContext for Ctx {
                     match self.claim(&partitions) {
                         Ok(c) => break c,
                         Err(e) => {
-                            warn!(error = %e, ?partitions, "claiming partitions failed, retrying");
+                            warn!(error = %e, cause = %cause(&e), ?partitions, "claiming partitions failed, retrying");
                             if self.stop.load(Ordering::Relaxed) {
                                 return;
                             }
@@ -131,6 +133,7 @@ impl ConsumerContext for Ctx {
                     }
                     map.insert(c.partition, *c);
                 }
+                self.shared.assigned.store(true, Ordering::SeqCst);
                 self.shared.generation.fetch_add(1, Ordering::SeqCst);
                 info!(?partitions, epochs = ?claims.iter().map(|c| c.epoch).collect::<Vec<_>>(), "partitions assigned and claimed");
                 if let Err(e) = consumer.assign(tpl) {
@@ -139,6 +142,7 @@ impl ConsumerContext for Ctx {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.shared.claims.lock().expect("claims lock").clear();
+                self.shared.assigned.store(false, Ordering::SeqCst);
                 self.shared.generation.fetch_add(1, Ordering::SeqCst);
                 info!("partitions revoked");
                 if let Err(e) = consumer.unassign() {
@@ -148,6 +152,17 @@ impl ConsumerContext for Ctx {
             other => warn!(error = ?other, "rebalance error"),
         }
     }
+}
+
+/// What lies under an error (the server's message under "database error"), for the log.
+fn cause(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = e.source();
+    while let Some(c) = next {
+        parts.push(c.to_string());
+        next = c.source();
+    }
+    parts.join(": ")
 }
 
 fn connect_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Option<Client> {
@@ -161,7 +176,7 @@ fn connect_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Op
             Ok(c) => return Some(c),
             Err(e) => {
                 stats.db_retries += 1;
-                warn!(error = %e, "database unavailable, waiting");
+                warn!(error = %e, cause = %cause(&e), "database unavailable, waiting");
                 if stop.load(Ordering::Relaxed) {
                     return None;
                 }
@@ -369,6 +384,9 @@ fn poll_batches(
             // A rebalance happened inside poll: whatever was buffered belongs to an old claim.
             pending.iter_mut().for_each(|p| *p = Pending::default());
             buf_generation = generation;
+            // Idle time counts from the assignment: joining the group (on a fresh broker, creating
+            // its offsets topic first) can take longer than the idle limit.
+            last_message = now;
             let claims = shared.claims.lock().expect("claims lock");
             expect = claims.values().filter_map(|c| c.next_offset.map(|n| (c.partition, n))).collect();
             let mut partitions: Vec<i32> = claims.keys().copied().collect();
@@ -446,14 +464,23 @@ fn poll_batches(
             }
         }
         if let Some(idle) = cfg.idle_exit {
-            if pending.iter().all(|p| p.messages == 0) && now.duration_since(last_message) >= idle {
-                info!("idle, exiting");
+            let quiet = now.duration_since(last_message);
+            if shared.assigned.load(Ordering::SeqCst) {
+                if pending.iter().all(|p| p.messages == 0) && quiet >= idle {
+                    info!("idle, exiting");
+                    break;
+                }
+            } else if quiet >= idle + UNASSIGNED_GRACE {
+                warn!(waited = ?quiet, "no partitions assigned by the group, exiting as idle");
                 break;
             }
         }
     }
     Ok(())
 }
+
+/// How much longer than `idle_exit` the ingester waits for the group to assign partitions.
+const UNASSIGNED_GRACE: Duration = Duration::from_secs(60);
 
 fn write_batches(
     cfg: &IngestConfig,
@@ -546,7 +573,7 @@ fn commit(
             }
             Err(e) if e.is_transient() => {
                 stats.db_retries += 1;
-                warn!(error = %e, cause = ?std::error::Error::source(&e), "database write failed, retrying the same batch");
+                warn!(error = %e, cause = %cause(&e), "database write failed, retrying the same batch");
                 if cfg.stop.load(Ordering::Relaxed) {
                     // Shutting down: leave the batch uncommitted; its offsets were not advanced,
                     // so the next owner reads it again.
