@@ -287,7 +287,7 @@ fn usage_answers_follow_the_ledger_through_the_response_cache() {
     let db = fresh_db("apicache").unwrap();
     let topic = unique("apicache");
     let ingest_all = |totals: &Value| {
-        let child = integration::spawn_ingest(&db, &topic, &unique("apicache-g"), &["--idle-exit-secs", "2"]).unwrap();
+        let child = integration::spawn_ingest(&db, &topic, &unique("apicache-g"), &["--idle-exit-secs", "10"]).unwrap();
         let expected = {
             let mut c = connect(&db);
             integration::accounted(&mut c, &topic).unwrap() + totals["messages"].as_i64().unwrap()

@@ -107,3 +107,107 @@ fn the_ingester_refuses_a_database_without_durable_commits() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("synchronous_commit"), "{err}");
 }
+
+/// Waiting cures a database that is down, not one that is missing, unmigrated or half migrated:
+/// the ingester says so and exits instead of retrying forever.
+#[test]
+fn the_ingester_refuses_a_database_it_cannot_write_the_ledger_to() {
+    let _serial = serial();
+    let run = |url: &str| -> String {
+        let mut child = std::process::Command::new(integration::bin())
+            .args(["ingest", "--topic", &unique("t.nm"), "--group", "g", "--idle-exit-secs", "120"])
+            .env("GPULEDGER_DATABASE_URL", url)
+            .env("GPULEDGER_KAFKA_BROKERS", integration::brokers())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("the ingester kept waiting on {url}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let base = integration::admin_url().rsplit_once('/').unwrap().0.to_string();
+
+    // A database nobody created.
+    let err = run(&format!("{base}/{}", unique("t_missing")));
+    assert!(err.contains("does not exist") && err.contains("gpuledger migrate"), "{err}");
+
+    // An empty database.
+    let empty = unique("t_empty");
+    connect(&integration::admin_url()).batch_execute(&format!("CREATE DATABASE \"{empty}\"")).unwrap();
+    let err = run(&format!("{base}/{empty}"));
+    assert!(err.contains("gpuledger migrate"), "{err}");
+
+    // A database one migration behind this binary: the missing one is named.
+    let db = fresh_db("behind").unwrap();
+    let last = store::migrate::MIGRATIONS.last().unwrap().0;
+    connect(&db).execute("DELETE FROM schema_migrations WHERE name = $1", &[&last]).unwrap();
+    let err = run(&db);
+    assert!(err.contains(&format!("lacks migration {last}")), "{err}");
+}
+
+/// A valid event the database refuses (here a rule the validator does not know: no usage of one
+/// node for five minutes) is set aside alone, in quarantine with the database's reason; the rest
+/// of its batch and partition is ledgered and the ingester goes on.
+#[test]
+fn an_event_the_database_refuses_is_quarantined_alone_and_the_rest_goes_on() {
+    let _serial = serial();
+    let db = fresh_db("refused").unwrap();
+    connect(&db)
+        .batch_execute(
+            "ALTER TABLE ledger_events ADD CONSTRAINT test_refuses_a_node CHECK (gpu_id IS NULL
+               OR NOT (node = 'fra1-r00-n003' AND occurred_at >= '2026-10-01T01:00:00Z'
+                                              AND occurred_at <  '2026-10-01T01:05:00Z'))",
+        )
+        .unwrap();
+    let topic = unique("t.refused");
+    let args =
+        ["--seed", "21", "--gpus", "16", "--tenants", "3", "--minutes", "180", "--start", "2026-10-01T00:00:00Z"];
+    let totals = produce(&db, &topic, &args).unwrap();
+    let (messages, good) = (totals["messages"].as_i64().unwrap(), totals["good"].as_i64().unwrap());
+    assert_eq!(messages, good, "{totals}");
+    let dlq = format!("{topic}.dlq");
+    let child = spawn_ingest(&db, &topic, &unique("g"), &["--dead-letter-topic", &dlq]).unwrap();
+    wait_accounted(&db, &topic, messages, Duration::from_secs(120)).unwrap();
+    stop(child).unwrap();
+
+    let mut c = connect(&db);
+    let refused = c
+        .query("SELECT raw, message, event_id, tenant_id FROM quarantine WHERE reason = 'refused_by_database'", &[])
+        .unwrap();
+    assert_eq!(refused.len(), 4 * 5, "four GPUs of the node, five minutes");
+    for r in &refused {
+        let event: serde_json::Value = serde_json::from_slice(r.get::<_, &[u8]>(0)).unwrap();
+        assert_eq!(event["data"]["node"], "fra1-r00-n003");
+        let start = event["data"]["interval_start"].as_str().unwrap();
+        assert!(("2026-10-01T01:00:00Z".."2026-10-01T01:05:00Z").contains(&start), "{start}");
+        let message: String = r.get(1);
+        assert!(message.contains("test_refuses_a_node"), "{message}");
+        assert_eq!(r.get::<_, Option<uuid::Uuid>>(2).unwrap().to_string(), event["id"].as_str().unwrap());
+        assert_eq!(r.get::<_, Option<String>>(3).as_deref(), event["data"]["tenant_id"].as_str());
+    }
+    let quarantined: i64 = c.query_one("SELECT count(*) FROM quarantine", &[]).unwrap().get(0);
+    assert_eq!(quarantined, 20, "nothing else is quarantined");
+    let ledgered: i64 = c.query_one("SELECT count(*) FROM ledger_events", &[]).unwrap().get(0);
+    assert_eq!(ledgered, good - 20, "every other event is ledgered");
+    let streams = store::read::stream_stats(&mut c, &topic).unwrap();
+    for s in &streams {
+        assert_eq!(s.next_offset.unwrap_or(0), s.ledgered + s.duplicates + s.quarantined, "partition {}", s.partition);
+    }
+    assert_eq!(topic_messages(&dlq).unwrap(), 20, "dead-letter topic");
+    // The chains still verify (the refused events left no gap in any stream's positions).
+    let verified = std::process::Command::new(integration::bin())
+        .args(["verify"])
+        .env("GPULEDGER_DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+}

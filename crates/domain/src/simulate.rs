@@ -397,7 +397,9 @@ impl Simulator {
                 set(&mut v, "gpu_sku", Value::String("nvidia-rtx-9090".into()));
                 serde_json::to_vec(&v).expect("json")
             }
-            RejectionCode::Conflict | RejectionCode::Overlap => unreachable!("not poison"),
+            RejectionCode::Conflict | RejectionCode::Overlap | RejectionCode::RefusedByDatabase => {
+                unreachable!("not poison")
+            }
         };
         SimMessage { key, payload, intent: Intent::Rejected(code) }
     }

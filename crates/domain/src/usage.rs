@@ -64,6 +64,9 @@ pub enum RejectionCode {
     Conflict,
     /// The GPU was already billed for part of this interval.
     Overlap,
+    /// Valid to the validator, refused by the database (a constraint or a data limit the
+    /// validator does not know); found by the ingester among its batch and set aside alone.
+    RefusedByDatabase,
 }
 
 impl RejectionCode {
@@ -92,6 +95,7 @@ impl RejectionCode {
         Self::UnknownSku,
         Self::Conflict,
         Self::Overlap,
+        Self::RefusedByDatabase,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,6 +124,7 @@ impl RejectionCode {
             Self::UnknownSku => "unknown_sku",
             Self::Conflict => "conflict",
             Self::Overlap => "overlap",
+            Self::RefusedByDatabase => "refused_by_database",
         }
     }
 
@@ -413,6 +418,12 @@ fn parse_instant(text: &str, name: &str) -> Result<DateTime<Utc>, Rejection> {
     }
     let t = DateTime::parse_from_rfc3339(text).map_err(|_| bad("is not RFC 3339"))?;
     let t = t.with_timezone(&Utc);
+    // chrono reads a leap second (second 60) as second 59 plus a nanosecond count of one second or
+    // more; PostgreSQL would store it as the next minute, so the interval on record would differ
+    // from the one validated. UTC instants on the wire have seconds 00..59.
+    if t.timestamp_subsec_nanos() >= 1_000_000_000 {
+        return Err(bad("is a leap second (second 60), which the ledger cannot store"));
+    }
     if t.timestamp_subsec_nanos() % 1000 != 0 {
         return Err(bad("has more than microsecond precision"));
     }
@@ -904,6 +915,9 @@ mod tests {
         check(|v| v["data"]["interval_end"] = json!("2026-10-01T01:00:01Z"), Some(IntervalTooLong));
         check(|v| v["data"]["interval_end"] = json!("2026-10-01T00:01:00+01:00"), Some(InvalidTimestamp));
         check(|v| v["data"]["interval_end"] = json!("2026-10-01T00:01:00.0000001Z"), Some(InvalidTimestamp));
+        // Leap seconds: chrono accepts second 60, PostgreSQL would store the next minute.
+        check(|v| v["data"]["interval_end"] = json!("2026-10-01T00:00:60.5Z"), Some(InvalidTimestamp));
+        check(|v| v["data"]["interval_start"] = json!("2026-09-30T23:59:60Z"), Some(InvalidTimestamp));
         check(
             |v| {
                 v["data"]["interval_start"] = json!("2026-11-25T12:10:00Z");

@@ -71,6 +71,9 @@ struct Shared {
     generation: AtomicU64,
     /// Whether the group has given us an assignment (possibly empty) that is not revoked yet.
     assigned: AtomicBool,
+    /// Batches handed to writers and not finished yet (the idle exit waits for them: a fenced
+    /// batch asks the poller to seek, and its messages are read again).
+    in_flight: std::sync::atomic::AtomicUsize,
     /// When the first message was polled and the last batch committed (for `active_ms`).
     first_polled: Mutex<Option<Instant>>,
     last_commit: Mutex<Option<Instant>>,
@@ -165,7 +168,10 @@ fn cause(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-fn connect_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Option<Client> {
+/// Opens a connection as the writer role, waiting while the database is down or restarting.
+/// `Ok(None)`: stopped while waiting. An error that waiting cannot cure (wrong password, no such
+/// database or role) is returned, not retried forever.
+fn connect_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Result<Option<Client>, IngestError> {
     let mut backoff = Duration::from_millis(100);
     loop {
         let opened = store::connect(url).and_then(|mut c| {
@@ -173,25 +179,31 @@ fn connect_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Op
             Ok(c)
         });
         match opened {
-            Ok(c) => return Some(c),
-            Err(e) => {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if e.is_transient() => {
                 stats.db_retries += 1;
                 warn!(error = %e, cause = %cause(&e), "database unavailable, waiting");
                 if stop.load(Ordering::Relaxed) {
-                    return None;
+                    return Ok(None);
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                let why = cause(&e);
+                return Err(IngestError::Other(format!(
+                    "cannot use the database as the ledger's writer (has `gpuledger migrate` run?): {e} ({why})"
+                )));
             }
         }
     }
 }
 
 /// A writer's two connections (see `store::append::LedgerWriter`), retried until both open.
-fn writer_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Option<LedgerWriter> {
-    let db = connect_until_up(url, stop, stats)?;
-    let check = connect_until_up(url, stop, stats)?;
-    Some(LedgerWriter::new(db, check))
+fn writer_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Result<Option<LedgerWriter>, IngestError> {
+    let Some(db) = connect_until_up(url, stop, stats)? else { return Ok(None) };
+    let Some(check) = connect_until_up(url, stop, stats)? else { return Ok(None) };
+    Ok(Some(LedgerWriter::new(db, check)))
 }
 
 /// The writer asks the poller to move a partition to the ledger's next offset.
@@ -225,10 +237,17 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     let mut stats = IngestStats::default();
     let mut dbs = Vec::with_capacity(writers);
     for _ in 0..writers {
-        let Some(w) = writer_until_up(&cfg.database_url, &cfg.stop, &mut stats) else {
+        let Some(w) = writer_until_up(&cfg.database_url, &cfg.stop, &mut stats)? else {
             return Ok(stats);
         };
         dbs.push(w);
+    }
+    {
+        // The writer role may not read schema_migrations; the login role that migrated can.
+        let db = &mut dbs[0].db;
+        db.batch_execute("RESET ROLE").map_err(store::StoreError::from)?;
+        store::check_migrated(db)?;
+        db.batch_execute("SET ROLE gpuledger_writer").map_err(store::StoreError::from)?;
     }
     store::check_durability(&mut dbs[0].db)?;
     if let Some(dlq) = &cfg.dead_letter_topic {
@@ -358,12 +377,14 @@ fn poll_batches(
     // Which writer takes each partition: the claimed partitions in order, dealt out in turn.
     let mut writer_of: HashMap<i32, usize> = HashMap::new();
     let mut seen_any = false;
+    let mut stashed_seek: Option<Seek> = None;
     loop {
         if cfg.stop.load(Ordering::Relaxed) || writer_failed.load(Ordering::SeqCst) {
             break;
         }
         // A writer found our position in a partition behind or ahead of the ledger's.
-        while let Ok(request) = seeks.try_recv() {
+        while let Some(request) = stashed_seek.take().or_else(|| seeks.try_recv().ok()) {
+            last_message = Instant::now(); // the messages from there on are still to be read
             if request.generation != shared.generation.load(Ordering::SeqCst) {
                 continue; // asked under an assignment that is gone; the new claim set the position
             }
@@ -445,12 +466,14 @@ fn poll_batches(
             let messages = std::mem::take(&mut p.messages);
             let started = p.started.take();
             // A busy writer: keep polling for the others until this one has a whole batch waiting.
+            shared.in_flight.fetch_add(1, Ordering::SeqCst);
             let sent = if messages >= cfg.batch_max {
                 batches[w].send(batch).map_err(|_| ())
             } else {
                 match batches[w].try_send(batch) {
                     Ok(()) => Ok(()),
                     Err(std::sync::mpsc::TrySendError::Full(batch)) => {
+                        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
                         p.parts = batch.parts;
                         p.messages = messages;
                         p.started = started;
@@ -466,7 +489,13 @@ fn poll_batches(
         if let Some(idle) = cfg.idle_exit {
             let quiet = now.duration_since(last_message);
             if shared.assigned.load(Ordering::SeqCst) {
-                if pending.iter().all(|p| p.messages == 0) && quiet >= idle {
+                let drained = pending.iter().all(|p| p.messages == 0) && shared.in_flight.load(Ordering::SeqCst) == 0;
+                if drained && quiet >= idle {
+                    // A writer may have asked for a seek just before finishing its batch.
+                    if let Ok(request) = seeks.try_recv() {
+                        stashed_seek = Some(request);
+                        continue;
+                    }
                     info!("idle, exiting");
                     break;
                 }
@@ -477,6 +506,15 @@ fn poll_batches(
         }
     }
     Ok(())
+}
+
+/// Counts a batch as finished when the writer is done with it, however it ends.
+struct Finished<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How much longer than `idle_exit` the ingester waits for the group to assign partitions.
@@ -496,6 +534,7 @@ fn write_batches(
     // Ends when the poller drops its sender (stop, idle, error) after the last batch.
     let mut waited = Instant::now();
     for batch in batches {
+        let _finished = Finished(&shared.in_flight);
         tracing::debug!(writer, waited = ?waited.elapsed(), messages = batch.parts.values().map(Vec::len).sum::<usize>(), "batch received");
         if batch.generation != shared.generation.load(Ordering::SeqCst) {
             continue; // read under a claim that is gone; the new claim restarts from the ledger
@@ -552,43 +591,133 @@ fn commit(
     while !parts.is_empty() {
         match db.append(&cfg.owner, &parts, Utc::now()) {
             Ok(AppendOutcome::Committed(counts)) => {
-                stats.batches += 1;
-                stats.ledgered += counts.ledgered;
-                stats.duplicates += counts.duplicates;
-                stats.quarantined += counts.quarantined;
-                if let (Some(p), Some(topic)) = (dlq, cfg.dead_letter_topic.as_deref()) {
-                    dead_letter(p, topic, &cfg.topic, &parts, &counts.quarantined_at);
-                }
+                count(cfg, stats, dlq, &parts, &counts);
                 return Ok(());
             }
-            Ok(AppendOutcome::Fenced(fences)) => {
-                stats.fenced += 1;
-                for f in &fences {
-                    warn!(partition = f.partition, still_owned = f.still_owned, next_offset = ?f.next_offset, "batch fenced");
-                    parts.retain(|b| b.claim.partition != f.partition);
-                    if let (true, Some(n)) = (f.still_owned, f.next_offset) {
-                        let _ = seeks.send(Seek { generation, partition: f.partition, offset: n });
-                    }
-                }
+            Ok(AppendOutcome::Fenced(fences)) => fenced(stats, &mut parts, &fences, seeks, generation),
+            Err(e) if e.refusal().is_some() => {
+                warn!(error = %e, cause = %cause(&e), "the database refused the batch; looking for the events it refuses");
+                return isolate(cfg, db, parts, stats, dlq, seeks, generation);
             }
             Err(e) if e.is_transient() => {
-                stats.db_retries += 1;
-                warn!(error = %e, cause = %cause(&e), "database write failed, retrying the same batch");
-                if cfg.stop.load(Ordering::Relaxed) {
-                    // Shutting down: leave the batch uncommitted; its offsets were not advanced,
-                    // so the next owner reads it again.
+                if !wait_to_retry(cfg, db, stats, &e, &mut backoff)? {
                     return Ok(());
-                }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                if db.is_closed() {
-                    match writer_until_up(&cfg.database_url, &cfg.stop, stats) {
-                        Some(w) => *db = w,
-                        None => return Ok(()),
-                    }
                 }
             }
             Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Adds a committed batch to the counts and dead-letters what it quarantined.
+fn count(
+    cfg: &IngestConfig,
+    stats: &mut IngestStats,
+    dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
+    parts: &[PartitionBatch],
+    counts: &store::append::BatchCounts,
+) {
+    stats.batches += 1;
+    stats.ledgered += counts.ledgered;
+    stats.duplicates += counts.duplicates;
+    stats.quarantined += counts.quarantined;
+    if let (Some(p), Some(topic)) = (dlq, cfg.dead_letter_topic.as_deref()) {
+        dead_letter(p, topic, &cfg.topic, parts, &counts.quarantined_at);
+    }
+}
+
+/// Drops the fenced partitions from the batch; where we still own one, the poller seeks it to the
+/// ledger's next offset.
+fn fenced(
+    stats: &mut IngestStats,
+    parts: &mut Vec<PartitionBatch>,
+    fences: &[store::append::Fence],
+    seeks: &std::sync::mpsc::Sender<Seek>,
+    generation: u64,
+) {
+    stats.fenced += 1;
+    for f in fences {
+        warn!(partition = f.partition, still_owned = f.still_owned, next_offset = ?f.next_offset, "batch fenced");
+        parts.retain(|b| b.claim.partition != f.partition);
+        if let (true, Some(n)) = (f.still_owned, f.next_offset) {
+            let _ = seeks.send(Seek { generation, partition: f.partition, offset: n });
+        }
+    }
+}
+
+/// Waits before the same batch is tried again after a transient error, reconnecting if the
+/// connection is gone. False: the ingester is stopping (the batch stays uncommitted; its offsets
+/// were not advanced, so the next owner reads it again).
+fn wait_to_retry(
+    cfg: &IngestConfig,
+    db: &mut LedgerWriter,
+    stats: &mut IngestStats,
+    e: &store::StoreError,
+    backoff: &mut Duration,
+) -> Result<bool, IngestError> {
+    stats.db_retries += 1;
+    warn!(error = %e, cause = %cause(e), "database write failed, retrying the same batch");
+    if cfg.stop.load(Ordering::Relaxed) {
+        return Ok(false);
+    }
+    std::thread::sleep(*backoff);
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    if db.is_closed() {
+        match writer_until_up(&cfg.database_url, &cfg.stop, stats)? {
+            Some(w) => *db = w,
+            None => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// The database refused a batch the validator accepted (a constraint or limit the validator does
+/// not know of). Each partition is written in halves until the refused event stands alone; it is
+/// quarantined as `refused_by_database` with the database's reason, and the rest is ledgered as
+/// usual: the partition goes on, and no valid event is lost.
+#[allow(clippy::too_many_arguments)]
+fn isolate(
+    cfg: &IngestConfig,
+    db: &mut LedgerWriter,
+    parts: Vec<PartitionBatch>,
+    stats: &mut IngestStats,
+    dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
+    seeks: &std::sync::mpsc::Sender<Seek>,
+    generation: u64,
+) -> Result<(), IngestError> {
+    let mut backoff = Duration::from_millis(100);
+    for part in parts {
+        let PartitionBatch { claim, mut messages } = part;
+        let (mut start, mut take) = (0, messages.len());
+        while start < messages.len() {
+            take = take.clamp(1, messages.len() - start);
+            let mut one = vec![PartitionBatch { claim, messages: messages[start..start + take].to_vec() }];
+            match db.append(&cfg.owner, &one, Utc::now()) {
+                Ok(AppendOutcome::Committed(counts)) => {
+                    count(cfg, stats, dlq, &one, &counts);
+                    start += take;
+                    take = messages.len() - start;
+                }
+                Ok(AppendOutcome::Fenced(fences)) => {
+                    fenced(stats, &mut one, &fences, seeks, generation);
+                    break;
+                }
+                Err(e) => match e.refusal() {
+                    Some(_) if take > 1 => take = take.div_ceil(2),
+                    Some(why) if messages[start].refuse(&why) => {
+                        warn!(partition = claim.partition, offset = messages[start].offset, reason = %why, "event refused by the database, quarantined");
+                    }
+                    // Quarantining it was refused too: nothing more can be done here.
+                    Some(_) => return Err(e.into()),
+                    None if e.is_transient() => {
+                        if !wait_to_retry(cfg, db, stats, &e, &mut backoff)? {
+                            return Ok(());
+                        }
+                    }
+                    None => return Err(e.into()),
+                },
+            }
         }
     }
     Ok(())

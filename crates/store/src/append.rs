@@ -81,6 +81,18 @@ impl InMessage {
         InMessage { offset, key, payload, verdict }
     }
 
+    /// Sets a valid event aside: the database refused it (see `StoreError::refusal`), so it is
+    /// quarantined with the database's reason instead. Returns false if it was not valid.
+    pub fn refuse(&mut self, why: &str) -> bool {
+        let Ok(e) = &self.verdict else { return false };
+        let mut r = Rejection::new(RejectionCode::RefusedByDatabase, format!("the database refused the event: {why}"));
+        r.event_id = Some(e.event_id);
+        r.tenant_id = Some(e.tenant_id.clone());
+        self.key = Some(e.tenant_id.as_bytes().to_vec());
+        self.verdict = Err(r);
+        true
+    }
+
     /// The message key: as received (a valid event's key is its tenant id, checked).
     pub fn key(&self) -> Option<&[u8]> {
         match &self.verdict {

@@ -17,7 +17,7 @@ pub mod replay;
 pub mod tokens;
 
 pub use append::{append_batch, claim_partitions, AppendOutcome, BatchCounts, Claim, InMessage, PartitionBatch};
-pub use migrate::{check_durability, connect, migrate};
+pub use migrate::{check_durability, check_migrated, connect, migrate};
 
 /// Errors from the database. Whether to retry is a property of the error, not of the caller.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,8 @@ pub enum StoreError {
     Db(#[from] postgres::Error),
     #[error("migration {name} was changed after it was applied")]
     MigrationChanged { name: String },
+    #[error("the database lacks migration {name}; run `gpuledger migrate` first")]
+    NotMigrated { name: String },
     #[error("durability setting {name} is {value}; the ledger needs it on")]
     NotDurable { name: String, value: String },
     /// Refused input (a clear message for the person who sent it); nothing was written.
@@ -40,6 +42,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database's message when it refused the data itself: a data exception (class 22), an
+    /// integrity violation other than a duplicate key (class 23) or a program limit (class 54,
+    /// e.g. a value too large for an index). Such an error follows the data, not the moment: it
+    /// comes back on every retry of the same rows.
+    pub fn refusal(&self) -> Option<String> {
+        let StoreError::Db(e) = self else { return None };
+        let db = e.as_db_error()?;
+        let code = db.code().code();
+        let refused = code.starts_with("22") || (code.starts_with("23") && code != "23505") || code.starts_with("54");
+        refused.then(|| format!("{code}: {}", db.message()))
+    }
+
     /// Transient: a lost connection, a restart, a deadlock or a serialization failure, or a race
     /// on an event id with another writer. Retrying the same batch is correct for all of them.
     pub fn is_transient(&self) -> bool {

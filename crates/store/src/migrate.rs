@@ -62,6 +62,26 @@ pub fn migrate(client: &mut Client) -> Result<Vec<String>, StoreError> {
     Ok(applied)
 }
 
+/// Refuses to run on a database this binary's migrations were not (all) applied to, naming the
+/// first one missing, instead of failing later on a missing table or column.
+pub fn check_migrated(client: &mut Client) -> Result<(), StoreError> {
+    let applied: Vec<(String, i64)> = match client.query("SELECT name, checksum FROM schema_migrations", &[]) {
+        Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for (name, sql) in MIGRATIONS {
+        match applied.iter().find(|(n, _)| n == name) {
+            None => return Err(StoreError::NotMigrated { name: name.to_string() }),
+            Some((_, sum)) if *sum != checksum(sql) => {
+                return Err(StoreError::MigrationChanged { name: name.to_string() })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Refuses to run on a cluster that could lose committed ledger rows.
 pub fn check_durability(client: &mut Client) -> Result<(), StoreError> {
     for name in ["fsync", "synchronous_commit", "full_page_writes"] {
