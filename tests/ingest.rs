@@ -211,3 +211,35 @@ fn an_event_the_database_refuses_is_quarantined_alone_and_the_rest_goes_on() {
         .unwrap();
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
 }
+
+/// Claiming partitions fails in a way retrying cannot cure (here the writer role lost its right to
+/// update `ledger_streams`): the ingester stops with the database's reason instead of retrying
+/// forever inside the rebalance.
+#[test]
+fn the_ingester_stops_when_it_can_never_claim_its_partitions() {
+    let _serial = serial();
+    let db = fresh_db("noclaim").unwrap();
+    connect(&db).batch_execute("REVOKE INSERT, UPDATE ON ledger_streams FROM gpuledger_writer").unwrap();
+    let topic = unique("t.noclaim");
+    produce(&db, &topic, &["--seed", "3", "--gpus", "4", "--tenants", "2", "--minutes", "10"]).unwrap();
+    let mut child = std::process::Command::new(integration::bin())
+        .args(["ingest", "--topic", &topic, "--group", &unique("g")])
+        .env("GPULEDGER_DATABASE_URL", &db)
+        .env("GPULEDGER_KAFKA_BROKERS", integration::brokers())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the ingester kept retrying a claim that can never succeed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("claiming partitions") && err.contains("permission denied"), "{err}");
+}

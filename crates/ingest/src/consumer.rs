@@ -71,6 +71,8 @@ struct Shared {
     generation: AtomicU64,
     /// Whether the group has given us an assignment (possibly empty) that is not revoked yet.
     assigned: AtomicBool,
+    /// Set when claiming partitions failed in a way retrying cannot cure; the poller stops on it.
+    fatal: Mutex<Option<String>>,
     /// Batches handed to writers and not finished yet (the idle exit waits for them: a fenced
     /// batch asks the poller to seek, and its messages are read again).
     in_flight: std::sync::atomic::AtomicUsize,
@@ -117,6 +119,12 @@ impl ConsumerContext for Ctx {
                 let claims = loop {
                     match self.claim(&partitions) {
                         Ok(c) => break c,
+                        Err(e) if !e.is_transient() => {
+                            let why = format!("claiming partitions {partitions:?} failed: {e} ({})", cause(&e));
+                            tracing::error!("{why}");
+                            *self.shared.fatal.lock().expect("fatal lock") = Some(why);
+                            return;
+                        }
                         Err(e) => {
                             warn!(error = %e, cause = %cause(&e), ?partitions, "claiming partitions failed, retrying");
                             if self.stop.load(Ordering::Relaxed) {
@@ -381,6 +389,9 @@ fn poll_batches(
     loop {
         if cfg.stop.load(Ordering::Relaxed) || writer_failed.load(Ordering::SeqCst) {
             break;
+        }
+        if let Some(why) = shared.fatal.lock().expect("fatal lock").take() {
+            return Err(IngestError::Other(why));
         }
         // A writer found our position in a partition behind or ahead of the ledger's.
         while let Some(request) = stashed_seek.take().or_else(|| seeks.try_recv().ok()) {
