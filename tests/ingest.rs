@@ -243,3 +243,81 @@ fn the_ingester_stops_when_it_can_never_claim_its_partitions() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("claiming partitions") && err.contains("permission denied"), "{err}");
 }
+
+/// A database that refuses every event (here a rule no usage row can meet) is the database's
+/// fault, not the events': the ingester stops after a few, with the reason, instead of
+/// quarantining the whole stream.
+#[test]
+fn the_ingester_stops_when_the_database_refuses_event_after_event() {
+    let _serial = serial();
+    let db = fresh_db("refuses_all").unwrap();
+    connect(&db)
+        .batch_execute("ALTER TABLE ledger_events ADD CONSTRAINT test_refuses_all_usage CHECK (gpu_id IS NULL)")
+        .unwrap();
+    let topic = unique("t.refall");
+    let totals = produce(&db, &topic, &["--seed", "4", "--gpus", "8", "--tenants", "2", "--minutes", "30"]).unwrap();
+    let messages = totals["messages"].as_i64().unwrap();
+    let mut child = std::process::Command::new(integration::bin())
+        .args(["ingest", "--topic", &topic, "--group", &unique("g"), "--writers", "1"])
+        .env("GPULEDGER_DATABASE_URL", &db)
+        .env("GPULEDGER_KAFKA_BROKERS", integration::brokers())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the ingester went on while the database refused everything");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("events in a row") && err.contains("test_refuses_all_usage"), "{err}");
+    let mut c = connect(&db);
+    let quarantined: i64 = c.query_one("SELECT count(*) FROM quarantine", &[]).unwrap().get(0);
+    assert!(quarantined < 16, "at most a few set aside before stopping: {quarantined} of {messages}");
+    let accounted = integration::accounted(&mut c, &topic).unwrap();
+    assert_eq!(accounted, quarantined, "nothing else moved on");
+}
+
+/// A month detached from the ledger while the ingester runs (an operator archiving it) is created
+/// again when late usage for it arrives: the refusal is the database's state, not the events'.
+#[test]
+fn a_month_detached_while_ingesting_is_created_again_for_late_usage() {
+    let _serial = serial();
+    let db = fresh_db("detached").unwrap();
+    let topic = unique("t.detached");
+    let first = produce(
+        &db,
+        &topic,
+        &["--seed", "8", "--gpus", "4", "--tenants", "2", "--minutes", "60", "--start", "2026-10-01T00:00:00Z"],
+    )
+    .unwrap();
+    let n1 = first["messages"].as_i64().unwrap();
+    let child = spawn_ingest(&db, &topic, &unique("g"), &[]).unwrap();
+    wait_accounted(&db, &topic, n1, Duration::from_secs(120)).unwrap();
+    connect(&db)
+        .batch_execute(
+            "ALTER TABLE ledger_events DETACH PARTITION ledger_events_y2026m10;
+             ALTER TABLE ledger_events_y2026m10 RENAME TO archived_2026_10",
+        )
+        .unwrap();
+    let second = produce(
+        &db,
+        &topic,
+        &["--seed", "9", "--gpus", "4", "--tenants", "2", "--minutes", "60", "--start", "2026-10-02T00:00:00Z"],
+    )
+    .unwrap();
+    let n2 = second["messages"].as_i64().unwrap();
+    wait_accounted(&db, &topic, n1 + n2, Duration::from_secs(120)).unwrap();
+    stop(child).unwrap();
+    let mut c = connect(&db);
+    let quarantined: i64 = c.query_one("SELECT count(*) FROM quarantine", &[]).unwrap().get(0);
+    assert_eq!(quarantined, 0, "the late usage is ledgered, not set aside");
+    let rows: i64 = c.query_one("SELECT count(*) FROM ledger_events_y2026m10", &[]).unwrap().get(0);
+    assert_eq!(rows, n2, "in a new partition for the month");
+}

@@ -250,13 +250,8 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
         };
         dbs.push(w);
     }
-    {
-        // The writer role may not read schema_migrations; the login role that migrated can.
-        let db = &mut dbs[0].db;
-        db.batch_execute("RESET ROLE").map_err(store::StoreError::from)?;
-        store::check_migrated(db)?;
-        db.batch_execute("SET ROLE gpuledger_writer").map_err(store::StoreError::from)?;
-    }
+    // As the writer role: in production the login role is only a member of it.
+    store::check_migrated(&mut dbs[0].db)?;
     store::check_durability(&mut dbs[0].db)?;
     if let Some(dlq) = &cfg.dead_letter_topic {
         crate::producer::ensure_topic(&cfg.brokers, dlq, 1)?;
@@ -541,6 +536,8 @@ fn write_batches(
     dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
 ) -> Result<IngestStats, IngestError> {
     let mut stats = IngestStats::default();
+    // Events the database refused since it last ledgered one for this writer (see `isolate`).
+    let mut refused_in_a_row = 0usize;
     let mut last_log = Instant::now();
     // Ends when the poller drops its sender (stop, idle, error) after the last batch.
     let mut waited = Instant::now();
@@ -550,7 +547,7 @@ fn write_batches(
         if batch.generation != shared.generation.load(Ordering::SeqCst) {
             continue; // read under a claim that is gone; the new claim restarts from the ledger
         }
-        commit(cfg, shared, db, batch.parts, &mut stats, dlq, &seeks, batch.generation)?;
+        commit(cfg, shared, db, batch.parts, &mut stats, &mut refused_in_a_row, dlq, &seeks, batch.generation)?;
         *shared.last_commit.lock().expect("last lock") = Some(Instant::now());
         waited = Instant::now();
         if last_log.elapsed() >= Duration::from_secs(5) {
@@ -577,6 +574,7 @@ fn commit(
     db: &mut LedgerWriter,
     batch: BTreeMap<i32, Vec<RawMessage>>,
     stats: &mut IngestStats,
+    refused_in_a_row: &mut usize,
     dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
     seeks: &std::sync::mpsc::Sender<Seek>,
     generation: u64,
@@ -602,13 +600,16 @@ fn commit(
     while !parts.is_empty() {
         match db.append(&cfg.owner, &parts, Utc::now()) {
             Ok(AppendOutcome::Committed(counts)) => {
+                if counts.ledgered > 0 {
+                    *refused_in_a_row = 0;
+                }
                 count(cfg, stats, dlq, &parts, &counts);
                 return Ok(());
             }
             Ok(AppendOutcome::Fenced(fences)) => fenced(stats, &mut parts, &fences, seeks, generation),
             Err(e) if e.refusal().is_some() => {
                 warn!(error = %e, cause = %cause(&e), "the database refused the batch; looking for the events it refuses");
-                return isolate(cfg, db, parts, stats, dlq, seeks, generation);
+                return isolate(cfg, db, parts, stats, refused_in_a_row, dlq, seeks, generation);
             }
             Err(e) if e.is_transient() => {
                 if !wait_to_retry(cfg, db, stats, &e, &mut backoff)? {
@@ -683,16 +684,25 @@ fn wait_to_retry(
     Ok(true)
 }
 
+/// How many events in a row the database may refuse before the ingester concludes that the
+/// cause is not in the events (a broken database, a rule that refuses everything) and stops.
+const REFUSED_IN_A_ROW_MAX: usize = 16;
+
 /// The database refused a batch the validator accepted (a constraint or limit the validator does
 /// not know of). Each partition is written in halves until the refused event stands alone; it is
 /// quarantined as `refused_by_database` with the database's reason, and the rest is ledgered as
-/// usual: the partition goes on, and no valid event is lost.
+/// usual: the partition goes on, and no valid event is lost. Before an event is set aside, the
+/// monthly partitions are ensured again (a refusal can be a month that was detached meanwhile);
+/// and when the database refuses many events in a row and ledgers none between them, the fault is
+/// taken to be the database's, and the ingester stops instead of quarantining everything (the
+/// count runs across batches, per writer).
 #[allow(clippy::too_many_arguments)]
 fn isolate(
     cfg: &IngestConfig,
     db: &mut LedgerWriter,
     parts: Vec<PartitionBatch>,
     stats: &mut IngestStats,
+    refused_in_a_row: &mut usize,
     dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
     seeks: &std::sync::mpsc::Sender<Seek>,
     generation: u64,
@@ -701,14 +711,20 @@ fn isolate(
     for part in parts {
         let PartitionBatch { claim, mut messages } = part;
         let (mut start, mut take) = (0, messages.len());
+        // Whether the partitions were ensured again for the event at `start`.
+        let mut ensured = false;
         while start < messages.len() {
             take = take.clamp(1, messages.len() - start);
             let mut one = vec![PartitionBatch { claim, messages: messages[start..start + take].to_vec() }];
             match db.append(&cfg.owner, &one, Utc::now()) {
                 Ok(AppendOutcome::Committed(counts)) => {
+                    if counts.ledgered > 0 {
+                        *refused_in_a_row = 0;
+                    }
                     count(cfg, stats, dlq, &one, &counts);
                     start += take;
                     take = messages.len() - start;
+                    ensured = false;
                 }
                 Ok(AppendOutcome::Fenced(fences)) => {
                     fenced(stats, &mut one, &fences, seeks, generation);
@@ -716,7 +732,19 @@ fn isolate(
                 }
                 Err(e) => match e.refusal() {
                     Some(_) if take > 1 => take = take.div_ceil(2),
+                    Some(_) if !ensured => {
+                        db.forget_partitions();
+                        ensured = true;
+                    }
+                    Some(why) if *refused_in_a_row + 1 >= REFUSED_IN_A_ROW_MAX => {
+                        return Err(IngestError::Other(format!(
+                            "the database refused {REFUSED_IN_A_ROW_MAX} events in a row and ledgered none between \
+                             them; stopping rather than quarantining everything (partition {}, offset {}): {why}",
+                            claim.partition, messages[start].offset
+                        )));
+                    }
                     Some(why) if messages[start].refuse(&why) => {
+                        *refused_in_a_row += 1;
                         warn!(partition = claim.partition, offset = messages[start].offset, reason = %why, "event refused by the database, quarantined");
                     }
                     // Quarantining it was refused too: nothing more can be done here.

@@ -396,6 +396,12 @@ impl LedgerWriter {
         self.db.is_closed() || self.check.is_closed()
     }
 
+    /// Forgets which monthly partitions are known to exist, so that the next append ensures them
+    /// again (a month detached or dropped by an operator meanwhile is created anew).
+    pub fn forget_partitions(&mut self) {
+        self.cache = PartitionCache::default();
+    }
+
     /// See [`append_batch`].
     pub fn append(
         &mut self,

@@ -68,10 +68,12 @@ impl StoreError {
                         let c = code.code();
                         c.starts_with("08") // connection exception
                             || c.starts_with("57") // operator intervention (admin shutdown)
+                            || c.starts_with("53") // insufficient resources: disk full, out of memory, too many connections
+                            || c.starts_with("58") // system error: an I/O error of the server
+                            || c == "25006" // read-only transaction: a standby during a failover
                             || c == "40001" // serialization failure
                             || c == "40P01" // deadlock detected
                             || c == "23505" // unique violation: another writer took an event id first
-                            || c == "53300" // too many connections
                             || c == "55P03" // lock not available
                     }
                 }

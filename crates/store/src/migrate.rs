@@ -12,7 +12,11 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_api", include_str!("../../../migrations/0003_api.sql")),
     ("0004_usage_notify", include_str!("../../../migrations/0004_usage_notify.sql")),
     ("0005_compact_usage", include_str!("../../../migrations/0005_compact_usage.sql")),
+    ("0006_writer_reads_migrations", include_str!("../../../migrations/0006_writer_reads_migrations.sql")),
 ];
+
+/// The migration that lets `gpuledger_writer` read `schema_migrations` (see `check_migrated`).
+const WRITER_READS_MIGRATIONS: &str = "0006_writer_reads_migrations";
 
 mod sha2_free {
     /// FNV-1a 64: a change detector for migration text, not a security boundary.
@@ -63,11 +67,16 @@ pub fn migrate(client: &mut Client) -> Result<Vec<String>, StoreError> {
 }
 
 /// Refuses to run on a database this binary's migrations were not (all) applied to, naming the
-/// first one missing, instead of failing later on a missing table or column.
+/// first one missing, instead of failing later on a missing table or column. Works as the login
+/// role that migrated and as `gpuledger_writer` (after migration 0006).
 pub fn check_migrated(client: &mut Client) -> Result<(), StoreError> {
     let applied: Vec<(String, i64)> = match client.query("SELECT name, checksum FROM schema_migrations", &[]) {
         Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
         Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Vec::new(),
+        // The writer role reads the table only once the migration granting it was applied.
+        Err(e) if e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            return Err(StoreError::NotMigrated { name: WRITER_READS_MIGRATIONS.to_string() })
+        }
         Err(e) => return Err(e.into()),
     };
     for (name, sql) in MIGRATIONS {
