@@ -321,3 +321,29 @@ fn a_month_detached_while_ingesting_is_created_again_for_late_usage() {
     let rows: i64 = c.query_one("SELECT count(*) FROM ledger_events_y2026m10", &[]).unwrap().get(0);
     assert_eq!(rows, n2, "in a new partition for the month");
 }
+
+/// In production the ingester logs in as a role that is only a member of `gpuledger_writer`
+/// (docs/operations.md), not as the owner: it starts, checks the migrations and ingests.
+#[test]
+fn the_ingester_runs_as_a_login_role_that_is_only_a_writer() {
+    let _serial = serial();
+    let db = fresh_db("login_role").unwrap();
+    let login = unique("t_ingester");
+    connect(&integration::admin_url())
+        .batch_execute(&format!("CREATE ROLE \"{login}\" LOGIN NOSUPERUSER NOINHERIT IN ROLE gpuledger_writer"))
+        .unwrap();
+    let (base, name) = db.rsplit_once('/').unwrap();
+    let (scheme_user, host) = base.split_once('@').unwrap();
+    let scheme = scheme_user.rsplit_once("//").unwrap().0;
+    let url = format!("{scheme}//{login}@{host}/{name}");
+    let topic = unique("t.login");
+    let totals = produce(&db, &topic, &["--seed", "12", "--gpus", "4", "--tenants", "2", "--minutes", "60"]).unwrap();
+    let child = spawn_ingest(&url, &topic, &unique("g"), &[]).unwrap();
+    let waited = wait_accounted(&db, &topic, totals["messages"].as_i64().unwrap(), Duration::from_secs(120));
+    stop(child).unwrap();
+    waited.unwrap();
+    assert_exact(&db, &topic, &totals).unwrap();
+    let superuser: bool =
+        connect(&url).query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[]).unwrap().get(0);
+    assert!(!superuser);
+}
