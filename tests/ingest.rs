@@ -114,25 +114,14 @@ fn the_ingester_refuses_a_database_without_durable_commits() {
 fn the_ingester_refuses_a_database_it_cannot_write_the_ledger_to() {
     let _serial = serial();
     let run = |url: &str| -> String {
-        let mut child = std::process::Command::new(integration::bin())
-            .args(["ingest", "--topic", &unique("t.nm"), "--group", "g", "--idle-exit-secs", "120"])
-            .env("GPULEDGER_DATABASE_URL", url)
-            .env("GPULEDGER_KAFKA_BROKERS", integration::brokers())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("the ingester kept waiting on {url}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let waiting = format!("the ingester kept waiting on {url}");
+        integration::ingest_expecting_failure(
+            url,
+            &unique("t.nm"),
+            &["--idle-exit-secs", "120"],
+            Duration::from_secs(60),
+            &waiting,
+        )
     };
     let base = integration::admin_url().rsplit_once('/').unwrap().0.to_string();
 
@@ -222,25 +211,13 @@ fn the_ingester_stops_when_it_can_never_claim_its_partitions() {
     connect(&db).batch_execute("REVOKE INSERT, UPDATE ON ledger_streams FROM gpuledger_writer").unwrap();
     let topic = unique("t.noclaim");
     produce(&db, &topic, &["--seed", "3", "--gpus", "4", "--tenants", "2", "--minutes", "10"]).unwrap();
-    let mut child = std::process::Command::new(integration::bin())
-        .args(["ingest", "--topic", &topic, "--group", &unique("g")])
-        .env("GPULEDGER_DATABASE_URL", &db)
-        .env("GPULEDGER_KAFKA_BROKERS", integration::brokers())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the ingester kept retrying a claim that can never succeed");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = integration::ingest_expecting_failure(
+        &db,
+        &topic,
+        &[],
+        Duration::from_secs(90),
+        "the ingester kept retrying a claim that can never succeed",
+    );
     assert!(err.contains("claiming partitions") && err.contains("permission denied"), "{err}");
 }
 
@@ -257,25 +234,13 @@ fn the_ingester_stops_when_the_database_refuses_event_after_event() {
     let topic = unique("t.refall");
     let totals = produce(&db, &topic, &["--seed", "4", "--gpus", "8", "--tenants", "2", "--minutes", "30"]).unwrap();
     let messages = totals["messages"].as_i64().unwrap();
-    let mut child = std::process::Command::new(integration::bin())
-        .args(["ingest", "--topic", &topic, "--group", &unique("g"), "--writers", "1"])
-        .env("GPULEDGER_DATABASE_URL", &db)
-        .env("GPULEDGER_KAFKA_BROKERS", integration::brokers())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the ingester went on while the database refused everything");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = integration::ingest_expecting_failure(
+        &db,
+        &topic,
+        &["--writers", "1"],
+        Duration::from_secs(90),
+        "the ingester went on while the database refused everything",
+    );
     assert!(err.contains("events in a row") && err.contains("test_refuses_all_usage"), "{err}");
     let mut c = connect(&db);
     let quarantined: i64 = c.query_one("SELECT count(*) FROM quarantine", &[]).unwrap().get(0);

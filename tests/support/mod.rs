@@ -98,6 +98,32 @@ pub fn spawn_ingest(db_url: &str, topic: &str, group: &str, args: &[&str]) -> Re
         .spawn()?)
 }
 
+/// Runs `gpuledger ingest` on `topic` with these extra arguments and expects it to give up on
+/// its own within `timeout` (panics with `waiting` otherwise) and to fail; returns its stderr.
+pub fn ingest_expecting_failure(db_url: &str, topic: &str, args: &[&str], timeout: Duration, waiting: &str) -> String {
+    let mut child = Command::new(bin())
+        .args(["ingest", "--topic", topic, "--group", &unique("g")])
+        .args(args)
+        .env("GPULEDGER_DATABASE_URL", db_url)
+        .env("GPULEDGER_KAFKA_BROKERS", brokers())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the ingester");
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("waiting for the ingester").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{waiting}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("the ingester's output");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the ingester succeeded: {err}");
+    err
+}
+
 /// Sum over the topic's partitions of every offset accounted for: ledgered + duplicates + quarantined.
 pub fn accounted(db: &mut Client, topic: &str) -> Result<i64> {
     let row = db.query_one(
