@@ -231,6 +231,13 @@ enum BenchKind {
         #[arg(long, default_value_t = 1)]
         sessions: usize,
     },
+    /// The ingester's validation without I/O: each generated message read and validated
+    /// (`parse_usage_message`), then each valid event's canonical bytes written
+    /// (`payload_bytes`); nanoseconds an event for each. Needs no database.
+    Parse {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
     /// Naive baseline: one INSERT and one COMMIT per event.
     Naive {
         #[command(flatten)]
@@ -394,6 +401,33 @@ fn bench_rows(f: &FleetArgs, streams: usize) -> Result<Vec<Vec<store::bench::Led
     Ok(store::bench::rows_for(events, streams))
 }
 
+/// Times validation and canonical encoding of a generated fleet's messages, held in memory.
+fn bench_parse(fleet: &FleetArgs) -> Result<()> {
+    let (sim, limit) = fleet.simulator()?;
+    let messages: Vec<_> = sim.take(limit).collect();
+    let n = messages.len().max(1) as u128;
+    let now = Utc::now();
+    let started = std::time::Instant::now();
+    let events: Vec<_> = messages
+        .iter()
+        .filter_map(|m| domain::usage::parse_usage_message(m.key.as_deref(), &m.payload, now).ok())
+        .collect();
+    let parse = started.elapsed();
+    let started = std::time::Instant::now();
+    let bytes: usize = events.iter().map(|e| e.payload_bytes().len()).sum();
+    let encode = started.elapsed();
+    println!(
+        "parse: {} messages ({} valid) read and validated in {} ms = {} ns a message; canonical bytes of the valid ones ({bytes} bytes) in {} ms = {} ns an event",
+        messages.len(),
+        events.len(),
+        parse.as_millis(),
+        parse.as_nanos() / n,
+        encode.as_millis(),
+        encode.as_nanos() / (events.len().max(1) as u128)
+    );
+    Ok(())
+}
+
 fn per_second(n: usize, d: Duration) -> u128 {
     (n as u128 * 1000) / d.as_millis().max(1)
 }
@@ -484,7 +518,7 @@ fn run(cli: Cli) -> Result<()> {
                 let messages = sim.by_ref().take(limit).map(|m| (m.key, m.payload));
                 ingest::produce(&cli.brokers, &cli.topic, messages).context("producing")?.delivered
             };
-            let secs = t.elapsed().as_secs_f64();
+            let secs = t.elapsed().as_secs_f64(); // float-ok: a duration for the log line
             eprintln!("produce: {sent} messages in {secs:.1}s");
             if let Some(path) = totals {
                 std::fs::write(&path, serde_json::to_vec_pretty(&sim.totals.to_json())?)?;
@@ -536,6 +570,7 @@ fn run(cli: Cli) -> Result<()> {
                 want.len()
             );
         }
+        Command::Bench { which: BenchKind::Parse { fleet } } => bench_parse(&fleet)?,
         Command::Bench { which } => {
             let mut db = store::connect(&cli.database_url)?;
             match which {
@@ -605,6 +640,7 @@ fn run(cli: Cli) -> Result<()> {
                         per_second(rows, f.read_fields)
                     );
                 }
+                BenchKind::Parse { .. } => unreachable!("handled above, without a database"),
                 BenchKind::Naive { fleet } => {
                     let rows = bench_rows(&fleet, 1)?.remove(0);
                     let took = store::bench::insert_one_by_one(&mut db, &rows)?;
