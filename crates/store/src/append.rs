@@ -331,11 +331,10 @@ fn gpu_time(
         .map(|r| r.get(0))
         .collect();
     let content = content_columns("e");
-    for ((m, (gpus, los, his)), name) in by_month.iter().zip(&names) {
+    for ((gpus, los, his), name) in by_month.values().zip(&names) {
         if !existing.contains(name) {
             continue;
         }
-        debug_assert_eq!(*name, partition_name(*m));
         let sql = format!(
             "SELECT w.gpu_id, e.occurred_at, e.interval_end, e.event_id, e.tenant_id, {content}
                FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(gpu_id, lo, hi)
@@ -464,12 +463,18 @@ enum Known<'a> {
 }
 
 /// Event id -> what each tenant's event with that id is known as (see `Known`).
-type References<'a> = FxHashMap<Uuid, Vec<(Cow<'a, str>, Known<'a>)>>;
+/// What each (event id, tenant) is known as; the first entry for a key stands.
+type References<'a> = FxHashMap<(Uuid, Cow<'a, str>), Known<'a>>;
 
 /// An event id in `ledger_event_ids`: its tenant, the id, the fingerprint where one is kept.
 type StoredId = (String, Uuid, Option<[u8; 32]>);
 
 /// Which of these (tenant, event id) pairs `ledger_event_ids` holds.
+/// The key of an event in `References`.
+fn key(e: &UsageRecorded) -> (Uuid, Cow<'_, str>) {
+    (e.event_id, Cow::Borrowed(e.tenant_id.as_str()))
+}
+
 fn stored_ids(tx: &mut postgres::Transaction<'_>, keys: &[(&str, Uuid)]) -> Result<Vec<StoredId>, StoreError> {
     let mut out = Vec::new();
     if keys.is_empty() {
@@ -681,21 +686,18 @@ fn append_once(
         busy.insert(gpu, s, e);
         if let Some((event_id, tenant, c)) = known {
             let row = Known::Row(Box::new(c.into_usage(event_id)?));
-            reference.entry(event_id).or_default().push((Cow::Owned(tenant), row));
+            reference.entry((event_id, Cow::Owned(tenant))).or_insert(row);
         }
     }
-    let find = |r: &References<'_>, e: &UsageRecorded| -> Option<usize> {
-        r.get(&e.event_id).and_then(|v| v.iter().position(|(t, _)| *t == e.tenant_id))
-    };
     let lookup: Vec<(&str, Uuid)> = valid()
         .filter(|e| mode == Mode::Serial || busy.overlaps(&e.gpu_id, e.interval_start, e.interval_end))
-        .filter(|e| find(&reference, e).is_none())
+        .filter(|e| !reference.contains_key(&key(e)))
         .map(|e| (e.tenant_id.as_str(), e.event_id))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
     for (tenant, id, print) in stored_ids(&mut tx, &lookup)? {
-        reference.entry(id).or_default().push((Cow::Owned(tenant), Known::Id(print)));
+        reference.entry((id, Cow::Owned(tenant))).or_insert(Known::Id(print));
     }
     let t_ids = t0.elapsed();
 
@@ -717,11 +719,11 @@ fn append_once(
             let conflict = |why: &str| {
                 Fate::Quarantine(RejectionCode::Conflict, format!("event id {} {why} with other content", e.event_id))
             };
-            let known = find(&reference, e).map(|i| &reference[&e.event_id][i].1);
+            let known = reference.get(&key(e));
             f.push(match known {
                 Some(Known::Row(r)) if **r == *e => Fate::Duplicate,
                 Some(Known::Batch(r)) if *r == e => Fate::Duplicate,
-                Some(Known::Id(Some(p))) if *p == domain::usage::fingerprint_of(&e.payload_bytes()) => Fate::Duplicate,
+                Some(Known::Id(Some(p))) if *p == e.fingerprint() => Fate::Duplicate,
                 Some(Known::Batch(_)) => conflict("came earlier in this batch"),
                 Some(_) => conflict("is already in the ledger"),
                 None if busy.overlaps(&e.gpu_id, e.interval_start, e.interval_end)
@@ -730,7 +732,7 @@ fn append_once(
                     overlap(e)
                 }
                 None => {
-                    reference.entry(e.event_id).or_default().push((Cow::Borrowed(&e.tenant_id), Known::Batch(e)));
+                    reference.insert(key(e), Known::Batch(e));
                     this_batch.insert(e.gpu_id, e.interval_start, e.interval_end);
                     Fate::Ledger
                 }
@@ -926,7 +928,8 @@ fn append_once(
     if mode == Mode::Optimistic {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COMMIT_LOCK])?;
         let written = windows(this_batch.0.iter().flat_map(|(g, m)| m.iter().map(|(s, e)| (*g, *s, *e))));
-        for (gpu, (s, e), _) in gpu_time(&mut w.check, &written, legacy)? {
+        // gpu_occupancy is read-only since 0005: step 2 saw all of it that matters.
+        for (gpu, (s, e), _) in gpu_time(&mut w.check, &written, false)? {
             if this_batch.overlaps(&gpu, s, e) {
                 tx.rollback()?;
                 return Err(StoreError::Raced);
