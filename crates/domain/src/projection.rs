@@ -74,12 +74,11 @@ pub struct HourlyUsage {
 
 /// What one event adds to the hourly projection: per hour its interval touches, the GPU-seconds
 /// (split by `split_by_hour`) and whether the event is counted there (in its first hour).
-pub fn hour_parts(e: &UsageRecorded) -> Vec<(DateTime<Utc>, Decimal, bool)> {
+fn hour_parts(e: &UsageRecorded) -> impl Iterator<Item = (DateTime<Utc>, Decimal, bool)> {
     split_by_hour(e.interval_start, e.interval_end, e.gpu_seconds)
         .into_iter()
         .enumerate()
         .map(|(i, (hour, seconds))| (hour, seconds, i == 0))
-        .collect()
 }
 
 /// The hourly projection of a batch of events, keyed by borrowed names (no allocation per
@@ -99,6 +98,7 @@ impl<'a> BatchHourly<'a> {
         }
     }
 
+    #[cfg(test)]
     pub fn into_owned(self) -> HourlyUsage {
         let mut out = HourlyUsage::default();
         for ((t, s, p, hour), v) in self.rows {

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Write as _;
 use uuid::Uuid;
 
 /// The CloudEvents `type` of a usage event, version 1.
@@ -230,7 +231,8 @@ impl UsageRecorded {
         let mut id = [0u8; 36];
         out.extend_from_slice(self.gpu_id.hyphenated().encode_lower(&mut id).as_bytes());
         out.extend_from_slice(b"\",\"gpu_seconds\":");
-        json_str(&mut out, &self.gpu_seconds.to_string());
+        // A decimal's digits and point need no escaping: written in place, not through a String.
+        write!(out, "\"{}\"", self.gpu_seconds).expect("writing to a Vec");
         out.extend_from_slice(b",\"gpu_sku\":");
         json_str(&mut out, &self.gpu_sku);
         out.extend_from_slice(b",\"interval_end\":");

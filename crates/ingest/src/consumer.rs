@@ -63,6 +63,18 @@ pub struct IngestStats {
     pub active_ms: u64,
 }
 
+impl std::ops::AddAssign for IngestStats {
+    /// Adds another writer's counts; `active_ms` is the process's, set apart.
+    fn add_assign(&mut self, o: IngestStats) {
+        self.batches += o.batches;
+        self.ledgered += o.ledgered;
+        self.duplicates += o.duplicates;
+        self.quarantined += o.quarantined;
+        self.fenced += o.fenced;
+        self.db_retries += o.db_retries;
+    }
+}
+
 /// What the poller (which runs the rebalance callbacks) and the writers all see.
 #[derive(Default)]
 struct Shared {
@@ -327,14 +339,7 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
         let mut written = Ok(());
         for h in handles {
             match h.join().unwrap_or_else(|_| Err(IngestError::Other("a writer thread panicked".into()))) {
-                Ok(s) => {
-                    total.batches += s.batches;
-                    total.ledgered += s.ledgered;
-                    total.duplicates += s.duplicates;
-                    total.quarantined += s.quarantined;
-                    total.fenced += s.fenced;
-                    total.db_retries += s.db_retries;
-                }
+                Ok(s) => total += s,
                 Err(e) => written = written.and(Err(e)),
             }
         }
