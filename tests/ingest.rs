@@ -193,12 +193,7 @@ fn an_event_the_database_refuses_is_quarantined_alone_and_the_rest_goes_on() {
     }
     assert_eq!(topic_messages(&dlq).unwrap(), 20, "dead-letter topic");
     // The chains still verify (the refused events left no gap in any stream's positions).
-    let verified = std::process::Command::new(integration::bin())
-        .args(["verify"])
-        .env("GPULEDGER_DATABASE_URL", &db)
-        .output()
-        .unwrap();
-    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    integration::gpuledger(&db, &["verify"]).unwrap();
 }
 
 /// Claiming partitions fails in a way retrying cannot cure (here the writer role lost its right to
