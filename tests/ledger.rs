@@ -8,7 +8,10 @@ use integration::{connect, fresh_db};
 use postgres::Client;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use store::append::{claim_partitions, AppendOutcome, Claim, InMessage, LedgerWriter, PartitionBatch};
+use std::sync::Arc;
+use store::append::{
+    claim_partitions, AppendOutcome, Claim, CommitCheck, CommitLog, InMessage, LedgerWriter, PartitionBatch,
+};
 use uuid::Uuid;
 
 const TOPIC: &str = "gpu.usage.v1";
@@ -193,11 +196,31 @@ fn duplicates_conflicts_and_overlaps_are_decided_by_the_ledger() {
 /// one commit first, and the other, holding the lock next, finds the overlap, rolls back and is
 /// decided again serially: one event ledgered, the other quarantined as an overlap, never both.
 /// Adjacent GPU time on the same GPU is no overlap: both commit.
+///
+/// Twice: as two processes (each writer its own commit log: the later one probes the ledger's
+/// GPU-time index for the other's commit), and as two writers of one process sharing their commit
+/// log, whose second connections are cut before they start: the overlap is found in memory, and
+/// nothing needs the index.
 #[test]
 fn writers_side_by_side_never_bill_one_gpu_second_twice() {
-    let url = fresh_db("side_by_side").unwrap();
+    side_by_side(false);
+    side_by_side(true);
+}
+
+fn side_by_side(shared: bool) {
+    let url = fresh_db(if shared { "side_by_side_shared" } else { "side_by_side" }).unwrap();
     let mut setup = connect(&url);
     let (c0, c1) = (claim(&mut setup, "me", 0), claim(&mut setup, "me", 1));
+    let log = Arc::new(CommitLog::default());
+    let new_writer = || {
+        if !shared {
+            return writer(&url);
+        }
+        let mut check = connect(&url);
+        let pid: i32 = check.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+        connect(&url).execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+        LedgerWriter::new(connect(&url), check).with_commit_log(log.clone())
+    };
     for (round, (shift_s, overlapping)) in [(30i64, true), (60, false), (0, true)].into_iter().enumerate() {
         let gpu = 100 + round as u128;
         let a = event(1000 + 2 * round as u128, "rheinbank", gpu, 0, "60");
@@ -217,10 +240,10 @@ fn writers_side_by_side_never_bill_one_gpu_second_twice() {
             let handles: Vec<_> = [(claims[0], a.clone()), (claims[1], b.clone())]
                 .into_iter()
                 .map(|(claim, e)| {
-                    let url = url.clone();
+                    let mut w = new_writer();
                     scope.spawn(move || {
                         let batch = vec![PartitionBatch { claim, messages: vec![msg(offset, &e)] }];
-                        committed(writer(&url).append("me", &batch, Utc::now()).unwrap())
+                        committed(w.append("me", &batch, Utc::now()).unwrap())
                     })
                 })
                 .collect();
@@ -242,12 +265,22 @@ fn writers_side_by_side_never_bill_one_gpu_second_twice() {
         });
         let ledgered: u64 = results.iter().map(|c| c.ledgered).sum();
         let overlaps: u64 = results.iter().map(|c| c.quarantined).sum();
+        let mut checks: Vec<CommitCheck> = results.iter().map(|c| c.commit_check).collect();
+        checks.sort_by_key(|c| format!("{c:?}"));
         if overlapping {
             assert_eq!((ledgered, overlaps), (1, 1), "round {round}: one wins, one is an overlap");
             let loser = results.iter().find(|c| c.quarantined == 1).unwrap();
             assert_eq!(loser.by_reason, vec![(RejectionCode::Overlap, 1)]);
+            // The winner had nothing to check (no commit since it looked), the loser was redone
+            // serially after its check found the winner's commit.
+            assert_eq!(checks, [CommitCheck::InMemory, CommitCheck::Serial], "round {round}");
         } else {
             assert_eq!((ledgered, overlaps), (2, 0), "round {round}: adjacent GPU time is no overlap");
+            // The second to commit checked the first's commit: in memory only when it knew it.
+            let second = if shared { CommitCheck::InMemory } else { CommitCheck::Probed };
+            let mut expected = [CommitCheck::InMemory, second];
+            expected.sort_by_key(|c| format!("{c:?}"));
+            assert_eq!(checks, expected, "round {round}");
         }
     }
     let mut db = connect(&url);

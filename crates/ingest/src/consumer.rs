@@ -256,11 +256,13 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     let writers = cfg.writers.clamp(1, WRITERS_MAX);
     let mut stats = IngestStats::default();
     let mut dbs = Vec::with_capacity(writers);
+    // One commit log for all writers: each checks the others' commits in memory at commit time.
+    let commits = Arc::new(store::append::CommitLog::default());
     for _ in 0..writers {
         let Some(w) = writer_until_up(&cfg.database_url, &cfg.stop, &mut stats)? else {
             return Ok(stats);
         };
-        dbs.push(w);
+        dbs.push(w.with_commit_log(commits.clone()));
     }
     // As the writer role: in production the login role is only a member of it.
     store::check_migrated(&mut dbs[0].db)?;
@@ -682,7 +684,7 @@ fn wait_to_retry(
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
     if db.is_closed() {
         match writer_until_up(&cfg.database_url, &cfg.stop, stats)? {
-            Some(w) => *db = w,
+            Some(w) => *db = w.with_commit_log(db.commit_log()),
             None => return Ok(false),
         }
     }

@@ -26,6 +26,7 @@ use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// A partition this ingester claimed: the epoch fences every older claim.
@@ -220,6 +221,18 @@ pub struct PartitionBatch {
     pub messages: Vec<InMessage>,
 }
 
+/// How a batch was checked, at commit time, against what other writers committed meanwhile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CommitCheck {
+    /// Decided holding the commit lock from the start: nothing to check.
+    #[default]
+    Serial,
+    /// Every commit since its look at the ledger was this process's: checked in memory.
+    InMemory,
+    /// Some were not (another process's, or forgotten): the GPU-time index was probed.
+    Probed,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchCounts {
     pub ledgered: u64,
@@ -228,6 +241,7 @@ pub struct BatchCounts {
     pub by_reason: Vec<(RejectionCode, u64)>,
     /// Partition, offset and reason of every quarantined message of the batch.
     pub quarantined_at: Vec<(i32, i64, RejectionCode)>,
+    pub commit_check: CommitCheck,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -374,6 +388,99 @@ fn partition_name(month: NaiveDate) -> String {
     format!("ledger_events_y{:04}m{:02}", month.year(), month.month())
 }
 
+/// The database and the server run of a connection: a commit number means the same commit only
+/// within one (a database restored or recreated, or a server restarted from a backup, numbers
+/// its commits again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Server {
+    database: u32,
+    started: DateTime<Utc>,
+}
+
+fn server_of(db: &mut Client) -> Result<Server, StoreError> {
+    let row = db
+        .query_one("SELECT oid, pg_postmaster_start_time() FROM pg_database WHERE datname = current_database()", &[])?;
+    Ok(Server { database: row.get::<_, postgres::types::Oid>(0), started: row.get(1) })
+}
+
+/// The GPU time one commit wrote: `(gpu, start, end)` sorted, disjoint per GPU.
+struct Written(Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>);
+
+impl Written {
+    fn of(t: &GpuTime) -> Written {
+        let mut v: Vec<_> = t.0.iter().flat_map(|(g, m)| m.iter().map(|(s, e)| (*g, *s, *e))).collect();
+        v.sort_unstable();
+        Written(v)
+    }
+
+    /// Does `[s, e)` overlap any interval of `gpu`? As in [`GpuTime::overlaps`], only the last one
+    /// starting before `e` can.
+    fn overlaps(&self, gpu: &Uuid, s: DateTime<Utc>, e: DateTime<Utc>) -> bool {
+        let before = self.0.partition_point(|(g, start, _)| (g, start) < (gpu, &e));
+        before > 0 && {
+            let (g, _, end) = &self.0[before - 1];
+            g == gpu && *end > s
+        }
+    }
+}
+
+/// How many of its latest commits a process remembers. A writer needs those made between its
+/// look at the ledger's GPU time and its commit: with a few writers, the last one or two.
+const COMMITS_KEPT: usize = 8;
+
+/// The commits this process's writers made, by their number on the commit clock (migration 0007),
+/// with the GPU time each wrote. At commit time a writer must know what was committed since it
+/// read the ledger's GPU time: the commits numbered after its reading of the clock. When all of
+/// them are here, it checks its batch against them in memory; otherwise (another process wrote,
+/// or the log has forgotten) it probes the ledger's GPU-time index.
+///
+/// A commit is recorded only after PostgreSQL confirmed it, so a number here never stands for a
+/// transaction that rolled back (whose number the next commit takes).
+#[derive(Default)]
+pub struct CommitLog(Mutex<Option<(Server, Commits)>>);
+
+/// Commits by number, on one server run.
+type Commits = BTreeMap<i64, Arc<Written>>;
+
+impl CommitLog {
+    /// Commits `tx`, numbered `n`, and records it. The log stays locked from before the commit
+    /// until the record is in: a writer of this process that takes the commit lock after this
+    /// commit finds it here, never a moment too early.
+    fn commit(
+        &self,
+        tx: postgres::Transaction<'_>,
+        server: &Server,
+        n: i64,
+        written: Written,
+    ) -> Result<(), StoreError> {
+        let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        tx.commit()?;
+        let (s, commits) = log.get_or_insert_with(|| (server.clone(), BTreeMap::new()));
+        if s != server {
+            *s = server.clone();
+            commits.clear();
+        }
+        commits.insert(n, Arc::new(written));
+        while commits.len() > COMMITS_KEPT {
+            commits.pop_first();
+        }
+        Ok(())
+    }
+
+    /// What commits `after + 1 ..= upto` wrote, if this process made every one of them.
+    fn between(&self, server: &Server, after: i64, upto: i64) -> Option<Vec<Arc<Written>>> {
+        if upto <= after {
+            return Some(Vec::new());
+        }
+        let log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (s, commits) = log.as_ref()?;
+        if s != server || upto - after > COMMITS_KEPT as i64 {
+            return None;
+        }
+        (after + 1..=upto).map(|n| commits.get(&n).cloned()).collect()
+    }
+}
+
 /// A writer's two connections: `db` for its transactions, `check` to read, at commit time, what
 /// other writers committed (a second session sees only committed rows, none of this batch's).
 pub struct LedgerWriter {
@@ -383,11 +490,34 @@ pub struct LedgerWriter {
     /// Whether gpu_occupancy holds intervals from before migration 0005 (read once: nothing
     /// writes it any more).
     legacy: Option<bool>,
+    /// What this process's writers committed (see [`CommitLog`]), and which database and server
+    /// run `db` (read once per connection).
+    commits: Arc<CommitLog>,
+    server: Option<Server>,
 }
 
 impl LedgerWriter {
+    /// A writer with a commit log of its own; see [`LedgerWriter::with_commit_log`].
     pub fn new(db: Client, check: Client) -> LedgerWriter {
-        LedgerWriter { db, check, cache: PartitionCache::default(), legacy: None }
+        LedgerWriter {
+            db,
+            check,
+            cache: PartitionCache::default(),
+            legacy: None,
+            commits: Arc::default(),
+            server: None,
+        }
+    }
+
+    /// Shares one commit log among the writers of a process (and a writer's reconnections), so
+    /// that each checks the others' commits in memory.
+    pub fn with_commit_log(mut self, commits: Arc<CommitLog>) -> LedgerWriter {
+        self.commits = commits;
+        self
+    }
+
+    pub fn commit_log(&self) -> Arc<CommitLog> {
+        self.commits.clone()
     }
 
     /// Either connection lost: open both again.
@@ -623,6 +753,10 @@ fn append_once(
             *w.legacy.insert(l)
         }
     };
+    let server = match &w.server {
+        Some(s) => s.clone(),
+        None => w.server.insert(server_of(&mut w.db)?).clone(),
+    };
     let mut tx = w.db.transaction()?;
 
     // 1. Lock the streams in a fixed order and check the fences.
@@ -673,6 +807,8 @@ fn append_once(
     }
 
     let t_fence = t0.elapsed();
+    // Every commit up to this number is seen by the reads below (step 5 checks those after it).
+    let seen: i64 = tx.query_one("SELECT commits FROM ledger_commit_clock", &[])?.get(0);
     // 2. What the ledger already holds for this batch: the committed GPU time its events touch,
     //    with the ids and content of those rows, and which of its event ids are in
     //    `ledger_event_ids` — every one when serial, else only those of events whose GPU time is
@@ -921,29 +1057,112 @@ fn append_once(
     }
     let t_rest = t0.elapsed();
 
-    // 5. Optimistic: what did other writers commit in the GPU time just written, since step 2?
-    //    Read on the second connection (which sees every commit and none of this batch's rows),
-    //    holding COMMIT_LOCK until this transaction commits, so that every commit sees every
-    //    commit before it.
+    // 5. Holding COMMIT_LOCK (serial mode took it at the start), the commit gets its number.
+    //    Optimistic: what did other writers commit in the GPU time just written, since step 2?
+    //    The commits numbered after `seen`. When this process made each of them, their GPU time
+    //    is in the commit log; otherwise it is read on the second connection (which sees every
+    //    commit and none of this batch's rows). Holding the lock until this transaction commits,
+    //    every commit sees every commit before it.
     if mode == Mode::Optimistic {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COMMIT_LOCK])?;
-        let written = windows(this_batch.0.iter().flat_map(|(g, m)| m.iter().map(|(s, e)| (*g, *s, *e))));
-        // gpu_occupancy is read-only since 0005: step 2 saw all of it that matters.
-        for (gpu, (s, e), _) in gpu_time(&mut w.check, &written, false)? {
-            if this_batch.overlaps(&gpu, s, e) {
-                tx.rollback()?;
-                return Err(StoreError::Raced);
+    }
+    let number: i64 =
+        tx.query_one("UPDATE ledger_commit_clock SET commits = commits + 1 RETURNING commits", &[])?.get(0);
+    let mut check = CommitCheck::Serial;
+    if mode == Mode::Optimistic {
+        let raced = match w.commits.between(&server, seen, number - 1) {
+            Some(others) => {
+                check = CommitCheck::InMemory;
+                this_batch
+                    .0
+                    .iter()
+                    .flat_map(|(g, m)| m.iter().map(move |(s, e)| (g, *s, *e)))
+                    .any(|(g, s, e)| others.iter().any(|o| o.overlaps(g, s, e)))
             }
+            None => {
+                check = CommitCheck::Probed;
+                let written = windows(this_batch.0.iter().flat_map(|(g, m)| m.iter().map(|(s, e)| (*g, *s, *e))));
+                // gpu_occupancy is read-only since 0005: step 2 saw all of it that matters.
+                gpu_time(&mut w.check, &written, false)?
+                    .into_iter()
+                    .any(|(gpu, (s, e), _)| this_batch.overlaps(&gpu, s, e))
+            }
+        };
+        if raced {
+            tx.rollback()?;
+            return Err(StoreError::Raced);
         }
     }
     let t_check = t0.elapsed();
-    tx.commit()?;
+    w.commits.commit(tx, &server, number, Written::of(&this_batch))?;
+    counts.commit_check = check;
     tracing::debug!(
         ?mode, ?t_fence, ?t_ids, ?t_decide, ?t_keys, ?t_copy, ?t_rest, ?t_check, total = ?t0.elapsed(),
+        commits_since = number - 1 - seen, ?check,
         "batch timings"
     );
     let mut by_reason: Vec<(RejectionCode, u64)> = by_reason.into_iter().collect();
     by_reason.sort();
     counts.by_reason = by_reason;
     Ok(AppendOutcome::Committed(counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_790_000_000 + minute * 60, 0).expect("valid")
+    }
+
+    proptest! {
+        /// A commit's GPU time kept as a sorted list answers every question as the map it came
+        /// from: the in-memory check at commit time sees exactly what the commit wrote.
+        #[test]
+        fn written_answers_as_the_gpu_time_it_came_from(
+            runs in proptest::collection::vec((0u8..4, 0i64..3, 1i64..4), 0..40),
+            asks in proptest::collection::vec((0u8..5, 0i64..120, 1i64..6), 1..40),
+        ) {
+            // Disjoint intervals per GPU: each GPU's runs laid one after another, with gaps.
+            let mut t = GpuTime::default();
+            let mut next = [0i64; 4];
+            for (g, gap, len) in runs {
+                let s = next[g as usize] + gap;
+                t.insert(Uuid::from_u128(g as u128), at(s), at(s + len));
+                next[g as usize] = s + len;
+            }
+            let w = Written::of(&t);
+            for (g, s, len) in asks {
+                let gpu = Uuid::from_u128(g as u128);
+                prop_assert_eq!(w.overlaps(&gpu, at(s), at(s + len)), t.overlaps(&gpu, at(s), at(s + len)));
+            }
+        }
+    }
+
+    #[test]
+    fn the_commit_log_answers_only_for_commits_it_holds_on_the_same_server() {
+        let log = CommitLog::default();
+        let one = Server { database: 1, started: at(0) };
+        let restarted = Server { database: 1, started: at(1) };
+        let mut t = GpuTime::default();
+        t.insert(Uuid::from_u128(7), at(0), at(1));
+        // Nothing committed since: nothing to check, whatever the log holds.
+        assert_eq!(log.between(&one, 5, 5).map(|v| v.len()), Some(0));
+        // A commit the log never saw: unknown.
+        assert!(log.between(&one, 5, 6).is_none());
+        log.0
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| (one.clone(), BTreeMap::new()))
+            .1
+            .insert(6, Arc::new(Written::of(&t)));
+        let known = log.between(&one, 5, 6).expect("commit 6 is known");
+        assert!(known[0].overlaps(&Uuid::from_u128(7), at(0), at(2)));
+        assert!(!known[0].overlaps(&Uuid::from_u128(8), at(0), at(2)));
+        // 7 is not: the range is unknown as a whole.
+        assert!(log.between(&one, 5, 7).is_none());
+        // Another server run (or database) numbers its commits anew: nothing is known there.
+        assert!(log.between(&restarted, 5, 6).is_none());
+    }
 }

@@ -1,0 +1,15 @@
+-- gpuledger 0007: the commit clock. Every transaction that appends usage rows takes the commit
+-- lock (store::append::COMMIT_LOCK) before it commits, and holding it adds one to this counter.
+-- A writer reads the counter before it looks at the ledger's GPU time (step 2 of an append); at
+-- commit time, the commits numbered after that reading are the only ones it has not seen. When it
+-- knows what each of them wrote (they were its own process's, kept in memory), it checks its
+-- batch against those in memory instead of probing the GPU-time index again; any commit it does
+-- not know sends it to the index as before. Not ledger data: one row, updated in place.
+CREATE TABLE ledger_commit_clock (
+    one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+    commits bigint NOT NULL CHECK (commits >= 0)
+);
+INSERT INTO ledger_commit_clock (commits) VALUES (0);
+
+REVOKE ALL ON ledger_commit_clock FROM PUBLIC;
+GRANT SELECT, UPDATE ON ledger_commit_clock TO gpuledger_writer;
