@@ -4,7 +4,7 @@
 
 use crate::gpu_seconds::{GpuSeconds, GpuSecondsError};
 use crate::sku::is_known_sku;
-use chrono::{DateTime, Datelike, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, SecondsFormat, Timelike, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -227,6 +227,12 @@ impl UsageRecorded {
     /// re-serialized by serde_json gives them again.
     pub fn payload_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(384);
+        self.write_payload(&mut out);
+        out
+    }
+
+    /// [`UsageRecorded::payload_bytes`], appended to `out` (a buffer kept across events).
+    pub fn write_payload(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"data\":{\"gpu_id\":\"GPU-");
         let mut id = [0u8; 36];
         out.extend_from_slice(self.gpu_id.hyphenated().encode_lower(&mut id).as_bytes());
@@ -234,14 +240,14 @@ impl UsageRecorded {
         // A decimal's digits and point need no escaping: written in place, not through a String.
         write!(out, "\"{}\"", self.gpu_seconds).expect("writing to a Vec");
         out.extend_from_slice(b",\"gpu_sku\":");
-        json_str(&mut out, &self.gpu_sku);
+        json_str(out, &self.gpu_sku);
         out.extend_from_slice(b",\"interval_end\":");
-        json_str(&mut out, &format_instant(self.interval_end));
+        write_instant(out, self.interval_end);
         out.extend_from_slice(b",\"interval_start\":");
-        json_str(&mut out, &format_instant(self.interval_start));
+        write_instant(out, self.interval_start);
         if let Some(job) = &self.job {
             out.extend_from_slice(b",\"job\":");
-            json_str(&mut out, job);
+            json_str(out, job);
         }
         if !self.labels.is_empty() {
             out.extend_from_slice(b",\"labels\":{");
@@ -249,22 +255,21 @@ impl UsageRecorded {
                 if i > 0 {
                     out.push(b',');
                 }
-                json_str(&mut out, k);
+                json_str(out, k);
                 out.push(b':');
-                json_str(&mut out, v);
+                json_str(out, v);
             }
             out.push(b'}');
         }
         out.extend_from_slice(b",\"node\":");
-        json_str(&mut out, &self.node);
+        json_str(out, &self.node);
         out.extend_from_slice(b",\"project\":");
-        json_str(&mut out, &self.project);
+        json_str(out, &self.project);
         out.extend_from_slice(b",\"tenant_id\":");
-        json_str(&mut out, &self.tenant_id);
+        json_str(out, &self.tenant_id);
         out.extend_from_slice(b"},\"source\":");
-        json_str(&mut out, &self.source);
+        json_str(out, &self.source);
         out.push(b'}');
-        out
     }
 
     /// Identity of the content: two messages with the same event id are duplicates when their
@@ -298,6 +303,46 @@ impl UsageRecorded {
             .ok_or_else(|| Rejection::new(RejectionCode::WrongShape, "payload.data is not an object"))?;
         parse_data(event_id, source, data)
     }
+}
+
+/// `format_instant(t)` as a JSON string, appended without allocating (the canonical bytes of every
+/// ledgered event hold two). Years outside 0–9999 and leap seconds take the general way.
+fn write_instant(out: &mut Vec<u8>, t: DateTime<Utc>) {
+    let (date, time) = (t.date_naive(), t.time());
+    let nanos = time.nanosecond();
+    if !(0..=9999).contains(&date.year()) || nanos >= 1_000_000_000 {
+        json_str(out, &format_instant(t));
+        return;
+    }
+    fn digits(out: &mut Vec<u8>, v: u32, n: u32) {
+        for i in (0..n).rev() {
+            out.push(b'0' + (v / 10u32.pow(i) % 10) as u8);
+        }
+    }
+    out.push(b'"');
+    digits(out, date.year() as u32, 4);
+    out.push(b'-');
+    digits(out, date.month(), 2);
+    out.push(b'-');
+    digits(out, date.day(), 2);
+    out.push(b'T');
+    digits(out, time.hour(), 2);
+    out.push(b':');
+    digits(out, time.minute(), 2);
+    out.push(b':');
+    digits(out, time.second(), 2);
+    // As chrono's SecondsFormat::AutoSi: no fraction, or the fewest of 3, 6 or 9 digits.
+    if nanos != 0 {
+        out.push(b'.');
+        if nanos % 1_000_000 == 0 {
+            digits(out, nanos / 1_000_000, 3);
+        } else if nanos % 1_000 == 0 {
+            digits(out, nanos / 1_000, 6);
+        } else {
+            digits(out, nanos, 9);
+        }
+    }
+    out.extend_from_slice(b"Z\"");
 }
 
 /// A JSON string as serde_json writes it: `"` and `\\` escaped, control characters as `\\b`,
@@ -1087,6 +1132,26 @@ mod tests {
     }
 
     proptest! {
+        /// The canonical bytes' instants, written in place, are exactly `format_instant`'s.
+        #[test]
+        fn instants_are_written_as_format_instant_writes_them(
+            secs in -62_135_596_800i64..400_000_000_000,
+            nanos in prop_oneof![
+                Just(0u32),
+                (0u32..1000).prop_map(|m| m * 1_000_000),
+                (0u32..1_000_000).prop_map(|u| u * 1000),
+                0u32..2_000_000_000,
+            ],
+        ) {
+            // Second 60 (nanos of a billion or more) exists only where a minute ends.
+            let Some(t) = DateTime::<Utc>::from_timestamp(secs, nanos) else { return Ok(()) };
+            let mut out = Vec::new();
+            write_instant(&mut out, t);
+            let mut expected = Vec::new();
+            json_str(&mut expected, &format_instant(t));
+            prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
+        }
+
         #[test]
         fn canonical_bytes_are_serde_jsons(e in any_event()) {
             prop_assert_eq!(e.payload_bytes(), serde_json::to_vec(&e.payload_json()).unwrap());

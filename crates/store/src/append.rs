@@ -282,23 +282,14 @@ impl GpuTime {
 /// The GPU time a batch asks about: per GPU, each run of touching or overlapping intervals
 /// becomes one window `[lo, hi)`.
 fn windows(intervals: impl Iterator<Item = (Uuid, DateTime<Utc>, DateTime<Utc>)>) -> Vec<(Uuid, Interval)> {
-    let mut per_gpu: BTreeMap<Uuid, Vec<Interval>> = BTreeMap::new();
-    for (g, s, e) in intervals {
-        per_gpu.entry(g).or_default().push((s, e));
-    }
-    let mut out = Vec::new();
-    for (gpu, mut intervals) in per_gpu {
-        intervals.sort_unstable();
-        let mut current = intervals[0];
-        for (s, e) in intervals.into_iter().skip(1) {
-            if s <= current.1 {
-                current.1 = current.1.max(e);
-            } else {
-                out.push((gpu, current));
-                current = (s, e);
-            }
+    let mut all: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = intervals.collect();
+    all.sort_unstable();
+    let mut out: Vec<(Uuid, Interval)> = Vec::new();
+    for (g, s, e) in all {
+        match out.last_mut() {
+            Some((gpu, current)) if *gpu == g && s <= current.1 => current.1 = current.1.max(e),
+            _ => out.push((g, (s, e))),
         }
-        out.push((gpu, current));
     }
     out
 }
@@ -907,6 +898,8 @@ fn append_once(
     let mut q_rows: Vec<QuarantineRow<'_>> = Vec::new();
     let mut stream_updates: Vec<StreamUpdate> = Vec::new();
     let mut writer = UsageCopy::start(&mut tx)?;
+    // The canonical bytes of each event, hashed into the chain: one buffer for the batch.
+    let mut payload = Vec::with_capacity(512);
     for (bi, b) in ordered.iter().enumerate() {
         let (head, mut pos) = heads.remove(&b.claim.stream_id).expect("locked above");
         let mut head: [u8; 32] = head
@@ -918,7 +911,8 @@ fn append_once(
             match (&fates[bi][mi], &m.verdict) {
                 (Fate::Ledger, Ok(e)) => {
                     pos += 1;
-                    let payload = e.payload_bytes();
+                    payload.clear();
+                    e.write_payload(&mut payload);
                     let row = ChainRow {
                         stream_id: b.claim.stream_id,
                         stream_pos: pos,
@@ -1136,6 +1130,33 @@ mod tests {
             for (g, s, len) in asks {
                 let gpu = Uuid::from_u128(g as u128);
                 prop_assert_eq!(w.overlaps(&gpu, at(s), at(s + len)), t.overlaps(&gpu, at(s), at(s + len)));
+            }
+        }
+    }
+
+    proptest! {
+        /// The windows of a batch cover each of its intervals, and only GPU time between them:
+        /// per GPU, sorted, apart (touching intervals make one window), each made of intervals.
+        #[test]
+        fn windows_are_the_union_of_the_intervals(
+            intervals in proptest::collection::vec((0u8..4, 0i64..60, 1i64..5), 0..40),
+        ) {
+            let ivs: Vec<_> = intervals.iter().map(|(g, s, l)| (Uuid::from_u128(*g as u128), at(*s), at(s + l))).collect();
+            let w = windows(ivs.iter().copied());
+            for (g, s, e) in &ivs {
+                prop_assert!(w.iter().any(|(wg, (lo, hi))| wg == g && lo <= s && e <= hi));
+            }
+            for pair in w.windows(2) {
+                let ((g0, (_, hi0)), (g1, (lo1, _))) = (pair[0], pair[1]);
+                prop_assert!(g0 < g1 || (g0 == g1 && hi0 < lo1));
+            }
+            for (g, (lo, hi)) in &w {
+                // Every minute of a window is some interval's.
+                let mut t = *lo;
+                while t < *hi {
+                    prop_assert!(ivs.iter().any(|(ig, s, e)| ig == g && *s <= t && t < *e));
+                    t += chrono::Duration::minutes(1);
+                }
             }
         }
     }
