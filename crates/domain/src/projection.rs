@@ -86,7 +86,7 @@ fn hour_parts(e: &UsageRecorded) -> impl Iterator<Item = (DateTime<Utc>, Decimal
 /// each event with `HourlyUsage::apply`.
 #[derive(Debug, Default)]
 pub struct BatchHourly<'a> {
-    pub rows: std::collections::HashMap<(&'a str, &'a str, &'a str, DateTime<Utc>), HourTotals>,
+    pub rows: rustc_hash::FxHashMap<(&'a str, &'a str, &'a str, DateTime<Utc>), HourTotals>,
 }
 
 impl<'a> BatchHourly<'a> {

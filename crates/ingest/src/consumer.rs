@@ -23,6 +23,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -383,9 +384,9 @@ fn poll_batches(
     let mut buf_generation = shared.generation.load(Ordering::SeqCst);
     let mut last_message = Instant::now();
     // Where each partition must continue after an assignment or a seek: the ledger's next offset.
-    let mut expect: HashMap<i32, i64> = HashMap::new();
+    let mut expect: FxHashMap<i32, i64> = FxHashMap::default();
     // Which writer takes each partition: the claimed partitions in order, dealt out in turn.
-    let mut writer_of: HashMap<i32, usize> = HashMap::new();
+    let mut writer_of: FxHashMap<i32, usize> = FxHashMap::default();
     let mut seen_any = false;
     let mut stashed_seek: Option<Seek> = None;
     loop {
