@@ -499,3 +499,41 @@ fn batch_cuts_never_change_an_outcome() {
         assert_eq!(outcomes[0], outcomes[1], "case {case}: one batch vs random cuts");
     }
 }
+
+/// The benchmarks that write go straight into `ledger_events` and `usage_hourly`, past the
+/// claims, the commit clock and Kafka: they refuse a database that holds a ledger already, and
+/// write nothing to it; on an empty one they run.
+#[test]
+fn writing_benchmarks_refuse_a_ledger_that_is_not_empty() {
+    let url = fresh_db("bench_refuses").unwrap();
+    let fleet = ["--seed", "1", "--gpus", "4", "--tenants", "2", "--start", "2026-06-01T00:00:00Z", "--limit", "20"];
+    let mut db = connect(&url);
+    let mut w = writer(&url);
+    let c = claim(&mut db, "me", 0);
+    committed(
+        w.append(
+            "me",
+            &[PartitionBatch { claim: c, messages: vec![msg(0, &event(1, "rheinbank", 1, 0, "60"))] }],
+            Utc::now(),
+        )
+        .unwrap(),
+    );
+    let rows = |db: &mut Client| -> i64 { db.query_one("SELECT count(*) FROM ledger_events", &[]).unwrap().get(0) };
+    for bench in [
+        vec!["bench", "copy"],
+        vec!["bench", "naive"],
+        vec!["bench", "replay", "--events", "10"],
+        vec!["bench", "close", "--tenants", "1", "--gpus", "1", "--projects", "1"],
+    ] {
+        let mut args = bench.clone();
+        if matches!(bench[1], "copy" | "naive") {
+            args.extend(fleet);
+        }
+        let err = integration::gpuledger(&url, &args).expect_err("a ledger with rows is refused").to_string();
+        assert!(err.contains("needs an empty, migrated database"), "{bench:?}: {err}");
+        assert_eq!(rows(&mut db), 1, "{bench:?} wrote nothing");
+    }
+    let empty = fresh_db("bench_runs").unwrap();
+    let out = integration::gpuledger(&empty, &[&["bench", "copy"][..], &fleet[..]].concat()).unwrap();
+    assert!(out.contains("copy: 20 rows"), "{out}");
+}

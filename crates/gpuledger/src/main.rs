@@ -578,6 +578,7 @@ fn run(cli: Cli) -> Result<()> {
                     if !(1..=8).contains(&sessions) {
                         bail!("--sessions must be 1 to 8");
                     }
+                    store::bench::require_empty(&mut db)?;
                     let streams = bench_rows(&fleet, sessions)?;
                     let rows: usize = streams.iter().map(Vec::len).sum();
                     let took = store::bench::copy_rows_parallel(&cli.database_url, &streams, 10_000)?;
@@ -600,6 +601,7 @@ fn run(cli: Cli) -> Result<()> {
                         seed,
                         events_per_gpu_minute,
                     };
+                    store::bench::require_empty(&mut db)?;
                     let r = store::bench_close::run_close_bench(&mut db, &spec)?;
                     println!(
                         "close: {tenants} tenants, {gpus} GPUs, {} hourly rows standing for {} raw events; \
@@ -621,6 +623,7 @@ fn run(cli: Cli) -> Result<()> {
                         bail!("need --events, --gpus and --tenants >= 1");
                     }
                     if !floors_only {
+                        store::bench::require_empty(&mut db)?;
                         let spec = store::bench_replay::ReplayBenchSpec { events, gpus, tenants, start, seed };
                         let seeded = store::bench_replay::seed_ledger(&mut db, &spec)?;
                         println!(
@@ -642,6 +645,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 BenchKind::Parse { .. } => unreachable!("handled above, without a database"),
                 BenchKind::Naive { fleet } => {
+                    store::bench::require_empty(&mut db)?;
                     let rows = bench_rows(&fleet, 1)?.remove(0);
                     let took = store::bench::insert_one_by_one(&mut db, &rows)?;
                     println!(
