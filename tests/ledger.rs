@@ -537,3 +537,79 @@ fn writing_benchmarks_refuse_a_ledger_that_is_not_empty() {
     let out = integration::gpuledger(&empty, &[&["bench", "copy"][..], &fleet[..]].concat()).unwrap();
     assert!(out.contains("copy: 20 rows"), "{out}");
 }
+
+/// A commit that moves a Kafka stream's head without numbering itself on the commit clock (an
+/// ingester built before migration 0007, still running during an upgrade) is numbered by the
+/// database at its commit; a writer that has not seen it therefore finds a number its process does
+/// not know, probes the GPU-time index, and finds the other's GPU time: its event is an overlap,
+/// not billed a second time.
+#[test]
+fn a_commit_that_did_not_number_itself_is_still_checked_against() {
+    let url = fresh_db("unnumbered").unwrap();
+    let mut setup = connect(&url);
+    let (c0, c1) = (claim(&mut setup, "me", 0), claim(&mut setup, "old", 1));
+    setup.execute("SELECT ledger_ensure_month('2026-10-01')", &[]).unwrap();
+    let clock =
+        |db: &mut Client| -> i64 { db.query_one("SELECT commits FROM ledger_commit_clock", &[]).unwrap().get(0) };
+    let mut w = writer(&url).with_commit_log(Arc::new(CommitLog::default()));
+    let first = event(1, "rheinbank", 7, 0, "60");
+    let done =
+        committed(w.append("me", &[PartitionBatch { claim: c0, messages: vec![msg(0, &first)] }], Utc::now()).unwrap());
+    assert_eq!((done.ledgered, clock(&mut setup)), (1, 1));
+
+    // The old ingester holds the commit lock while ours decides and writes its next minute.
+    let mut old = connect(&url);
+    let mut otx = old.transaction().unwrap();
+    otx.execute("SELECT pg_advisory_xact_lock($1)", &[&store::append::COMMIT_LOCK]).unwrap();
+    let second = event(2, "rheinbank", 7, 1, "60");
+    let c0 = Claim { next_offset: Some(1), ..c0 };
+    let outcome = std::thread::scope(|scope| {
+        let ours = scope.spawn(|| {
+            committed(
+                w.append("me", &[PartitionBatch { claim: c0, messages: vec![msg(1, &second)] }], Utc::now()).unwrap(),
+            )
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let waiting: i64 = connect(&url)
+                .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", &[])
+                .unwrap()
+                .get(0);
+            if waiting == 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "our writer should be waiting for the commit lock");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // It commits the same GPU's same minute for another tenant, without numbering its commit.
+        otx.execute(
+            "INSERT INTO ledger_events (occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind,
+                                        tenant_id, event_id, hash, gpu_id, interval_end, gpu_seconds, gpu_sku,
+                                        node, project, source)
+             VALUES ($1, now(), $2, 1, 0, 1, 'usage.recorded', 'seekr-ai-us', $3, decode(repeat('00', 32), 'hex'),
+                     $4, $5, 60, 'nvidia-h100-sxm', 'fra1-r00-n000', 'p1', '//old')",
+            &[&second.interval_start, &c1.stream_id, &Uuid::from_u128(99), &second.gpu_id, &second.interval_end],
+        )
+        .unwrap();
+        otx.execute("UPDATE ledger_streams SET head_pos = 1, next_offset = 1 WHERE stream_id = $1", &[&c1.stream_id])
+            .unwrap();
+        otx.commit().unwrap();
+        ours.join().unwrap()
+    });
+    assert_eq!((outcome.ledgered, outcome.quarantined), (0, 1), "the minute is the old ingester's");
+    assert_eq!(outcome.by_reason, vec![(RejectionCode::Overlap, 1)]);
+    // Ours, the old one's (numbered by the trigger), ours again (redone serially after the probe).
+    assert_eq!(clock(&mut setup), 3);
+
+    // A transaction that numbered itself is not numbered twice; a local stream's head (no Kafka
+    // offsets) is not a usage commit.
+    let mut tx = setup.transaction().unwrap();
+    tx.execute("UPDATE ledger_commit_clock SET commits = commits + 1", &[]).unwrap();
+    tx.execute("UPDATE ledger_streams SET head_pos = 2, next_offset = 2 WHERE stream_id = $1", &[&c1.stream_id])
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(clock(&mut setup), 4);
+    setup.execute("INSERT INTO ledger_streams (topic, kafka_partition) VALUES ('gpuledger.local', 0)", &[]).unwrap();
+    setup.execute("UPDATE ledger_streams SET head_pos = 1 WHERE topic = 'gpuledger.local'", &[]).unwrap();
+    assert_eq!(clock(&mut setup), 4);
+}

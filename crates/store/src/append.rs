@@ -379,19 +379,22 @@ fn partition_name(month: NaiveDate) -> String {
     format!("ledger_events_y{:04}m{:02}", month.year(), month.month())
 }
 
-/// The database and the server run of a connection: a commit number means the same commit only
-/// within one (a database restored or recreated, or a server restarted from a backup, numbers
-/// its commits again).
+/// Which clock a commit number was read from: the clock table (a database recreated or restored
+/// by dump has a new one) on one run of the server (a restart, a failover or a restore from a
+/// backup starts a new one). A number means the same commit only on the same clock. Read with
+/// every number, in the same statement, so that a connection kept open by a proxy across a
+/// failover cannot pass off the old clock's numbers as the new one's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Server {
-    database: u32,
+    clock: u32,
     started: DateTime<Utc>,
 }
 
-fn server_of(db: &mut Client) -> Result<Server, StoreError> {
-    let row = db
-        .query_one("SELECT oid, pg_postmaster_start_time() FROM pg_database WHERE datname = current_database()", &[])?;
-    Ok(Server { database: row.get::<_, postgres::types::Oid>(0), started: row.get(1) })
+/// The clock's columns read with every number: see [`Server`].
+const CLOCK: &str = "commits, tableoid, pg_postmaster_start_time()";
+
+fn clock_of(row: &postgres::Row) -> (i64, Server) {
+    (row.get(0), Server { clock: row.get::<_, postgres::types::Oid>(1), started: row.get(2) })
 }
 
 /// The GPU time one commit wrote: `(gpu, start, end)` sorted, disjoint per GPU.
@@ -414,6 +417,9 @@ impl Written {
         }
     }
 }
+
+/// How long a writer waits for another writer's commit to be recorded before it probes instead.
+const LOG_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How many of its latest commits a process remembers. A writer needs those made between its
 /// look at the ledger's GPU time and its commit: with a few writers, the last one or two.
@@ -463,7 +469,19 @@ impl CommitLog {
         if upto <= after {
             return Some(Vec::new());
         }
-        let log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // The log is locked across a commit (see `commit`); a commit that hangs (its answer lost
+        // in the network) must not stop this writer, which then probes the index instead.
+        let deadline = std::time::Instant::now() + LOG_WAIT;
+        let log = loop {
+            match self.0.try_lock() {
+                Ok(log) => break log,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_micros(200))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            }
+        };
         let (s, commits) = log.as_ref()?;
         if s != server || upto - after > COMMITS_KEPT as i64 {
             return None;
@@ -481,23 +499,14 @@ pub struct LedgerWriter {
     /// Whether gpu_occupancy holds intervals from before migration 0005 (read once: nothing
     /// writes it any more).
     legacy: Option<bool>,
-    /// What this process's writers committed (see [`CommitLog`]), and which database and server
-    /// run `db` (read once per connection).
+    /// What this process's writers committed (see [`CommitLog`]).
     commits: Arc<CommitLog>,
-    server: Option<Server>,
 }
 
 impl LedgerWriter {
     /// A writer with a commit log of its own; see [`LedgerWriter::with_commit_log`].
     pub fn new(db: Client, check: Client) -> LedgerWriter {
-        LedgerWriter {
-            db,
-            check,
-            cache: PartitionCache::default(),
-            legacy: None,
-            commits: Arc::default(),
-            server: None,
-        }
+        LedgerWriter { db, check, cache: PartitionCache::default(), legacy: None, commits: Arc::default() }
     }
 
     /// Shares one commit log among the writers of a process (and a writer's reconnections), so
@@ -744,11 +753,9 @@ fn append_once(
             *w.legacy.insert(l)
         }
     };
-    let server = match &w.server {
-        Some(s) => s.clone(),
-        None => w.server.insert(server_of(&mut w.db)?).clone(),
-    };
-    let mut tx = w.db.transaction()?;
+    // Read committed, whatever the server's default: every statement sees every commit before
+    // it (the commit clock's reasoning in step 5 rests on it).
+    let mut tx = w.db.build_transaction().isolation_level(postgres::IsolationLevel::ReadCommitted).start()?;
 
     // 1. Lock the streams in a fixed order and check the fences.
     let mut heads: HashMap<i32, (Vec<u8>, i64)> = HashMap::new();
@@ -799,7 +806,7 @@ fn append_once(
 
     let t_fence = t0.elapsed();
     // Every commit up to this number is seen by the reads below (step 5 checks those after it).
-    let seen: i64 = tx.query_one("SELECT commits FROM ledger_commit_clock", &[])?.get(0);
+    let (seen, seen_on) = clock_of(&tx.query_one(&format!("SELECT {CLOCK} FROM ledger_commit_clock"), &[])?);
     // 2. What the ledger already holds for this batch: the committed GPU time its events touch,
     //    with the ids and content of those rows, and which of its event ids are in
     //    `ledger_event_ids` — every one when serial, else only those of events whose GPU time is
@@ -1060,11 +1067,13 @@ fn append_once(
     if mode == Mode::Optimistic {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COMMIT_LOCK])?;
     }
-    let number: i64 =
-        tx.query_one("UPDATE ledger_commit_clock SET commits = commits + 1 RETURNING commits", &[])?.get(0);
+    let (number, server) = clock_of(
+        &tx.query_one(&format!("UPDATE ledger_commit_clock SET commits = commits + 1 RETURNING {CLOCK}"), &[])?,
+    );
     let mut check = CommitCheck::Serial;
     if mode == Mode::Optimistic {
-        let raced = match w.commits.between(&server, seen, number - 1) {
+        let known = if seen_on == server { w.commits.between(&server, seen, number - 1) } else { None };
+        let raced = match known {
             Some(others) => {
                 check = CommitCheck::InMemory;
                 this_batch
@@ -1164,8 +1173,8 @@ mod tests {
     #[test]
     fn the_commit_log_answers_only_for_commits_it_holds_on_the_same_server() {
         let log = CommitLog::default();
-        let one = Server { database: 1, started: at(0) };
-        let restarted = Server { database: 1, started: at(1) };
+        let one = Server { clock: 1, started: at(0) };
+        let restarted = Server { clock: 1, started: at(1) };
         let mut t = GpuTime::default();
         t.insert(Uuid::from_u128(7), at(0), at(1));
         // Nothing committed since: nothing to check, whatever the log holds.
@@ -1183,6 +1192,11 @@ mod tests {
         assert!(!known[0].overlaps(&Uuid::from_u128(8), at(0), at(2)));
         // 7 is not: the range is unknown as a whole.
         assert!(log.between(&one, 5, 7).is_none());
+        // A log held by a commit that does not come back: unknown after a short wait, not stuck.
+        {
+            let _held = log.0.lock().unwrap();
+            assert!(log.between(&one, 5, 6).is_none());
+        }
         // Another server run (or database) numbers its commits anew: nothing is known there.
         assert!(log.between(&restarted, 5, 6).is_none());
     }
