@@ -59,6 +59,22 @@ fn claim(db: &mut Client, owner: &str, p: i32) -> Claim {
     claim_partitions(db, TOPIC, &[p], owner).unwrap()[0]
 }
 
+/// Waits until `writers` connections wait for an advisory lock (the commit lock held by the test).
+fn wait_for_the_commit_lock(url: &str, writers: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = connect(url)
+            .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", &[])
+            .unwrap()
+            .get(0);
+        if waiting == writers {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{writers} writer(s) should be waiting for the commit lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn committed(o: AppendOutcome) -> store::BatchCounts {
     match o {
         AppendOutcome::Committed(c) => c,
@@ -248,18 +264,7 @@ fn side_by_side(shared: bool) {
                 })
                 .collect();
             // Both are waiting for the lock (their rows written), then let them go.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            loop {
-                let waiting: i64 = connect(&url)
-                    .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", &[])
-                    .unwrap()
-                    .get(0);
-                if waiting == 2 {
-                    break;
-                }
-                assert!(std::time::Instant::now() < deadline, "both writers should be waiting for the commit lock");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            wait_for_the_commit_lock(&url, 2);
             hold.commit().unwrap();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -569,18 +574,7 @@ fn a_commit_that_did_not_number_itself_is_still_checked_against() {
                 w.append("me", &[PartitionBatch { claim: c0, messages: vec![msg(1, &second)] }], Utc::now()).unwrap(),
             )
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let waiting: i64 = connect(&url)
-                .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", &[])
-                .unwrap()
-                .get(0);
-            if waiting == 1 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "our writer should be waiting for the commit lock");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_for_the_commit_lock(&url, 1);
         // It commits the same GPU's same minute for another tenant, without numbering its commit.
         otx.execute(
             "INSERT INTO ledger_events (occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind,
