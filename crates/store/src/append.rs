@@ -277,6 +277,11 @@ impl GpuTime {
     fn insert(&mut self, gpu: Uuid, s: DateTime<Utc>, e: DateTime<Utc>) {
         self.0.entry(gpu).or_default().insert(s, e);
     }
+
+    /// Every interval, as `(gpu, start, end)`.
+    fn intervals(&self) -> impl Iterator<Item = (Uuid, DateTime<Utc>, DateTime<Utc>)> + '_ {
+        self.0.iter().flat_map(|(g, m)| m.iter().map(move |(s, e)| (*g, *s, *e)))
+    }
 }
 
 /// The GPU time a batch asks about: per GPU, each run of touching or overlapping intervals
@@ -402,7 +407,7 @@ struct Written(Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>);
 
 impl Written {
     fn of(t: &GpuTime) -> Written {
-        let mut v: Vec<_> = t.0.iter().flat_map(|(g, m)| m.iter().map(|(s, e)| (*g, *s, *e))).collect();
+        let mut v: Vec<_> = t.intervals().collect();
         v.sort_unstable();
         Written(v)
     }
@@ -1070,32 +1075,28 @@ fn append_once(
     let (number, server) = clock_of(
         &tx.query_one(&format!("UPDATE ledger_commit_clock SET commits = commits + 1 RETURNING {CLOCK}"), &[])?,
     );
-    let mut check = CommitCheck::Serial;
-    if mode == Mode::Optimistic {
-        let known = if seen_on == server { w.commits.between(&server, seen, number - 1) } else { None };
-        let raced = match known {
-            Some(others) => {
-                check = CommitCheck::InMemory;
-                this_batch
-                    .0
-                    .iter()
-                    .flat_map(|(g, m)| m.iter().map(move |(s, e)| (g, *s, *e)))
-                    .any(|(g, s, e)| others.iter().any(|o| o.overlaps(g, s, e)))
+    let check = match mode {
+        Mode::Serial => CommitCheck::Serial,
+        Mode::Optimistic => {
+            let known = if seen_on == server { w.commits.between(&server, seen, number - 1) } else { None };
+            let (check, raced) = match known {
+                Some(others) => (
+                    CommitCheck::InMemory,
+                    this_batch.intervals().any(|(g, s, e)| others.iter().any(|o| o.overlaps(&g, s, e))),
+                ),
+                None => {
+                    // gpu_occupancy is read-only since 0005: step 2 saw all of it that matters.
+                    let taken = gpu_time(&mut w.check, &windows(this_batch.intervals()), false)?;
+                    (CommitCheck::Probed, taken.into_iter().any(|(gpu, (s, e), _)| this_batch.overlaps(&gpu, s, e)))
+                }
+            };
+            if raced {
+                tx.rollback()?;
+                return Err(StoreError::Raced);
             }
-            None => {
-                check = CommitCheck::Probed;
-                let written = windows(this_batch.0.iter().flat_map(|(g, m)| m.iter().map(|(s, e)| (*g, *s, *e))));
-                // gpu_occupancy is read-only since 0005: step 2 saw all of it that matters.
-                gpu_time(&mut w.check, &written, false)?
-                    .into_iter()
-                    .any(|(gpu, (s, e), _)| this_batch.overlaps(&gpu, s, e))
-            }
-        };
-        if raced {
-            tx.rollback()?;
-            return Err(StoreError::Raced);
+            check
         }
-    }
+    };
     let t_check = t0.elapsed();
     w.commits.commit(tx, &server, number, Written::of(&this_batch))?;
     counts.commit_check = check;
