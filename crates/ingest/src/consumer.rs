@@ -543,9 +543,7 @@ fn write_batches(
     seeks: std::sync::mpsc::Sender<Seek>,
     dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
 ) -> Result<IngestStats, IngestError> {
-    let mut stats = IngestStats::default();
-    // Events the database refused since it last ledgered one for this writer (see `isolate`).
-    let mut refused_in_a_row = 0usize;
+    let mut w = Writer { cfg, db, dlq, seeks: &seeks, stats: IngestStats::default(), refused_in_a_row: 0 };
     let mut last_log = Instant::now();
     // Ends when the poller drops its sender (stop, idle, error) after the last batch.
     let mut waited = Instant::now();
@@ -555,10 +553,11 @@ fn write_batches(
         if batch.generation != shared.generation.load(Ordering::SeqCst) {
             continue; // read under a claim that is gone; the new claim restarts from the ledger
         }
-        commit(cfg, shared, db, batch.parts, &mut stats, &mut refused_in_a_row, dlq, &seeks, batch.generation)?;
+        w.commit(shared, batch.parts, batch.generation)?;
         *shared.last_commit.lock().expect("last lock") = Some(Instant::now());
         waited = Instant::now();
         if last_log.elapsed() >= Duration::from_secs(5) {
+            let stats = &w.stats;
             info!(
                 writer,
                 batches = stats.batches,
@@ -572,203 +571,182 @@ fn write_batches(
             last_log = Instant::now();
         }
     }
-    Ok(stats)
+    Ok(w.stats)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn commit(
-    cfg: &IngestConfig,
-    shared: &Shared,
-    db: &mut LedgerWriter,
-    batch: BTreeMap<i32, Vec<RawMessage>>,
-    stats: &mut IngestStats,
-    refused_in_a_row: &mut usize,
-    dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
-    seeks: &std::sync::mpsc::Sender<Seek>,
-    generation: u64,
-) -> Result<(), IngestError> {
-    let claims = shared.claims.lock().expect("claims lock").clone();
-    // The clock for "too far in the future", read once per batch.
-    let now = Utc::now();
-    let mut parts: Vec<PartitionBatch> = batch
-        .into_iter()
-        .filter_map(|(p, raw)| {
-            let claim = claims.get(&p)?;
-            let messages = raw
-                .into_iter()
-                .map(|m| {
-                    let verdict = parse_usage_message(m.key.as_deref(), &m.payload, now);
-                    InMessage::new(m.offset, m.key, m.payload, verdict)
-                })
-                .collect();
-            Some(PartitionBatch { claim: *claim, messages })
-        })
-        .collect();
-    let mut backoff = Duration::from_millis(100);
-    while !parts.is_empty() {
-        match db.append(&cfg.owner, &parts, Utc::now()) {
-            Ok(AppendOutcome::Committed(counts)) => {
-                if counts.ledgered > 0 {
-                    *refused_in_a_row = 0;
-                }
-                count(cfg, stats, dlq, &parts, &counts);
-                return Ok(());
-            }
-            Ok(AppendOutcome::Fenced(fences)) => fenced(stats, &mut parts, &fences, seeks, generation),
-            Err(e) if e.refusal().is_some() => {
-                warn!(error = %e, cause = %cause(&e), "the database refused the batch; looking for the events it refuses");
-                return isolate(cfg, db, parts, stats, refused_in_a_row, dlq, seeks, generation);
-            }
-            Err(e) if e.is_transient() => {
-                if !wait_to_retry(cfg, db, stats, &e, &mut backoff)? {
+/// One writer thread's state while it commits batches.
+struct Writer<'a> {
+    cfg: &'a IngestConfig,
+    db: &'a mut LedgerWriter,
+    dlq: Option<&'a ThreadedProducer<DefaultProducerContext>>,
+    /// Where to ask the poller for a seek (a fenced partition still ours).
+    seeks: &'a std::sync::mpsc::Sender<Seek>,
+    stats: IngestStats,
+    /// Events the database refused since it last ledgered one for this writer (see `isolate`).
+    refused_in_a_row: usize,
+}
+
+impl Writer<'_> {
+    fn commit(
+        &mut self,
+        shared: &Shared,
+        batch: BTreeMap<i32, Vec<RawMessage>>,
+        generation: u64,
+    ) -> Result<(), IngestError> {
+        let claims = shared.claims.lock().expect("claims lock").clone();
+        // The clock for "too far in the future", read once per batch.
+        let now = Utc::now();
+        let mut parts: Vec<PartitionBatch> = batch
+            .into_iter()
+            .filter_map(|(p, raw)| {
+                let claim = claims.get(&p)?;
+                let messages = raw
+                    .into_iter()
+                    .map(|m| {
+                        let verdict = parse_usage_message(m.key.as_deref(), &m.payload, now);
+                        InMessage::new(m.offset, m.key, m.payload, verdict)
+                    })
+                    .collect();
+                Some(PartitionBatch { claim: *claim, messages })
+            })
+            .collect();
+        let mut backoff = Duration::from_millis(100);
+        while !parts.is_empty() {
+            match self.db.append(&self.cfg.owner, &parts, Utc::now()) {
+                Ok(AppendOutcome::Committed(counts)) => {
+                    self.committed(&parts, &counts);
                     return Ok(());
                 }
+                Ok(AppendOutcome::Fenced(fences)) => self.fenced(&mut parts, &fences, generation),
+                Err(e) if e.refusal().is_some() => {
+                    warn!(error = %e, cause = %cause(&e), "the database refused the batch; looking for the events it refuses");
+                    return self.isolate(parts, generation);
+                }
+                Err(e) if e.is_transient() => {
+                    if !self.wait_to_retry(&e, &mut backoff)? {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Adds a committed batch to the counts and dead-letters what it quarantined; a batch that
+    /// ledgered anything ends a run of refused events.
+    fn committed(&mut self, parts: &[PartitionBatch], counts: &store::append::BatchCounts) {
+        if counts.ledgered > 0 {
+            self.refused_in_a_row = 0;
+        }
+        let stats = &mut self.stats;
+        stats.batches += 1;
+        stats.ledgered += counts.ledgered;
+        stats.duplicates += counts.duplicates;
+        stats.quarantined += counts.quarantined;
+        if let (Some(p), Some(topic)) = (self.dlq, self.cfg.dead_letter_topic.as_deref()) {
+            dead_letter(p, topic, &self.cfg.topic, parts, &counts.quarantined_at);
         }
     }
-    Ok(())
-}
 
-/// Adds a committed batch to the counts and dead-letters what it quarantined.
-fn count(
-    cfg: &IngestConfig,
-    stats: &mut IngestStats,
-    dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
-    parts: &[PartitionBatch],
-    counts: &store::append::BatchCounts,
-) {
-    stats.batches += 1;
-    stats.ledgered += counts.ledgered;
-    stats.duplicates += counts.duplicates;
-    stats.quarantined += counts.quarantined;
-    if let (Some(p), Some(topic)) = (dlq, cfg.dead_letter_topic.as_deref()) {
-        dead_letter(p, topic, &cfg.topic, parts, &counts.quarantined_at);
-    }
-}
-
-/// Drops the fenced partitions from the batch; where we still own one, the poller seeks it to the
-/// ledger's next offset.
-fn fenced(
-    stats: &mut IngestStats,
-    parts: &mut Vec<PartitionBatch>,
-    fences: &[store::append::Fence],
-    seeks: &std::sync::mpsc::Sender<Seek>,
-    generation: u64,
-) {
-    stats.fenced += 1;
-    for f in fences {
-        warn!(partition = f.partition, still_owned = f.still_owned, next_offset = ?f.next_offset, "batch fenced");
-        parts.retain(|b| b.claim.partition != f.partition);
-        if let (true, Some(n)) = (f.still_owned, f.next_offset) {
-            let _ = seeks.send(Seek { generation, partition: f.partition, offset: n });
+    /// Drops the fenced partitions from the batch; where we still own one, the poller seeks it to the
+    /// ledger's next offset.
+    fn fenced(&mut self, parts: &mut Vec<PartitionBatch>, fences: &[store::append::Fence], generation: u64) {
+        self.stats.fenced += 1;
+        for f in fences {
+            warn!(partition = f.partition, still_owned = f.still_owned, next_offset = ?f.next_offset, "batch fenced");
+            parts.retain(|b| b.claim.partition != f.partition);
+            if let (true, Some(n)) = (f.still_owned, f.next_offset) {
+                let _ = self.seeks.send(Seek { generation, partition: f.partition, offset: n });
+            }
         }
     }
-}
 
-/// Waits before the same batch is tried again after a transient error, reconnecting if the
-/// connection is gone. False: the ingester is stopping (the batch stays uncommitted; its offsets
-/// were not advanced, so the next owner reads it again).
-fn wait_to_retry(
-    cfg: &IngestConfig,
-    db: &mut LedgerWriter,
-    stats: &mut IngestStats,
-    e: &store::StoreError,
-    backoff: &mut Duration,
-) -> Result<bool, IngestError> {
-    stats.db_retries += 1;
-    warn!(error = %e, cause = %cause(e), "database write failed, retrying the same batch");
-    if cfg.stop.load(Ordering::Relaxed) {
-        return Ok(false);
-    }
-    std::thread::sleep(*backoff);
-    *backoff = (*backoff * 2).min(Duration::from_secs(5));
-    if db.is_closed() {
-        match writer_until_up(&cfg.database_url, &cfg.stop, stats)? {
-            Some(w) => *db = w.with_commit_log(db.commit_log()),
-            None => return Ok(false),
+    /// Waits before the same batch is tried again after a transient error, reconnecting if the
+    /// connection is gone. False: the ingester is stopping (the batch stays uncommitted; its offsets
+    /// were not advanced, so the next owner reads it again).
+    fn wait_to_retry(&mut self, e: &store::StoreError, backoff: &mut Duration) -> Result<bool, IngestError> {
+        self.stats.db_retries += 1;
+        warn!(error = %e, cause = %cause(e), "database write failed, retrying the same batch");
+        if self.cfg.stop.load(Ordering::Relaxed) {
+            return Ok(false);
         }
+        std::thread::sleep(*backoff);
+        *backoff = (*backoff * 2).min(Duration::from_secs(5));
+        if self.db.is_closed() {
+            match writer_until_up(&self.cfg.database_url, &self.cfg.stop, &mut self.stats)? {
+                Some(w) => *self.db = w.with_commit_log(self.db.commit_log()),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
     }
-    Ok(true)
+
+    /// The database refused a batch the validator accepted (a constraint or limit the validator does
+    /// not know of). Each partition is written in halves until the refused event stands alone; it is
+    /// quarantined as `refused_by_database` with the database's reason, and the rest is ledgered as
+    /// usual: the partition goes on, and no valid event is lost. Before an event is set aside, the
+    /// monthly partitions are ensured again (a refusal can be a month that was detached meanwhile);
+    /// and when the database refuses many events in a row and ledgers none between them, the fault is
+    /// taken to be the database's, and the ingester stops instead of quarantining everything (the
+    /// count runs across batches, per writer).
+    fn isolate(&mut self, parts: Vec<PartitionBatch>, generation: u64) -> Result<(), IngestError> {
+        let mut backoff = Duration::from_millis(100);
+        for part in parts {
+            let PartitionBatch { claim, mut messages } = part;
+            let (mut start, mut take) = (0, messages.len());
+            // Whether the partitions were ensured again for the event at `start`.
+            let mut ensured = false;
+            while start < messages.len() {
+                take = take.clamp(1, messages.len() - start);
+                let mut one = vec![PartitionBatch { claim, messages: messages[start..start + take].to_vec() }];
+                match self.db.append(&self.cfg.owner, &one, Utc::now()) {
+                    Ok(AppendOutcome::Committed(counts)) => {
+                        self.committed(&one, &counts);
+                        start += take;
+                        take = messages.len() - start;
+                        ensured = false;
+                    }
+                    Ok(AppendOutcome::Fenced(fences)) => {
+                        self.fenced(&mut one, &fences, generation);
+                        break;
+                    }
+                    Err(e) => match e.refusal() {
+                        Some(_) if take > 1 => take = take.div_ceil(2),
+                        Some(_) if !ensured => {
+                            self.db.forget_partitions();
+                            ensured = true;
+                        }
+                        Some(why) if self.refused_in_a_row + 1 >= REFUSED_IN_A_ROW_MAX => {
+                            return Err(IngestError::Other(format!(
+                                "the database refused {REFUSED_IN_A_ROW_MAX} events in a row and ledgered none between \
+                                 them; stopping rather than quarantining everything (partition {}, offset {}): {why}",
+                                claim.partition, messages[start].offset
+                            )));
+                        }
+                        Some(why) if messages[start].refuse(&why) => {
+                            self.refused_in_a_row += 1;
+                            warn!(partition = claim.partition, offset = messages[start].offset, reason = %why, "event refused by the database, quarantined");
+                        }
+                        // Quarantining it was refused too: nothing more can be done here.
+                        Some(_) => return Err(e.into()),
+                        None if e.is_transient() => {
+                            if !self.wait_to_retry(&e, &mut backoff)? {
+                                return Ok(());
+                            }
+                        }
+                        None => return Err(e.into()),
+                    },
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How many events in a row the database may refuse before the ingester concludes that the
 /// cause is not in the events (a broken database, a rule that refuses everything) and stops.
 const REFUSED_IN_A_ROW_MAX: usize = 16;
-
-/// The database refused a batch the validator accepted (a constraint or limit the validator does
-/// not know of). Each partition is written in halves until the refused event stands alone; it is
-/// quarantined as `refused_by_database` with the database's reason, and the rest is ledgered as
-/// usual: the partition goes on, and no valid event is lost. Before an event is set aside, the
-/// monthly partitions are ensured again (a refusal can be a month that was detached meanwhile);
-/// and when the database refuses many events in a row and ledgers none between them, the fault is
-/// taken to be the database's, and the ingester stops instead of quarantining everything (the
-/// count runs across batches, per writer).
-#[allow(clippy::too_many_arguments)]
-fn isolate(
-    cfg: &IngestConfig,
-    db: &mut LedgerWriter,
-    parts: Vec<PartitionBatch>,
-    stats: &mut IngestStats,
-    refused_in_a_row: &mut usize,
-    dlq: Option<&ThreadedProducer<DefaultProducerContext>>,
-    seeks: &std::sync::mpsc::Sender<Seek>,
-    generation: u64,
-) -> Result<(), IngestError> {
-    let mut backoff = Duration::from_millis(100);
-    for part in parts {
-        let PartitionBatch { claim, mut messages } = part;
-        let (mut start, mut take) = (0, messages.len());
-        // Whether the partitions were ensured again for the event at `start`.
-        let mut ensured = false;
-        while start < messages.len() {
-            take = take.clamp(1, messages.len() - start);
-            let mut one = vec![PartitionBatch { claim, messages: messages[start..start + take].to_vec() }];
-            match db.append(&cfg.owner, &one, Utc::now()) {
-                Ok(AppendOutcome::Committed(counts)) => {
-                    if counts.ledgered > 0 {
-                        *refused_in_a_row = 0;
-                    }
-                    count(cfg, stats, dlq, &one, &counts);
-                    start += take;
-                    take = messages.len() - start;
-                    ensured = false;
-                }
-                Ok(AppendOutcome::Fenced(fences)) => {
-                    fenced(stats, &mut one, &fences, seeks, generation);
-                    break;
-                }
-                Err(e) => match e.refusal() {
-                    Some(_) if take > 1 => take = take.div_ceil(2),
-                    Some(_) if !ensured => {
-                        db.forget_partitions();
-                        ensured = true;
-                    }
-                    Some(why) if *refused_in_a_row + 1 >= REFUSED_IN_A_ROW_MAX => {
-                        return Err(IngestError::Other(format!(
-                            "the database refused {REFUSED_IN_A_ROW_MAX} events in a row and ledgered none between \
-                             them; stopping rather than quarantining everything (partition {}, offset {}): {why}",
-                            claim.partition, messages[start].offset
-                        )));
-                    }
-                    Some(why) if messages[start].refuse(&why) => {
-                        *refused_in_a_row += 1;
-                        warn!(partition = claim.partition, offset = messages[start].offset, reason = %why, "event refused by the database, quarantined");
-                    }
-                    // Quarantining it was refused too: nothing more can be done here.
-                    Some(_) => return Err(e.into()),
-                    None if e.is_transient() => {
-                        if !wait_to_retry(cfg, db, stats, &e, &mut backoff)? {
-                            return Ok(());
-                        }
-                    }
-                    None => return Err(e.into()),
-                },
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Seeks a partition; a failure is not fatal (the next batch is fenced and asks again).
 fn seek(consumer: &BaseConsumer<Ctx>, topic: &str, partition: i32, offset: i64) -> bool {
