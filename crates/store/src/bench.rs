@@ -145,13 +145,10 @@ pub fn insert_one_by_one(client: &mut Client, rows: &[LedgerRow]) -> Result<Dura
 /// database that already holds ledger rows or hourly usage, so that they are never pointed at a
 /// real ledger by mistake.
 pub fn require_empty(client: &mut Client) -> Result<(), StoreError> {
-    let row = client.query_one(
-        "SELECT (SELECT count(*) FROM (SELECT 1 FROM ledger_events LIMIT 1) e),
-                (SELECT count(*) FROM (SELECT 1 FROM usage_hourly LIMIT 1) h)",
-        &[],
-    )?;
-    let (events, hourly): (i64, i64) = (row.get(0), row.get(1));
-    if events + hourly > 0 {
+    let used: bool = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM ledger_events) OR EXISTS (SELECT 1 FROM usage_hourly)", &[])?
+        .get(0);
+    if used {
         return Err(StoreError::Refused(
             "this benchmark writes straight into the ledger and needs an empty, migrated database of its own; \
              this one already holds ledger rows or hourly usage (point --database-url elsewhere)"
