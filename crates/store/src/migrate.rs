@@ -31,6 +31,15 @@ mod sha2_free {
     }
 }
 
+/// An applied migration must still be the text that was applied.
+fn unchanged(name: &str, sql: &str, stored: i64) -> Result<(), StoreError> {
+    if stored == checksum(sql) {
+        Ok(())
+    } else {
+        Err(StoreError::MigrationChanged { name: name.to_string() })
+    }
+}
+
 pub fn connect(url: &str) -> Result<Client, StoreError> {
     Ok(Client::connect(url, NoTls)?)
 }
@@ -50,12 +59,7 @@ pub fn migrate(client: &mut Client) -> Result<Vec<String>, StoreError> {
         tx.execute("SELECT pg_advisory_xact_lock(hashtext('gpuledger.migrate'))", &[])?;
         let row = tx.query_opt("SELECT checksum FROM schema_migrations WHERE name = $1", &[name])?;
         match row {
-            Some(row) => {
-                let stored: i64 = row.get(0);
-                if stored != checksum(sql) {
-                    return Err(StoreError::MigrationChanged { name: name.to_string() });
-                }
-            }
+            Some(row) => unchanged(name, sql, row.get(0))?,
             None => {
                 tx.batch_execute(sql)?;
                 tx.execute("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", &[name, &checksum(sql)])?;
@@ -83,10 +87,7 @@ pub fn check_migrated(client: &mut Client) -> Result<(), StoreError> {
     for (name, sql) in MIGRATIONS {
         match applied.iter().find(|(n, _)| n == name) {
             None => return Err(StoreError::NotMigrated { name: name.to_string() }),
-            Some((_, sum)) if *sum != checksum(sql) => {
-                return Err(StoreError::MigrationChanged { name: name.to_string() })
-            }
-            Some(_) => {}
+            Some((_, sum)) => unchanged(name, sql, *sum)?,
         }
     }
     Ok(())
