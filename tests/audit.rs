@@ -9,9 +9,7 @@
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use domain::chain::{link, ChainRow};
-use integration::{
-    admin_url, bin, brokers, connect, fresh_db, produce, repo_root, spawn_ingest, stop, unique, wait_accounted,
-};
+use integration::{admin_url, bin, brokers, connect, fresh_db, produce_and_ingest, repo_root, unique};
 use postgres::{Client, NoTls};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
@@ -25,16 +23,8 @@ fn template() -> &'static (String, String) {
     TEMPLATE.get_or_init(|| {
         let url = fresh_db("audit_tpl").unwrap();
         let topic = unique("t.audit");
-        let totals = produce(
-            &url,
-            &topic,
-            &["--seed", "3", "--gpus", "8", "--tenants", "3", "--minutes", "15", "--partitions", "2"],
-        )
-        .unwrap();
-        let messages = totals["messages"].as_i64().unwrap();
-        let child = spawn_ingest(&url, &topic, &unique("g"), &[]).unwrap();
-        wait_accounted(&url, &topic, messages, Duration::from_secs(120)).unwrap();
-        stop(child).unwrap();
+        let args = ["--seed", "3", "--gpus", "8", "--tenants", "3", "--minutes", "15", "--partitions", "2"];
+        produce_and_ingest(&url, &topic, &args).unwrap();
         (url, topic)
     })
 }

@@ -8,8 +8,7 @@ use domain::billing::invoice::{InvoiceDoc, TYPE_CREDIT_NOTE};
 use domain::billing::rating::LineKind;
 use domain::billing::Period;
 use integration::{
-    connect, fresh_db, gpuledger, produce, repo_root, serial, spawn_ingest, stop, unique, validate_xrechnung,
-    wait_accounted,
+    connect, fresh_db, gpuledger, produce, produce_and_ingest, repo_root, serial, unique, validate_xrechnung,
 };
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -37,21 +36,8 @@ fn write_json(v: &serde_json::Value) -> String {
 
 /// Produces a slice of fleet usage and ingests it completely.
 fn usage(db: &str, topic: &str, seed: &str, gpus: &str, start: &str, minutes: &str) {
-    let totals =
-        produce(db, topic, &["--seed", seed, "--gpus", gpus, "--tenants", "5", "--start", start, "--minutes", minutes])
-            .unwrap();
-    let mut c = connect(db);
-    let before: i64 = c
-        .query_one(
-            "SELECT coalesce(sum(ledgered + duplicates + quarantined), 0)::bigint FROM ledger_streams WHERE topic = $1",
-            &[&topic],
-        )
-        .unwrap()
-        .get(0);
-    let expected = before + totals["messages"].as_i64().unwrap();
-    let ingest = spawn_ingest(db, topic, &unique("g"), &[]).unwrap();
-    wait_accounted(db, topic, expected, std::time::Duration::from_secs(120)).unwrap();
-    stop(ingest).unwrap();
+    let args = ["--seed", seed, "--gpus", gpus, "--tenants", "5", "--start", start, "--minutes", minutes];
+    produce_and_ingest(db, topic, &args).unwrap();
 }
 
 /// GPU-seconds per tenant and period in the hourly projection.

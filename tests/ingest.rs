@@ -3,7 +3,8 @@
 //! right reason, every good event ledgered once, no partition stalled, every offset accounted for.
 
 use integration::{
-    assert_exact, connect, fresh_db, produce, serial, spawn_ingest, stop, topic_messages, unique, wait_accounted,
+    assert_exact, connect, fresh_db, ingest_until, produce, serial, spawn_ingest, stop, topic_messages, unique,
+    wait_accounted,
 };
 use std::time::Duration;
 
@@ -43,9 +44,7 @@ fn bad_input_is_quarantined_and_everything_else_goes_on() {
     );
     let messages = totals["messages"].as_i64().unwrap();
     let dlq = format!("{topic}.dlq");
-    let child = spawn_ingest(&db, &topic, &unique("g"), &["--dead-letter-topic", &dlq]).unwrap();
-    wait_accounted(&db, &topic, messages, Duration::from_secs(180)).unwrap();
-    stop(child).unwrap();
+    ingest_until(&db, &topic, &unique("g"), &["--dead-letter-topic", &dlq], messages).unwrap();
     assert_exact(&db, &topic, &totals).unwrap();
     assert_eq!(topic_messages(&topic).unwrap(), messages, "the topic holds what was produced");
 
@@ -73,18 +72,14 @@ fn a_restarted_ingester_resumes_from_the_ledger_offsets() {
     let group = unique("g");
     let first = produce(&db, &topic, &["--seed", "5", "--gpus", "16", "--minutes", "300"]).unwrap();
     let n1 = first["messages"].as_i64().unwrap();
-    let child = spawn_ingest(&db, &topic, &group, &[]).unwrap();
-    wait_accounted(&db, &topic, n1, Duration::from_secs(120)).unwrap();
-    stop(child).unwrap();
+    ingest_until(&db, &topic, &group, &[], n1).unwrap();
     // More traffic for the next 300 minutes, then a new ingester in a NEW group: Kafka has no
     // committed offsets for it, so only the ledger's offsets keep it from re-reading.
     let second =
         produce(&db, &topic, &["--seed", "6", "--gpus", "16", "--minutes", "300", "--start", "2026-10-02T00:00:00Z"])
             .unwrap();
     let n2 = second["messages"].as_i64().unwrap();
-    let child = spawn_ingest(&db, &topic, &unique("other-group"), &[]).unwrap();
-    wait_accounted(&db, &topic, n1 + n2, Duration::from_secs(120)).unwrap();
-    stop(child).unwrap();
+    ingest_until(&db, &topic, &unique("other-group"), &[], n1 + n2).unwrap();
     let mut c = connect(&db);
     let dups: i64 = c.query_one("SELECT sum(duplicates)::bigint FROM ledger_streams", &[]).unwrap().get(0);
     assert_eq!(dups, 0, "nothing was read twice");
@@ -164,9 +159,7 @@ fn an_event_the_database_refuses_is_quarantined_alone_and_the_rest_goes_on() {
     let (messages, good) = (totals["messages"].as_i64().unwrap(), totals["good"].as_i64().unwrap());
     assert_eq!(messages, good, "{totals}");
     let dlq = format!("{topic}.dlq");
-    let child = spawn_ingest(&db, &topic, &unique("g"), &["--dead-letter-topic", &dlq]).unwrap();
-    wait_accounted(&db, &topic, messages, Duration::from_secs(120)).unwrap();
-    stop(child).unwrap();
+    ingest_until(&db, &topic, &unique("g"), &["--dead-letter-topic", &dlq], messages).unwrap();
 
     let mut c = connect(&db);
     let refused = c

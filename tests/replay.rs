@@ -6,9 +6,7 @@
 //! the ledger knew then; a tampered projection row (usage or invoice) must be reported by key.
 
 use domain::billing::invoice::TYPE_CREDIT_NOTE;
-use integration::{
-    bin, brokers, connect, fresh_db, produce, repo_root, serial, spawn_ingest, stop, unique, wait_accounted,
-};
+use integration::{bin, brokers, connect, fresh_db, produce_and_ingest, repo_root, serial, unique};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -56,20 +54,7 @@ fn write_json(v: &Value) -> String {
 
 /// Produces a slice of fleet usage, ingests it completely and returns the generator's totals.
 fn usage(db: &str, topic: &str, args: &[&str]) -> Value {
-    let totals = produce(db, topic, args).unwrap();
-    let mut c = connect(db);
-    let before: i64 = c
-        .query_one(
-            "SELECT coalesce(sum(ledgered + duplicates + quarantined), 0)::bigint FROM ledger_streams WHERE topic = $1",
-            &[&topic],
-        )
-        .unwrap()
-        .get(0);
-    let ingest = spawn_ingest(db, topic, &unique("g"), &[]).unwrap();
-    wait_accounted(db, topic, before + totals["messages"].as_i64().unwrap(), std::time::Duration::from_secs(120))
-        .unwrap();
-    stop(ingest).unwrap();
-    totals
+    produce_and_ingest(db, topic, args).unwrap()
 }
 
 /// `replayed_totals` of a replay's JSON as (tenant, SKU) -> GPU-seconds.

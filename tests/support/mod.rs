@@ -98,6 +98,28 @@ pub fn spawn_ingest(db_url: &str, topic: &str, group: &str, args: &[&str]) -> Re
         .spawn()?)
 }
 
+/// How long the helpers below wait for an ingester to account for every offset.
+const INGEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Runs `gpuledger ingest` (in `group`, with these extra arguments) until `expected` offsets of
+/// `topic` are accounted for, then stops it; also when the wait failed, whose error it returns.
+pub fn ingest_until(db_url: &str, topic: &str, group: &str, args: &[&str], expected: i64) -> Result<()> {
+    let child = spawn_ingest(db_url, topic, group, args)?;
+    let waited = wait_accounted(db_url, topic, expected, INGEST_TIMEOUT);
+    stop(child)?;
+    waited
+}
+
+/// Produces usage to `topic` (`gpuledger produce` with these arguments) and ingests all of it in
+/// a new group; returns the producer's totals.
+pub fn produce_and_ingest(db_url: &str, topic: &str, args: &[&str]) -> Result<Value> {
+    let before = accounted(&mut connect(db_url), topic)?;
+    let totals = produce(db_url, topic, args)?;
+    let produced = totals["messages"].as_i64().context("the producer's totals name no message count")?;
+    ingest_until(db_url, topic, &unique("g"), &[], before + produced)?;
+    Ok(totals)
+}
+
 /// Runs `gpuledger ingest` on `topic` with these extra arguments and expects it to give up on
 /// its own within `timeout` (panics with `waiting` otherwise) and to fail; returns its stderr.
 pub fn ingest_expecting_failure(db_url: &str, topic: &str, args: &[&str], timeout: Duration, waiting: &str) -> String {
