@@ -551,6 +551,29 @@ is_our_broker() {
     return 1
 }
 
+# Is PID a live process? Unlike is_our_broker this does not read the command line, which reads
+# empty while a process execs (bash -> nohup -> java) and while it exits. A zombie main thread
+# counts as alive while other threads of the process still run (they hold its files and ports).
+pid_alive() {
+    local pid="$1" stat
+    local -a tasks=()
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    case "${stat%% *}" in
+        "") return 1 ;;
+        Z|X) tasks=("/proc/$pid/task"/*); (( ${#tasks[@]} > 1 )) ;;
+        *) return 0 ;;
+    esac
+}
+
+# The broker we started (or adopted) is still starting or running: the pid in $KPID is alive.
+kafka_starting() {
+    local pid
+    pid="$(cat "$KPID" 2>/dev/null || true)"
+    pid_alive "$pid" || kafka_pid >/dev/null
+}
+
 kafka_pid() {
     local pid p
     if [[ -f "$KPID" ]]; then
@@ -617,7 +640,8 @@ kafka_start() {
 }
 
 kafka_dump_logs() {
-    { echo "--- tail $KDIR/broker.log"; tail -n 30 "$KDIR/broker.log" 2>/dev/null || true
+    { echo "--- last errors in $KDIR/broker.log"; grep -E '(ERROR|FATAL) ' "$KDIR/broker.log" 2>/dev/null | tail -n 10 || true
+      echo "--- tail $KDIR/broker.log"; tail -n 30 "$KDIR/broker.log" 2>/dev/null || true
       echo "--- tail $KDIR/broker.out"; tail -n 30 "$KDIR/broker.out" 2>/dev/null || true; } >&2
 }
 
@@ -625,7 +649,7 @@ kafka_dump_logs() {
 kafka_wait_ready() {
     local full="${1:-}" deadline=$((SECONDS + WAIT_SECS))
     until tcp_open "$KAFKA_PORT"; do
-        kafka_pid >/dev/null || { kafka_dump_logs; die "Kafka broker exited during startup"; }
+        kafka_starting || { kafka_dump_logs; die "Kafka broker exited during startup"; }
         (( SECONDS < deadline )) || { kafka_dump_logs; die "Kafka did not listen on $KAFKA_BROKERS within ${WAIT_SECS}s"; }
         sleep 0.2
     done
@@ -634,7 +658,7 @@ kafka_wait_ready() {
     kafka_write_tools_config
     until kafka_admin org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BROKERS" \
             --command-config "$KDIR/admin.properties" --list >/dev/null 2>"$KDIR/ready-check.err"; do
-        kafka_pid >/dev/null || { kafka_dump_logs; die "Kafka broker exited during startup"; }
+        kafka_starting || { kafka_dump_logs; die "Kafka broker exited during startup"; }
         (( SECONDS < deadline )) || { cat "$KDIR/ready-check.err" >&2; kafka_dump_logs
                                       die "Kafka on $KAFKA_BROKERS did not answer TopicCommand --list within ${WAIT_SECS}s"; }
         sleep 0.5
@@ -668,7 +692,9 @@ kafka_stop() {
     log "stopping Kafka broker (pid $pid, SIG$sig)"
     kill -s "$sig" "$pid" 2>/dev/null || true
     deadline=$((SECONDS + 120))
-    while [[ -d "/proc/$pid" ]] && is_our_broker "$pid"; do
+    # Until the process is gone, not only until its command line stops naming the broker: an
+    # exiting process loses its command line before it closes its files (the log dir's lock).
+    while pid_alive "$pid"; do
         if (( SECONDS >= deadline )); then
             log "broker still running after 120 s: SIGKILL"
             kill -s KILL "$pid" 2>/dev/null || true

@@ -81,7 +81,7 @@ fn twenty_sigkills_during_two_hundred_thousand_events() {
 /// more usage produced after the restart is ingested by the same process, exactly once with what
 /// came before. (The second part makes sure the run goes on after the restart, however fast the
 /// first part went.)
-fn restart_mid_run(name: &str, seeds: [&str; 2], restart: &str) {
+fn restart_mid_run(name: &str, seeds: [&str; 2], restart: &[&str]) {
     let db = fresh_db(name).unwrap();
     let topic = unique(&format!("t.{name}"));
     let part = |seed: &str, start: &str| {
@@ -103,13 +103,20 @@ fn restart_mid_run(name: &str, seeds: [&str; 2], restart: &str) {
 #[test]
 fn postgres_restart_mid_run() {
     let _serial = serial();
-    restart_mid_run("pg_restart", ["22", "32"], "restart-pg");
+    restart_mid_run("pg_restart", ["22", "32"], &["restart-pg"]);
 }
 
 #[test]
 fn kafka_broker_restart_mid_run() {
     let _serial = serial();
-    restart_mid_run("kafka_restart", ["23", "33"], "restart-kafka");
+    restart_mid_run("kafka_restart", ["23", "33"], &["restart-kafka"]);
+}
+
+/// The broker dies without a clean shutdown (SIGKILL) and recovers its logs on start.
+#[test]
+fn kafka_broker_killed_mid_run() {
+    let _serial = serial();
+    restart_mid_run("kafka_kill", ["25", "35"], &["restart-kafka", "kill"]);
 }
 
 #[test]

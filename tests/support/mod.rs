@@ -305,11 +305,11 @@ pub fn merge_totals(a: &Value, b: &Value) -> Value {
     })
 }
 
-/// Runs scripts/services.sh with a subcommand (restart-pg, restart-kafka, ...).
-pub fn services(cmd: &str) -> Result<()> {
-    let status = Command::new("bash").arg(repo_root().join("scripts/services.sh")).arg(cmd).status()?;
+/// Runs scripts/services.sh with a subcommand and its arguments (restart-pg, restart-kafka kill, ...).
+pub fn services(args: &[&str]) -> Result<()> {
+    let status = Command::new("bash").arg(repo_root().join("scripts/services.sh")).args(args).status()?;
     if !status.success() {
-        bail!("services.sh {cmd} failed");
+        bail!("services.sh {} failed", args.join(" "));
     }
     Ok(())
 }
