@@ -551,20 +551,31 @@ is_our_broker() {
     return 1
 }
 
-# Is PID a live process? Unlike is_our_broker this does not read the command line, which reads
-# empty while a process execs (bash -> nohup -> java) and while it exits. A zombie main thread
-# counts as alive while other threads of the process still run (they hold its files and ports).
+# Is PID a live process (and, given START, still the one that started then)? Unlike
+# is_our_broker this does not read the command line, which reads empty while a process execs
+# (bash -> nohup -> java) and while it exits. A zombie main thread counts as alive while other
+# threads of the process still run (they hold its files and ports).
 pid_alive() {
-    local pid="$1" stat
-    local -a tasks=()
+    local pid="$1" start="${2:-}" stat
+    local -a fields=() tasks=()
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
-    stat="${stat##*) }"
-    case "${stat%% *}" in
+    read -r -a fields <<<"${stat##*) }" # fields[0] is the state (field 3), fields[19] the start time (22)
+    [[ -z "$start" || "${fields[19]:-}" == "$start" ]] || return 1
+    case "${fields[0]:-}" in
         "") return 1 ;;
         Z|X) tasks=("/proc/$pid/task"/*); (( ${#tasks[@]} > 1 )) ;;
         *) return 0 ;;
     esac
+}
+
+# When PID started (clock ticks after boot): with its pid, it names one process, never a later one.
+pid_start() {
+    local stat
+    local -a fields=()
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    read -r -a fields <<<"${stat##*) }"
+    echo "${fields[19]}"
 }
 
 # The broker we started (or adopted) is still starting or running: the pid in $KPID is alive.
@@ -682,19 +693,21 @@ kafka_up() {
 }
 
 kafka_stop() {
-    local how="${1:-term}" pid sig deadline
+    local how="${1:-term}" pid sig deadline start
     case "$how" in term) sig=TERM;; kill) sig=KILL;; *) die "stop mode must be term or kill, not '$how'";; esac
     if ! pid="$(kafka_pid)"; then
         log "Kafka broker is not running"
         rm -f "$KPID"
         return 0
     fi
+    start="$(pid_start "$pid")" || start=""
     log "stopping Kafka broker (pid $pid, SIG$sig)"
     kill -s "$sig" "$pid" 2>/dev/null || true
     deadline=$((SECONDS + 120))
     # Until the process is gone, not only until its command line stops naming the broker: an
     # exiting process loses its command line before it closes its files (the log dir's lock).
-    while pid_alive "$pid"; do
+    # Its start time keeps a later process that gets the same pid from being waited for (or killed).
+    while pid_alive "$pid" "$start"; do
         if (( SECONDS >= deadline )); then
             log "broker still running after 120 s: SIGKILL"
             kill -s KILL "$pid" 2>/dev/null || true
