@@ -597,19 +597,18 @@ enum Known<'a> {
     Id(Option<[u8; 32]>),
 }
 
-/// Event id -> what each tenant's event with that id is known as (see `Known`).
-/// What each (event id, tenant) is known as; the first entry for a key stands.
+/// What each (event id, tenant) is known as (see `Known`); the first entry for a key stands.
 type References<'a> = FxHashMap<(Uuid, Cow<'a, str>), Known<'a>>;
 
 /// An event id in `ledger_event_ids`: its tenant, the id, the fingerprint where one is kept.
 type StoredId = (String, Uuid, Option<[u8; 32]>);
 
-/// Which of these (tenant, event id) pairs `ledger_event_ids` holds.
 /// The key of an event in `References`.
 fn key(e: &UsageRecorded) -> (Uuid, Cow<'_, str>) {
     (e.event_id, Cow::Borrowed(e.tenant_id.as_str()))
 }
 
+/// Which of these (tenant, event id) pairs `ledger_event_ids` holds.
 fn stored_ids(tx: &mut postgres::Transaction<'_>, keys: &[(&str, Uuid)]) -> Result<Vec<StoredId>, StoreError> {
     let mut out = Vec::new();
     if keys.is_empty() {

@@ -77,14 +77,8 @@ pub fn rows_for(events: Vec<UsageRecorded>, streams: usize) -> Vec<Vec<LedgerRow
 }
 
 /// Binary COPY of `rows` into `ledger_events` (the ingester's own COPY), one transaction per
-/// `batch` rows. Returns the time spent in COPY and COMMIT only.
-pub fn copy_rows(client: &mut Client, rows: &[LedgerRow], batch: usize) -> Result<Duration, StoreError> {
-    ensure_months_for(client, rows.iter().map(|r| r.event.interval_start))?;
-    copy_chunks(client, rows, batch)
-}
-
-/// The timed part of [`copy_rows`]: the months must exist already.
-fn copy_chunks(client: &mut Client, rows: &[LedgerRow], batch: usize) -> Result<Duration, StoreError> {
+/// `batch` rows; the months must exist already. Returns the time spent in COPY and COMMIT.
+fn copy_rows(client: &mut Client, rows: &[LedgerRow], batch: usize) -> Result<Duration, StoreError> {
     let start = Instant::now();
     for chunk in rows.chunks(batch.max(1)) {
         let mut tx = client.transaction()?;
@@ -114,7 +108,7 @@ pub fn copy_rows_parallel(
     let start = Instant::now();
     std::thread::scope(|scope| {
         let handles: Vec<_> =
-            clients.iter_mut().zip(streams).map(|(c, rows)| scope.spawn(move || copy_chunks(c, rows, batch))).collect();
+            clients.iter_mut().zip(streams).map(|(c, rows)| scope.spawn(move || copy_rows(c, rows, batch))).collect();
         for h in handles {
             h.join().map_err(|_| StoreError::Invariant("a COPY session panicked".into()))??;
         }
