@@ -221,10 +221,14 @@ fn connect_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Re
 }
 
 /// A writer's two connections (see `store::append::LedgerWriter`), retried until both open.
-fn writer_until_up(url: &str, stop: &AtomicBool, stats: &mut IngestStats) -> Result<Option<LedgerWriter>, IngestError> {
+fn connections_until_up(
+    url: &str,
+    stop: &AtomicBool,
+    stats: &mut IngestStats,
+) -> Result<Option<(Client, Client)>, IngestError> {
     let Some(db) = connect_until_up(url, stop, stats)? else { return Ok(None) };
     let Some(check) = connect_until_up(url, stop, stats)? else { return Ok(None) };
-    Ok(Some(LedgerWriter::new(db, check)))
+    Ok(Some((db, check)))
 }
 
 /// The writer asks the poller to move a partition to the ledger's next offset.
@@ -260,10 +264,10 @@ pub fn consume(cfg: &IngestConfig) -> Result<IngestStats, IngestError> {
     // One commit log for all writers: each checks the others' commits in memory at commit time.
     let commits = Arc::new(store::append::CommitLog::default());
     for _ in 0..writers {
-        let Some(w) = writer_until_up(&cfg.database_url, &cfg.stop, &mut stats)? else {
+        let Some((db, check)) = connections_until_up(&cfg.database_url, &cfg.stop, &mut stats)? else {
             return Ok(stats);
         };
-        dbs.push(w.with_commit_log(commits.clone()));
+        dbs.push(LedgerWriter::new(db, check).with_commit_log(commits.clone()));
     }
     // As the writer role: in production the login role is only a member of it.
     store::check_migrated(&mut dbs[0].db)?;
@@ -674,8 +678,8 @@ impl Writer<'_> {
         std::thread::sleep(*backoff);
         *backoff = (*backoff * 2).min(Duration::from_secs(5));
         if self.db.is_closed() {
-            match writer_until_up(&self.cfg.database_url, &self.cfg.stop, &mut self.stats)? {
-                Some(w) => *self.db = w.with_commit_log(self.db.commit_log()),
+            match connections_until_up(&self.cfg.database_url, &self.cfg.stop, &mut self.stats)? {
+                Some((db, check)) => self.db.reconnect(db, check),
                 None => return Ok(false),
             }
         }

@@ -521,8 +521,10 @@ impl LedgerWriter {
         self
     }
 
-    pub fn commit_log(&self) -> Arc<CommitLog> {
-        self.commits.clone()
+    /// Starts again on new connections (the old ones were lost), still sharing its commit log.
+    pub fn reconnect(&mut self, db: Client, check: Client) {
+        let commits = self.commits.clone();
+        *self = LedgerWriter::new(db, check).with_commit_log(commits);
     }
 
     /// Either connection lost: open both again.
