@@ -387,15 +387,17 @@ fn partition_name(month: NaiveDate) -> String {
 /// Which clock a commit number was read from: the clock table (a database recreated or restored
 /// by dump has a new one) on one run of the server (a restart, a failover or a restore from a
 /// backup starts a new one). A number means the same commit only on the same clock. Read with
-/// every number, in the same statement, so that a connection kept open by a proxy across a
-/// failover cannot pass off the old clock's numbers as the new one's.
+/// every number a commit takes, in the same statement, so that a connection kept open by a proxy
+/// across a failover cannot pass off the old clock's numbers as the new one's. (The transaction's
+/// earlier reading, `seen`, is on the same clock: a transaction never outlives its server run,
+/// and that reading holds the clock table against a DROP until the commit.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Server {
     clock: u32,
     started: DateTime<Utc>,
 }
 
-/// The clock's columns read with every number: see [`Server`].
+/// The clock's columns read with a commit's number: see [`Server`].
 const CLOCK: &str = "commits, tableoid, pg_postmaster_start_time()";
 
 fn clock_of(row: &postgres::Row) -> (i64, Server) {
@@ -812,7 +814,7 @@ fn append_once(
 
     let t_fence = t0.elapsed();
     // Every commit up to this number is seen by the reads below (step 5 checks those after it).
-    let (seen, seen_on) = clock_of(&tx.query_one(&format!("SELECT {CLOCK} FROM ledger_commit_clock"), &[])?);
+    let seen: i64 = tx.query_one("SELECT commits FROM ledger_commit_clock", &[])?.get(0);
     // 2. What the ledger already holds for this batch: the committed GPU time its events touch,
     //    with the ids and content of those rows, and which of its event ids are in
     //    `ledger_event_ids` — every one when serial, else only those of events whose GPU time is
@@ -1079,7 +1081,7 @@ fn append_once(
     let check = match mode {
         Mode::Serial => CommitCheck::Serial,
         Mode::Optimistic => {
-            let known = if seen_on == server { w.commits.between(&server, seen, number - 1) } else { None };
+            let known = w.commits.between(&server, seen, number - 1);
             let (check, raced) = match known {
                 Some(others) => (
                     CommitCheck::InMemory,
