@@ -81,7 +81,7 @@ fn hour_parts(e: &UsageRecorded) -> impl Iterator<Item = (DateTime<Utc>, Decimal
         .map(|(i, (hour, seconds))| (hour, seconds, i == 0))
 }
 
-/// The hourly projection of a batch of events, keyed by borrowed names (no allocation per
+/// The hourly projection of a batch of events, keyed by borrowed names (no owned key per
 /// event): the ingester's per-batch fold. `into_owned` gives the same `HourlyUsage` as applying
 /// each event with `HourlyUsage::apply`.
 #[derive(Debug, Default)]
