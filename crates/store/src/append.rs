@@ -888,21 +888,25 @@ fn append_once(
 
     // 4. Append: event ids first (a known id fails here, before the big write), then the chained
     //    rows, the projection, the quarantine, the stream heads and offsets.
-    let ledgered_ids: Vec<(&str, Uuid)> = ordered
+    let mut ledgered_ids: Vec<(Uuid, &str)> = ordered
         .iter()
         .zip(&fates)
         .flat_map(|(b, f)| b.messages.iter().zip(f))
         .filter_map(|(m, f)| match (f, &m.verdict) {
-            (Fate::Ledger, Ok(e)) => Some((e.tenant_id.as_str(), e.event_id)),
+            (Fate::Ledger, Ok(e)) => Some((e.event_id, e.tenant_id.as_str())),
             _ => None,
         })
         .collect();
+    // In key order (uuid and "C" text both compare bytewise, in Rust as in PostgreSQL): each insert
+    // lands next to the previous one in the key's btree, and time-ordered ids at its right edge.
+    // Six rounds side by side: 4 % less PostgreSQL CPU per batch (docs/benchmarks.md).
+    ledgered_ids.sort_unstable();
     if !ledgered_ids.is_empty() {
         // No fingerprint: a later copy of the event is told apart by its content (see `Known`).
         let types = [Type::UUID, Type::TEXT];
         let mut w =
             BinaryCopy::start(&mut tx, "COPY ledger_event_ids (event_id, tenant_id) FROM STDIN BINARY", &types)?;
-        for (tenant, id) in &ledgered_ids {
+        for (id, tenant) in &ledgered_ids {
             w.write(&[id, tenant])?;
         }
         w.finish()?;
