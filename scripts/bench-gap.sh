@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Where the ingester's distance to two COPY sessions goes (docs/benchmarks.md, "The gap to two COPY
+# sessions"). In one run, per round and fleet, side by side on the same 1,000,000-event topic:
+#   - `gpuledger ingest` as built from this checkout;
+#   - the same ingester with its GPU-time probe off, with its event-id key off, and with both off:
+#     a measurement build (scripts/bench-gap.patch applied to a temporary worktree of HEAD, built
+#     into target/bench-gap), never a switch of the product: without them it would bill a GPU-second
+#     twice and could not tell a redelivered event from a new one;
+#   - PostgreSQL's ceiling, `gpuledger bench copy` with one session and with two.
+# Each step gets a fresh database and a CHECKPOINT first, and reports events/s and the CPU time
+# PostgreSQL's processes used for it (all backends and background processes, from /proc).
+# Usage: bash scripts/bench-gap.sh [ROUNDS] [N]      (defaults 3 and 1000000)
+# The first run builds the measurement binary from scratch (several minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+N=${2:-1000000}
+bash scripts/services.sh up >/dev/null
+eval "$(bash scripts/services.sh env)"
+cargo build --release -p gpuledger 2>/dev/null
+B=$PWD/target/release/gpuledger
+
+WT=$(mktemp -d /tmp/gpuledger-gap.XXXXXX)
+cleanup() { git worktree remove --force "$WT" >/dev/null 2>&1 || true; rm -rf "$WT"; }
+trap cleanup EXIT
+git worktree add --detach --force "$WT" HEAD >/dev/null 2>&1
+git -C "$WT" apply "$PWD/scripts/bench-gap.patch" || {
+    echo "scripts/bench-gap.patch no longer applies to crates/store/src/append.rs; update it" >&2
+    exit 1
+}
+echo "building the measurement binary (target/bench-gap) ..."
+CARGO_TARGET_DIR=$PWD/target/bench-gap cargo build --release -p gpuledger --manifest-path "$WT/Cargo.toml" 2>/dev/null
+X=$PWD/target/bench-gap/release/gpuledger
+
+ADMIN=${GPULEDGER_DATABASE_URL%/*}/postgres
+DB=${GPULEDGER_DATABASE_URL%/*}/bench_gap
+PM=$(head -1 .services/pg/postmaster.pid)
+# CPU ticks of the whole cluster: the postmaster with its reaped children, plus the live ones.
+pg_ticks() {
+    local t c
+    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$PM/stat")
+    for c in $(cat "/proc/$PM/task/$PM/children"); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+TICK=$(getconf CLK_TCK)
+fresh() {
+    psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS bench_gap" -c "CREATE DATABASE bench_gap" >/dev/null
+    GPULEDGER_DATABASE_URL=$DB $B migrate >/dev/null
+    psql -q "$ADMIN" -c CHECKPOINT >/dev/null
+}
+# step NAME COMMAND...: runs one timed step on a fresh database, prints its rate and PostgreSQL's CPU.
+step() {
+    local name=$1 a b rate
+    shift
+    fresh
+    a=$(pg_ticks)
+    rate=$(GPULEDGER_DATABASE_URL=$DB "$@" 2>/dev/null | grep -oE '= [0-9]+ (messages|rows)/s' | grep -oE '[0-9]+')
+    b=$(pg_ticks)
+    printf '%-26s %9s /s   PostgreSQL CPU %s s\n' "$name" "$rate" \
+        "$(awk -v t=$((b - a)) -v h="$TICK" 'BEGIN { printf "%.2f", t / h }')"
+}
+
+RUN=$(date +%s)
+echo "== where the gap to two COPY sessions goes, $(nproc) cores, $(date -u +%FT%TZ), N=$N, $ROUNDS rounds"
+for fleet in "96 20" "10000 50"; do
+    read -r GPUS TENANTS <<<"$fleet"
+    FLEET=(--seed 1 --gpus "$GPUS" --tenants "$TENANTS" --start 2026-06-01T00:00:00Z --minutes 40000)
+    TOPIC=bench-gap.$RUN.$GPUS
+    $B produce --topic "$TOPIC" "${FLEET[@]}" --limit "$N" >/dev/null
+    for r in $(seq 1 "$ROUNDS"); do
+        echo "---- fleet: $GPUS GPUs, $TENANTS tenants, round $r, $(date -u +%T)"
+        ingest=(ingest --topic "$TOPIC" --idle-exit-secs 3)
+        step "ingest (main)" $B "${ingest[@]}" --group "gap.$RUN.$GPUS.$r.main"
+        step "ingest, no GPU-time probe" env GAP_NO_PROBE=1 $X "${ingest[@]}" --group "gap.$RUN.$GPUS.$r.p"
+        step "ingest, no event-id key" env GAP_NO_IDS=1 $X "${ingest[@]}" --group "gap.$RUN.$GPUS.$r.i"
+        step "ingest, neither" env GAP_NO_PROBE=1 GAP_NO_IDS=1 $X "${ingest[@]}" --group "gap.$RUN.$GPUS.$r.n"
+        step "COPY, 1 session" $B bench copy "${FLEET[@]}" --limit "$N" --sessions 1
+        step "COPY, 2 sessions" $B bench copy "${FLEET[@]}" --limit "$N" --sessions 2
+    done
+    bash scripts/services.sh kafka-class org.apache.kafka.tools.TopicCommand --bootstrap-server "$GPULEDGER_KAFKA_BROKERS" \
+        --delete --topic "$TOPIC" >/dev/null 2>&1 || true
+done
+psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS bench_gap" >/dev/null
