@@ -29,7 +29,11 @@ git -C "$WT" apply "$PWD/scripts/bench-gap.patch" || {
     exit 1
 }
 echo "building the measurement binary (target/bench-gap) ..."
-CARGO_TARGET_DIR=$PWD/target/bench-gap cargo build --release -p gpuledger --manifest-path "$WT/Cargo.toml" 2>/dev/null
+if ! CARGO_TARGET_DIR=$PWD/target/bench-gap cargo build --release -p gpuledger --manifest-path "$WT/Cargo.toml" \
+    >"$WT/build.log" 2>&1; then
+    tail -30 "$WT/build.log" >&2
+    exit 1
+fi
 X=$PWD/target/bench-gap/release/gpuledger
 
 ADMIN=${GPULEDGER_DATABASE_URL%/*}/postgres
