@@ -20,13 +20,14 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use domain::chain::{link, ChainRow};
 use domain::projection::BatchHourly;
 use domain::usage::{Rejection, RejectionCode, UsageRecorded, LEDGER_KIND, LEDGER_VERSION};
+use parking_lot::Mutex;
 use postgres::types::{ToSql, Type};
 use postgres::Client;
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A partition this ingester claimed: the epoch fences every older claim.
@@ -459,7 +460,7 @@ impl CommitLog {
         n: i64,
         written: Written,
     ) -> Result<(), StoreError> {
-        let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = self.0.lock();
         tx.commit()?;
         let (s, commits) = log.get_or_insert_with(|| (server.clone(), BTreeMap::new()));
         if s != server {
@@ -480,17 +481,7 @@ impl CommitLog {
         }
         // The log is locked across a commit (see `commit`); a commit that hangs (its answer lost
         // in the network) must not stop this writer, which then probes the index instead.
-        let deadline = std::time::Instant::now() + LOG_WAIT;
-        let log = loop {
-            match self.0.try_lock() {
-                Ok(log) => break log,
-                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_micros(200))
-                }
-                Err(std::sync::TryLockError::WouldBlock) => return None,
-            }
-        };
+        let log = self.0.try_lock_for(LOG_WAIT)?;
         let (s, commits) = log.as_ref()?;
         if s != server || upto - after > COMMITS_KEPT as i64 {
             return None;
@@ -1191,12 +1182,7 @@ mod tests {
         assert_eq!(log.between(&one, 5, 5).map(|v| v.len()), Some(0));
         // A commit the log never saw: unknown.
         assert!(log.between(&one, 5, 6).is_none());
-        log.0
-            .lock()
-            .unwrap()
-            .get_or_insert_with(|| (one.clone(), BTreeMap::new()))
-            .1
-            .insert(6, Arc::new(Written::of(&t)));
+        log.0.lock().get_or_insert_with(|| (one.clone(), BTreeMap::new())).1.insert(6, Arc::new(Written::of(&t)));
         let known = log.between(&one, 5, 6).expect("commit 6 is known");
         assert!(known[0].overlaps(&Uuid::from_u128(7), at(0), at(2)));
         assert!(!known[0].overlaps(&Uuid::from_u128(8), at(0), at(2)));
@@ -1204,7 +1190,7 @@ mod tests {
         assert!(log.between(&one, 5, 7).is_none());
         // A log held by a commit that does not come back: unknown after a short wait, not stuck.
         {
-            let _held = log.0.lock().unwrap();
+            let _held = log.0.lock();
             assert!(log.between(&one, 5, 6).is_none());
         }
         // Another server run (or database) numbers its commits anew: nothing is known there.
