@@ -398,11 +398,14 @@ struct Server {
     started: DateTime<Utc>,
 }
 
-/// The clock's columns read with a commit's number: see [`Server`].
-const CLOCK: &str = "commits, tableoid, pg_postmaster_start_time()";
-
-fn clock_of(row: &postgres::Row) -> (i64, Server) {
-    (row.get(0), Server { clock: row.get::<_, postgres::types::Oid>(1), started: row.get(2) })
+/// Numbers the transaction's commit on the commit clock: the number, with the clock it is on (see
+/// [`Server`]), read in the same statement.
+fn number_commit(tx: &mut postgres::Transaction<'_>) -> Result<(i64, Server), StoreError> {
+    let row = tx.query_one(
+        "UPDATE ledger_commit_clock SET commits = commits + 1 RETURNING commits, tableoid, pg_postmaster_start_time()",
+        &[],
+    )?;
+    Ok((row.get(0), Server { clock: row.get::<_, postgres::types::Oid>(1), started: row.get(2) }))
 }
 
 /// The GPU time one commit wrote: `(gpu, start, end)` sorted, disjoint per GPU. The log keeps
@@ -1072,9 +1075,7 @@ fn append_once(
     if mode == Mode::Optimistic {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COMMIT_LOCK])?;
     }
-    let (number, server) = clock_of(
-        &tx.query_one(&format!("UPDATE ledger_commit_clock SET commits = commits + 1 RETURNING {CLOCK}"), &[])?,
-    );
+    let (number, server) = number_commit(&mut tx)?;
     let check = match mode {
         Mode::Serial => CommitCheck::Serial,
         Mode::Optimistic => {
