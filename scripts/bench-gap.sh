@@ -15,10 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 N=${2:-1000000}
-bash scripts/services.sh up >/dev/null
-eval "$(bash scripts/services.sh env)"
-cargo build --release -p gpuledger 2>/dev/null
-B=$PWD/target/release/gpuledger
+source scripts/bench-common.sh
 
 WT=$(mktemp -d /tmp/gpuledger-gap.XXXXXX)
 cleanup() { git worktree remove --force "$WT" >/dev/null 2>&1 || true; rm -rf "$WT"; }
@@ -36,8 +33,6 @@ if ! CARGO_TARGET_DIR=$PWD/target/bench-gap cargo build --release -p gpuledger -
 fi
 X=$PWD/target/bench-gap/release/gpuledger
 
-ADMIN=${GPULEDGER_DATABASE_URL%/*}/postgres
-DB=${GPULEDGER_DATABASE_URL%/*}/bench_gap
 PM=$(head -1 .services/pg/postmaster.pid)
 # CPU ticks of the whole cluster: the postmaster with its reaped children, plus the live ones.
 pg_ticks() {
@@ -49,16 +44,12 @@ pg_ticks() {
     echo "$t"
 }
 TICK=$(getconf CLK_TCK)
-fresh() {
-    psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS bench_gap" -c "CREATE DATABASE bench_gap" >/dev/null
-    GPULEDGER_DATABASE_URL=$DB $B migrate >/dev/null
-    psql -q "$ADMIN" -c CHECKPOINT >/dev/null
-}
 # step NAME COMMAND...: runs one timed step on a fresh database, prints its rate and PostgreSQL's CPU.
 step() {
     local name=$1 a b rate
     shift
-    fresh
+    DB=$(fresh_db bench_gap)
+    settle
     a=$(pg_ticks)
     rate=$(GPULEDGER_DATABASE_URL=$DB "$@" 2>/dev/null | grep -oE '= [0-9]+ (messages|rows)/s' | grep -oE '[0-9]+')
     b=$(pg_ticks)
@@ -68,9 +59,9 @@ step() {
 
 RUN=$(date +%s)
 echo "== where the gap to two COPY sessions goes, $(nproc) cores, $(date -u +%FT%TZ), N=$N, $ROUNDS rounds"
-for fleet in "96 20" "10000 50"; do
-    read -r GPUS TENANTS <<<"$fleet"
-    FLEET=(--seed 1 --gpus "$GPUS" --tenants "$TENANTS" --start 2026-06-01T00:00:00Z --minutes 40000)
+for f in "${FLEETS[@]}"; do
+    read -r GPUS TENANTS <<<"$f"
+    fleet "$GPUS" "$TENANTS"
     TOPIC=bench-gap.$RUN.$GPUS
     $B produce --topic "$TOPIC" "${FLEET[@]}" --limit "$N" >/dev/null
     for r in $(seq 1 "$ROUNDS"); do
@@ -83,7 +74,6 @@ for fleet in "96 20" "10000 50"; do
         step "COPY, 1 session" $B bench copy "${FLEET[@]}" --limit "$N" --sessions 1
         step "COPY, 2 sessions" $B bench copy "${FLEET[@]}" --limit "$N" --sessions 2
     done
-    bash scripts/services.sh kafka-class org.apache.kafka.tools.TopicCommand --bootstrap-server "$GPULEDGER_KAFKA_BROKERS" \
-        --delete --topic "$TOPIC" >/dev/null 2>&1 || true
+    drop_topic "$TOPIC"
 done
 psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS bench_gap" >/dev/null

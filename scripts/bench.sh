@@ -16,24 +16,13 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 NAIVE=${2:-20000}
 IDS=${EVENT_IDS:-v7}
-bash scripts/services.sh up >/dev/null
-eval "$(bash scripts/services.sh env)"
-cargo build --release -p gpuledger 2>/dev/null
-B=target/release/gpuledger
-ADMIN=${GPULEDGER_DATABASE_URL%/*}/postgres
+source scripts/bench-common.sh
 RUN=$(date +%s)
-fresh_db() {
-    psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
-    GPULEDGER_DATABASE_URL=${GPULEDGER_DATABASE_URL%/*}/$1 $B migrate >/dev/null
-    echo "${GPULEDGER_DATABASE_URL%/*}/$1"
-}
-# Every timed run starts from a checkpoint, so that none of them pays for another's dirty pages.
-settle() { psql -q "$ADMIN" -c CHECKPOINT >/dev/null; }
 echo "== gpuledger ingest benchmark, $(nproc) cores, $(date -u +%FT%TZ), N=$N, event ids $IDS"
-for fleet in "96 20" "10000 50"; do
-    read -r GPUS TENANTS <<<"$fleet"
-    # The generator stops at N; --minutes only bounds the period.
-    FLEET=(--seed 1 --gpus "$GPUS" --tenants "$TENANTS" --start 2026-06-01T00:00:00Z --minutes 40000 --event-ids "$IDS")
+for f in "${FLEETS[@]}"; do
+    read -r GPUS TENANTS <<<"$f"
+    fleet "$GPUS" "$TENANTS"
+    FLEET+=(--event-ids "$IDS")
     echo "---- fleet: $GPUS GPUs, $TENANTS tenants"
     for n in "$N" "$((N / 10))"; do
         DB=$(fresh_db bench_e2e)
@@ -42,8 +31,7 @@ for fleet in "96 20" "10000 50"; do
         echo "-- end to end, backlog of $n events in Kafka:"
         settle
         GPULEDGER_DATABASE_URL=$DB $B ingest --topic "$TOPIC" --group "bench.$RUN.$GPUS.$n" --idle-exit-secs 3 2>/dev/null
-        bash scripts/services.sh kafka-class org.apache.kafka.tools.TopicCommand --bootstrap-server "$GPULEDGER_KAFKA_BROKERS" \
-            --delete --topic "$TOPIC" >/dev/null 2>&1 || true
+        drop_topic "$TOPIC"
     done
     for sessions in 1 2; do
         DB=$(fresh_db bench_copy)

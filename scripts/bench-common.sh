@@ -1,0 +1,33 @@
+# Sourced by the ingest benchmarks (bench.sh, bench-gap.sh), from the repository root: the
+# services, the release binary, the two fleets they measure, fresh databases.
+bash scripts/services.sh up >/dev/null
+eval "$(bash scripts/services.sh env)"
+cargo build --release -p gpuledger 2>/dev/null
+B=$PWD/target/release/gpuledger
+ADMIN=${GPULEDGER_DATABASE_URL%/*}/postgres
+
+# The fleets, as "GPUS TENANTS": the 96 GPUs and 20 tenants every ingest benchmark has used, and
+# the full fleet (a million events is 100 minutes of it, so every batch touches thousands of GPUs).
+FLEETS=("96 20" "10000 50")
+
+# fleet GPUS TENANTS: sets FLEET to the generator's arguments for it (a run stops at --limit;
+# --minutes only bounds the period).
+fleet() {
+    FLEET=(--seed 1 --gpus "$1" --tenants "$2" --start 2026-06-01T00:00:00Z --minutes 40000)
+}
+
+# fresh_db NAME: a new, migrated database NAME; prints its URL.
+fresh_db() {
+    psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+    GPULEDGER_DATABASE_URL=${GPULEDGER_DATABASE_URL%/*}/$1 $B migrate >/dev/null
+    echo "${GPULEDGER_DATABASE_URL%/*}/$1"
+}
+
+# Every timed run starts from a checkpoint, so that none of them pays for another's dirty pages.
+settle() { psql -q "$ADMIN" -c CHECKPOINT >/dev/null; }
+
+# drop_topic TOPIC: deletes a benchmark's topic (best effort).
+drop_topic() {
+    bash scripts/services.sh kafka-class org.apache.kafka.tools.TopicCommand --bootstrap-server "$GPULEDGER_KAFKA_BROKERS" \
+        --delete --topic "$1" >/dev/null 2>&1 || true
+}
