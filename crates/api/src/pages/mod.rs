@@ -10,12 +10,28 @@
 
 pub mod chart;
 
-use super::*;
-use axum::extract::Form;
-use axum::response::Redirect;
+use crate::auth::{authorize, Caller, CrossTenant, Role, TokenLookup, READERS};
+use crate::error::{bad_query, ApiError};
+use crate::routes::finance::finance_export;
+use crate::routes::invoices::{
+    document, invoice_csv, invoice_json, invoice_xml, list_invoices, InvoiceQuery, InvoiceSummary,
+};
+use crate::routes::usage::{usage_current, usage_uncached, UsageQuery};
+use crate::AppState;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use chart::{budget_bars, stacked_bars, Series};
+use chrono::Utc;
+use domain::billing::invoice::InvoiceDoc;
 use domain::billing::Period;
 use maud::{html, Markup, DOCTYPE};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::collections::BTreeMap;
 
 const COOKIE: &str = "gpuledger_token";
 const CSS: &str = include_str!("app.css");
@@ -54,9 +70,9 @@ fn as_bearer(headers: &HeaderMap) -> HeaderMap {
 
 /// Who the browser is (authenticated like any API request).
 async fn who(s: &AppState, h: &HeaderMap) -> Result<Caller, ApiError> {
-    let mut client = db(s).await?;
-    let (tx, caller) = begin(s, &mut client, h).await?;
-    tx.commit().await.map_err(internal)?;
+    let mut client = TokenLookup::get(s).await?;
+    let (tx, caller) = client.begin(s, h).await?;
+    tx.commit().await?;
     Ok(caller)
 }
 
@@ -103,16 +119,16 @@ use axum::response::Html;
 /// A page's error: a missing or bad token goes to the sign-in page, the rest is shown as a page
 /// with the API's status and message (never database text, as in the API).
 fn page_error(e: ApiError) -> Response {
-    if e.0 == StatusCode::UNAUTHORIZED {
+    if e.status() == StatusCode::UNAUTHORIZED {
         let mut r = Redirect::to("/ui/login").into_response();
         r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(CLEAR_COOKIE));
         return r;
     }
-    let status = e.0;
+    let status = e.status();
     let mut r = page(
         status.canonical_reason().unwrap_or("Error"),
         None,
-        html! { h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) } p.error { (e.1) } p { a href="/ui" { "Back" } } },
+        html! { h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) } p.error { (e.detail()) } p { a href="/ui" { "Back" } } },
     );
     *r.status_mut() = status;
     r
@@ -175,11 +191,11 @@ async fn login(
             }
             r
         }
-        Err(e) if e.0 == StatusCode::UNAUTHORIZED => {
+        Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
             let mut r = page(
                 "Sign in",
                 None,
-                html! { h1 { "Sign in" } p.error { (e.1) } p { a href="/ui/login" { "Try again" } } },
+                html! { h1 { "Sign in" } p.error { (e.detail()) } p { a href="/ui/login" { "Try again" } } },
             );
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
@@ -398,7 +414,7 @@ async fn finance_page_inner(
         list_invoices(State(s.clone()), h.clone(), Ok(Query(InvoiceQuery { period: Some(period.to_string()) })))
             .await?;
     let as_of = today;
-    let report = blocking(&s, move |c| store::budget::budget_report(c, as_of)).await?;
+    let report = CrossTenant::new(&s).run(move |c| store::budget::budget_report(c, as_of)).await?;
     let (mut net, mut vat, mut gross) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
     for i in &invoices {
         net += i.net_total.parse::<Decimal>().unwrap_or_default();
