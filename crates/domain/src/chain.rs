@@ -4,6 +4,7 @@
 //!
 //! Streams are independent, so several ingesters append at once without sharing a chain head.
 
+use crate::usage::{UsageRecorded, LEDGER_KIND, LEDGER_VERSION};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -27,6 +28,38 @@ pub struct ChainRow<'a> {
     pub src_offset: Option<i64>,
     /// Canonical JSON bytes of the payload.
     pub payload: &'a [u8],
+}
+
+/// Where a usage event from Kafka stands in the ledger: its stream and position, when it was
+/// recorded, and the message it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct UsagePlace {
+    pub stream_id: i32,
+    pub stream_pos: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub src_partition: i32,
+    pub src_offset: i64,
+}
+
+impl<'a> ChainRow<'a> {
+    /// The chain row of a usage event: its kind and version, occurred at the start of its
+    /// interval, with `payload` its canonical bytes ([`UsageRecorded::write_payload`]). The one
+    /// place a usage row's hashed fields are chosen; the ingester and the benchmarks use it.
+    pub fn usage(e: &'a UsageRecorded, payload: &'a [u8], at: UsagePlace) -> ChainRow<'a> {
+        ChainRow {
+            stream_id: at.stream_id,
+            stream_pos: at.stream_pos,
+            event_id: e.event_id,
+            tenant_id: &e.tenant_id,
+            kind: LEDGER_KIND,
+            version: LEDGER_VERSION,
+            occurred_at: e.interval_start,
+            recorded_at: at.recorded_at,
+            src_partition: Some(at.src_partition),
+            src_offset: Some(at.src_offset),
+            payload,
+        }
+    }
 }
 
 fn put_bytes(h: &mut Sha256, bytes: &[u8]) {

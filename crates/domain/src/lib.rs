@@ -8,6 +8,7 @@ pub mod audit;
 pub mod billing;
 pub mod budget;
 pub mod chain;
+pub mod decide;
 pub mod gpu_seconds;
 pub mod projection;
 pub mod simulate;
