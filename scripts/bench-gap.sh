@@ -3,9 +3,9 @@
 # sessions"). In one run, per round and fleet, side by side on the same 1,000,000-event topic:
 #   - `gpuledger ingest` as built from this checkout;
 #   - the same ingester with its GPU-time probe off, with its event-id key off, and with both off:
-#     a measurement build (scripts/bench-gap.patch applied to a temporary worktree of HEAD, built
-#     into target/bench-gap), never a switch of the product: without them it would bill a GPU-second
-#     twice and could not tell a redelivered event from a new one;
+#     a measurement build (the store's feature `measure-without-guards`, built into
+#     target/bench-gap; crates/store/src/append/measure.rs), never in a product build: without them
+#     it would bill a GPU-second twice and could not tell a redelivered event from a new one;
 #   - PostgreSQL's ceiling, `gpuledger bench copy` with one session and with two.
 # Each step gets a fresh database and a CHECKPOINT first, and reports events/s and the CPU time
 # PostgreSQL's processes used for it (all backends and background processes, from /proc).
@@ -17,18 +17,12 @@ ROUNDS=${1:-3}
 N=${2:-1000000}
 source scripts/bench-common.sh
 
-WT=$(mktemp -d /tmp/gpuledger-gap.XXXXXX)
-cleanup() { git worktree remove --force "$WT" >/dev/null 2>&1 || true; rm -rf "$WT"; }
-trap cleanup EXIT
-git worktree add --detach --force "$WT" HEAD >/dev/null 2>&1
-git -C "$WT" apply "$PWD/scripts/bench-gap.patch" || {
-    echo "scripts/bench-gap.patch no longer applies to crates/store/src/append.rs; update it" >&2
-    exit 1
-}
 echo "building the measurement binary (target/bench-gap) ..."
-if ! CARGO_TARGET_DIR=$PWD/target/bench-gap cargo build --release -p gpuledger --manifest-path "$WT/Cargo.toml" \
-    >"$WT/build.log" 2>&1; then
-    tail -30 "$WT/build.log" >&2
+BUILD_LOG=$(mktemp /tmp/gpuledger-gap-build.XXXXXX)
+trap 'rm -f "$BUILD_LOG"' EXIT
+if ! CARGO_TARGET_DIR=$PWD/target/bench-gap cargo build --release -p gpuledger \
+    --features store/measure-without-guards >"$BUILD_LOG" 2>&1; then
+    tail -30 "$BUILD_LOG" >&2
     exit 1
 fi
 X=$PWD/target/bench-gap/release/gpuledger
