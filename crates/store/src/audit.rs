@@ -170,92 +170,103 @@ fn verify_checkpoints(
     let mut prev: Option<Checkpoint> = None;
     for r in rows {
         let (seq, stream_pos, payload): (i64, i64, serde_json::Value) = (r.get(0), r.get(1), r.get(2));
-        let at = |stream: &StreamInfo, seq: Option<i64>, stream_pos: i64, reason: String| {
-            Some(LogBreak { seq, stream_id: stream.stream_id, stream: stream.name(), stream_pos, reason })
-        };
         let cp: Checkpoint = match serde_json::from_value(payload["data"].clone()) {
             Ok(cp) => cp,
             Err(e) => {
-                let broken = at(audit, Some(seq), stream_pos, format!("checkpoint payload does not parse: {e}"));
+                let broken = break_at(audit, Some(seq), stream_pos, format!("checkpoint payload does not parse: {e}"));
                 out.push(CheckpointCheck { seq, stream_pos, checkpoint: None, broken });
                 continue;
             }
         };
         let label = format!("checkpoint #{} (seq {seq})", cp.number);
         let (want_number, want_prev) = prev.as_ref().map_or((1, GENESIS), |p| (p.number + 1, p.fingerprint));
-        let mut broken = if !cp.is_self_consistent() {
-            at(audit, Some(seq), stream_pos, format!("{label}: its fingerprint is not the hash of its heads"))
+        let broken = if !cp.is_self_consistent() {
+            break_at(audit, Some(seq), stream_pos, format!("{label}: its fingerprint is not the hash of its heads"))
         } else if cp.number != want_number || cp.prev != want_prev {
-            at(
+            break_at(
                 audit,
                 Some(seq),
                 stream_pos,
                 format!("{label}: expected checkpoint #{want_number} after prev {}", hex::encode(want_prev)),
             )
         } else {
-            None
+            check_heads(tx, &cp, &label, all)?
         };
-        for h in &cp.heads {
-            if broken.is_some() {
-                break;
-            }
-            let Some(stream) = all.iter().find(|s| s.stream_id == h.stream_id) else {
-                broken = Some(LogBreak {
-                    seq: h.head_seq,
-                    stream_id: h.stream_id,
-                    stream: format!("{}/{}", h.topic, h.partition),
-                    stream_pos: h.head_pos,
-                    reason: format!("{label} records stream {} which no longer exists", h.stream_id),
-                });
-                break;
-            };
-            if stream.topic != h.topic || stream.partition != h.partition {
-                broken = at(
-                    stream,
-                    h.head_seq,
-                    h.head_pos,
-                    format!("{label} records this stream as {}/{}", h.topic, h.partition),
-                );
-                break;
-            }
-            if h.head_pos == 0 {
-                continue;
-            }
-            let found = tx.query(
-                "SELECT seq, hash FROM ledger_events WHERE stream_id = $1 AND stream_pos = $2 ORDER BY seq",
-                &[&h.stream_id, &h.head_pos],
-            )?;
-            let recorded = format!(
-                "{label} records position {} (seq {}) with hash {}",
-                h.head_pos,
-                h.head_seq.map_or_else(|| "-".into(), |s| s.to_string()),
-                hex::encode(h.head_hash)
-            );
-            broken = match found.first() {
-                None => at(stream, h.head_seq, h.head_pos, format!("{recorded}; that row is missing")),
-                Some(row) => {
-                    let (now_seq, now_hash): (i64, Vec<u8>) = (row.get(0), row.get(1));
-                    if now_hash.as_slice() != h.head_hash || Some(now_seq) != h.head_seq || found.len() > 1 {
-                        at(
-                            stream,
-                            h.head_seq,
-                            h.head_pos,
-                            format!(
-                                "{recorded}; the log has seq {now_seq} hash {} there ({} rows)",
-                                hex::encode(&now_hash),
-                                found.len()
-                            ),
-                        )
-                    } else {
-                        None
-                    }
-                }
-            };
-        }
         out.push(CheckpointCheck { seq, stream_pos, checkpoint: Some(cp.clone()), broken });
         prev = Some(cp);
     }
     Ok(out)
+}
+
+/// A break at a row of a stream (for checkpoints and the heads they record).
+fn break_at(stream: &StreamInfo, seq: Option<i64>, stream_pos: i64, reason: String) -> Option<LogBreak> {
+    Some(LogBreak { seq, stream_id: stream.stream_id, stream: stream.name(), stream_pos, reason })
+}
+
+/// The first stream head recorded by a checkpoint (`label` names it) whose stream is gone or
+/// renamed, or whose row is no longer there with that hash and sequence number.
+fn check_heads(
+    tx: &mut Transaction<'_>,
+    cp: &Checkpoint,
+    label: &str,
+    all: &[StreamInfo],
+) -> Result<Option<LogBreak>, StoreError> {
+    for h in &cp.heads {
+        let Some(stream) = all.iter().find(|s| s.stream_id == h.stream_id) else {
+            return Ok(Some(LogBreak {
+                seq: h.head_seq,
+                stream_id: h.stream_id,
+                stream: format!("{}/{}", h.topic, h.partition),
+                stream_pos: h.head_pos,
+                reason: format!("{label} records stream {} which no longer exists", h.stream_id),
+            }));
+        };
+        if stream.topic != h.topic || stream.partition != h.partition {
+            return Ok(break_at(
+                stream,
+                h.head_seq,
+                h.head_pos,
+                format!("{label} records this stream as {}/{}", h.topic, h.partition),
+            ));
+        }
+        if h.head_pos == 0 {
+            continue;
+        }
+        let found = tx.query(
+            "SELECT seq, hash FROM ledger_events WHERE stream_id = $1 AND stream_pos = $2 ORDER BY seq",
+            &[&h.stream_id, &h.head_pos],
+        )?;
+        let recorded = format!(
+            "{label} records position {} (seq {}) with hash {}",
+            h.head_pos,
+            h.head_seq.map_or_else(|| "-".into(), |s| s.to_string()),
+            hex::encode(h.head_hash)
+        );
+        let broken = match found.first() {
+            None => break_at(stream, h.head_seq, h.head_pos, format!("{recorded}; that row is missing")),
+            Some(row) => {
+                let (now_seq, now_hash): (i64, Vec<u8>) = (row.get(0), row.get(1));
+                if now_hash.as_slice() != h.head_hash || Some(now_seq) != h.head_seq || found.len() > 1 {
+                    break_at(
+                        stream,
+                        h.head_seq,
+                        h.head_pos,
+                        format!(
+                            "{recorded}; the log has seq {now_seq} hash {} there ({} rows)",
+                            hex::encode(&now_hash),
+                            found.len()
+                        ),
+                    )
+                } else {
+                    None
+                }
+            }
+        };
+        if broken.is_some() {
+            return Ok(broken);
+        }
+    }
+    Ok(None)
 }
 
 /// A checkpoint sealed now, or today's that was sealed already.

@@ -221,80 +221,98 @@ pub fn walk_stream(tx: &mut Transaction<'_>, stream: &StreamInfo) -> Result<Stre
         if broken.is_some() {
             continue; // keep counting rows after the first break
         }
-        let at = |stream_pos: i64, reason: String| Some(StreamBreak { seq: Some(seq), stream_pos, reason });
-        let tenant: String = r.get(2);
-        let id = Identity { event_id: r.get(1), tenant_id: &tenant, occurred_at: r.get(5) };
-        let payload = match content(&r, 10, id).and_then(|c| c.payload_bytes()) {
-            Ok(p) => p,
-            Err(e) => {
-                broken = at(r.get(0), format!("the row's content cannot be read: {e}"));
-                continue;
-            }
-        };
-        let kind: String = r.get(3);
-        let hash: Vec<u8> = r.get(8);
-        let mut stored = [0u8; 32];
-        if hash.len() == 32 {
-            stored.copy_from_slice(&hash);
-        }
-        let src_offset: Option<i64> = r.get(7);
-        let row = ChainRow {
-            stream_id,
-            stream_pos: r.get(0),
-            event_id: r.get(1),
-            tenant_id: &tenant,
-            kind: &kind,
-            version: r.get(4),
-            occurred_at: r.get(5),
-            recorded_at: r.get(6),
-            src_partition: Some(stream.partition),
-            src_offset,
-            payload: &payload,
-        };
-        if let Err(b) = verifier.check(&row, &stored) {
-            let after = prev_seq.map(|p| format!(" (the row before it is seq {p})")).unwrap_or_default();
-            broken = at(b.stream_pos, format!("{}{after}", b.reason));
-            continue;
-        }
-        if let Some(p) = prev_seq.filter(|p| *p >= seq) {
-            broken = at(row.stream_pos, format!("seq {seq} does not come after seq {p} of the previous position"));
-            continue;
-        }
-        match (stream.is_kafka(), src_offset) {
-            (false, None) => {}
-            (false, Some(o)) => broken = at(row.stream_pos, format!("a local stream's row has a Kafka offset ({o})")),
-            (true, None) => broken = at(row.stream_pos, "a Kafka stream's row has no offset".into()),
-            (true, Some(o)) => {
-                if last_offset.is_some_and(|l| l >= o) {
-                    broken = at(row.stream_pos, format!("offset {o} does not come after offset {last_offset:?}"));
-                } else if stream.next_offset.is_none_or(|n| o >= n) {
-                    broken =
-                        at(row.stream_pos, format!("offset {o} is not below next_offset {:?}", stream.next_offset));
-                }
-                last_offset = Some(o);
-            }
-        }
+        broken = check_row(&r, stream, &mut verifier, prev_seq, &mut last_offset);
     }
     drop(rows);
     if broken.is_none() {
-        let (computed_head, last_pos) = verifier.head();
-        if last_pos != stream.head_pos || computed_head.as_slice() != stream.head_hash.as_slice() {
-            broken = Some(StreamBreak {
-                seq: last_seq,
-                stream_pos: last_pos,
-                reason: format!(
-                    "the stream head says position {} hash {}, the rows end at position {last_pos} hash {}",
-                    stream.head_pos,
-                    hex::encode(&stream.head_hash),
-                    hex::encode(computed_head)
-                ),
-            });
-        }
+        broken = check_head(stream, &verifier, last_seq);
     }
     if broken.is_none() {
         broken = check_counters(tx, stream, count)?;
     }
     Ok(StreamCheck { stream: stream.clone(), rows: count, last_seq, broken })
+}
+
+/// What is wrong with one row of a stream, read in position order after the row with sequence
+/// number `prev_seq`: its content, its hash link, its sequence number, its Kafka offset (after
+/// `last_offset`, which it moves on).
+fn check_row(
+    r: &postgres::Row,
+    stream: &StreamInfo,
+    verifier: &mut ChainVerifier,
+    prev_seq: Option<i64>,
+    last_offset: &mut Option<i64>,
+) -> Option<StreamBreak> {
+    let seq: i64 = r.get(9);
+    let at = |stream_pos: i64, reason: String| Some(StreamBreak { seq: Some(seq), stream_pos, reason });
+    let tenant: String = r.get(2);
+    let id = Identity { event_id: r.get(1), tenant_id: &tenant, occurred_at: r.get(5) };
+    let payload = match content(r, 10, id).and_then(|c| c.payload_bytes()) {
+        Ok(p) => p,
+        Err(e) => return at(r.get(0), format!("the row's content cannot be read: {e}")),
+    };
+    let kind: String = r.get(3);
+    let hash: Vec<u8> = r.get(8);
+    let mut stored = [0u8; 32];
+    if hash.len() == 32 {
+        stored.copy_from_slice(&hash);
+    }
+    let src_offset: Option<i64> = r.get(7);
+    let row = ChainRow {
+        stream_id: stream.stream_id,
+        stream_pos: r.get(0),
+        event_id: r.get(1),
+        tenant_id: &tenant,
+        kind: &kind,
+        version: r.get(4),
+        occurred_at: r.get(5),
+        recorded_at: r.get(6),
+        src_partition: Some(stream.partition),
+        src_offset,
+        payload: &payload,
+    };
+    if let Err(b) = verifier.check(&row, &stored) {
+        let after = prev_seq.map(|p| format!(" (the row before it is seq {p})")).unwrap_or_default();
+        return at(b.stream_pos, format!("{}{after}", b.reason));
+    }
+    if let Some(p) = prev_seq.filter(|p| *p >= seq) {
+        return at(row.stream_pos, format!("seq {seq} does not come after seq {p} of the previous position"));
+    }
+    match (stream.is_kafka(), src_offset) {
+        (false, None) => None,
+        (false, Some(o)) => at(row.stream_pos, format!("a local stream's row has a Kafka offset ({o})")),
+        (true, None) => at(row.stream_pos, "a Kafka stream's row has no offset".into()),
+        (true, Some(o)) => {
+            let broken = if last_offset.is_some_and(|l| l >= o) {
+                at(row.stream_pos, format!("offset {o} does not come after offset {last_offset:?}"))
+            } else if stream.next_offset.is_none_or(|n| o >= n) {
+                at(row.stream_pos, format!("offset {o} is not below next_offset {:?}", stream.next_offset))
+            } else {
+                None
+            };
+            *last_offset = Some(o);
+            broken
+        }
+    }
+}
+
+/// The stored head of a stream against where its rows ended (`verifier`, after the last row,
+/// whose sequence number is `last_seq`).
+fn check_head(stream: &StreamInfo, verifier: &ChainVerifier, last_seq: Option<i64>) -> Option<StreamBreak> {
+    let (computed_head, last_pos) = verifier.head();
+    if last_pos != stream.head_pos || computed_head.as_slice() != stream.head_hash.as_slice() {
+        return Some(StreamBreak {
+            seq: last_seq,
+            stream_pos: last_pos,
+            reason: format!(
+                "the stream head says position {} hash {}, the rows end at position {last_pos} hash {}",
+                stream.head_pos,
+                hex::encode(&stream.head_hash),
+                hex::encode(computed_head)
+            ),
+        });
+    }
+    None
 }
 
 /// The offset accounting of `ledger_streams` against the rows it counts.
