@@ -1,0 +1,84 @@
+//! `gpuledger serve`, `tokens ...` and `openapi`: the HTTP API, its bearer tokens and its
+//! OpenAPI document.
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::Subcommand;
+
+// The arguments of `gpuledger serve` (its help text is the variant's in main.rs).
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    #[arg(long, default_value_t = 16)]
+    pool_size: usize,
+    /// Answer every `GET /v1/usage` from the database (no response cache).
+    #[arg(long)]
+    no_usage_cache: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TokensCmd {
+    /// A new token; prints its id and the secret, which is stored only as a hash.
+    Create {
+        /// tenant, finance, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// The tenant of a tenant token.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        id: uuid::Uuid,
+        #[arg(long, default_value = "revoked")]
+        reason: String,
+    },
+}
+
+/// Serves until SIGTERM or Ctrl-C.
+pub fn serve(args: ServeArgs, database_url: &str, brokers: &str) -> Result<()> {
+    let ServeArgs { listen, pool_size, no_usage_cache } = args;
+    let state = api::state(database_url, brokers, pool_size)?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(api::serve(
+        listen,
+        state,
+        !no_usage_cache,
+    ))
+}
+
+pub fn tokens(database_url: &str, cmd: TokensCmd) -> Result<()> {
+    let mut db = store::connect(database_url).context("connecting to PostgreSQL")?;
+    match cmd {
+        TokensCmd::Create { role, tenant, label, days } => {
+            if !(1..=3650).contains(&days) {
+                bail!("--days must be 1..=3650");
+            }
+            let (id, token) = store::tokens::create_token(
+                &mut db,
+                &role,
+                tenant.as_deref(),
+                &label,
+                chrono::Duration::days(days),
+                Utc::now(),
+            )?;
+            println!("token id: {id}");
+            println!("token:    {token}");
+            eprintln!("the token is shown only now; it is stored as a hash");
+        }
+        TokensCmd::Revoke { id, reason } => {
+            store::tokens::revoke_token(&mut db, id, &reason, Utc::now())?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+pub fn openapi() {
+    print!("{}", api::openapi_document());
+}
