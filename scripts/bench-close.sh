@@ -10,21 +10,12 @@
 # Usage: bash scripts/bench-close.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/services.sh up >/dev/null
-eval "$(bash scripts/services.sh env)"
-cargo build --release -p gpuledger 2>/dev/null
-B=target/release/gpuledger
-ADMIN=${GPULEDGER_DATABASE_URL%/*}/postgres
-fresh_db() {
-    psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null 2>&1
-    GPULEDGER_DATABASE_URL=${GPULEDGER_DATABASE_URL%/*}/$1 $B migrate >/dev/null 2>&1
-    echo "${GPULEDGER_DATABASE_URL%/*}/$1"
-}
+source scripts/bench-common.sh
 echo "== gpuledger month-close benchmark, $(nproc) cores, $(date -u +%FT%TZ)"
 run() {
     local db
     db=$(fresh_db bench_close)
-    GPULEDGER_DATABASE_URL=$db $B bench close "$@" 2>/dev/null
+    GPULEDGER_DATABASE_URL=$db $BENCH close "$@" 2>/dev/null
 }
 run --tenants 50 --gpus 10000 --events-per-gpu-minute 1
 run --tenants 50 --gpus 10000 --events-per-gpu-minute 10

@@ -1,9 +1,12 @@
-# Sourced by the ingest benchmarks (bench.sh, bench-gap.sh), from the repository root: the
-# services, the release binary, the two fleets they measure, fresh databases.
+# Sourced by the benchmark scripts (bench.sh, bench-gap.sh, bench-close.sh, bench-api.sh,
+# bench-replay.sh), from the repository root: the services, the release binaries (`gpuledger` as B,
+# the harnesses of crates/bench as BENCH), the two fleets the ingest benchmarks measure, fresh
+# databases.
 bash scripts/services.sh up >/dev/null
 eval "$(bash scripts/services.sh env)"
-cargo build --release -p gpuledger 2>/dev/null
+cargo build --release -p gpuledger -p bench 2>/dev/null
 B=$PWD/target/release/gpuledger
+BENCH=$PWD/target/release/gpuledger-bench
 ADMIN=${GPULEDGER_DATABASE_URL%/*}/postgres
 
 # The fleets, as "GPUS TENANTS": the 96 GPUs and 20 tenants every ingest benchmark has used, and

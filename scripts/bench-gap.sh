@@ -6,7 +6,7 @@
 #     a measurement build (the store's feature `measure-without-guards`, built into
 #     target/bench-gap; crates/store/src/append/measure.rs), never in a product build: without them
 #     it would bill a GPU-second twice and could not tell a redelivered event from a new one;
-#   - PostgreSQL's ceiling, `gpuledger bench copy` with one session and with two.
+#   - PostgreSQL's ceiling, `gpuledger-bench copy` with one session and with two.
 # Each step gets a fresh database and a CHECKPOINT first, and reports events/s and the CPU time
 # PostgreSQL's processes used for it (all backends and background processes, from /proc).
 # Usage: bash scripts/bench-gap.sh [ROUNDS] [N]      (defaults 3 and 1000000)
@@ -65,8 +65,8 @@ for f in "${FLEETS[@]}"; do
         step "ingest, no GPU-time probe" env GAP_NO_PROBE=1 $X "${ingest[@]}" --group "gap.$RUN.$GPUS.$r.p"
         step "ingest, no event-id key" env GAP_NO_IDS=1 $X "${ingest[@]}" --group "gap.$RUN.$GPUS.$r.i"
         step "ingest, neither" env GAP_NO_PROBE=1 GAP_NO_IDS=1 $X "${ingest[@]}" --group "gap.$RUN.$GPUS.$r.n"
-        step "COPY, 1 session" $B bench copy "${FLEET[@]}" --limit "$N" --sessions 1
-        step "COPY, 2 sessions" $B bench copy "${FLEET[@]}" --limit "$N" --sessions 2
+        step "COPY, 1 session" $BENCH copy "${FLEET[@]}" --limit "$N" --sessions 1
+        step "COPY, 2 sessions" $BENCH copy "${FLEET[@]}" --limit "$N" --sessions 2
     done
     drop_topic "$TOPIC"
 done

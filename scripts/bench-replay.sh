@@ -3,7 +3,7 @@
 #   1. a fresh database with N usage events written straight into ledger_events (generated,
 #      hash-chained, binary COPY; one Kafka-like stream whose head and counters agree, so
 #      `audit verify` passes) and the live hourly projection folded in Rust beside them
-#      (`gpuledger bench replay`; not through Kafka: 10 million events would take hours here);
+#      (`gpuledger-bench replay`; not through Kafka: 10 million events would take hours here);
 #   2. the floors on the same rows: a bare count(*) and a bare read of every payload as text;
 #   3. `gpuledger audit replay` three times (timed by the command: usage events folded per
 #      second; the three output hashes must be equal), then the floors again.
@@ -11,16 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000000}
-bash scripts/services.sh up >/dev/null
-eval "$(bash scripts/services.sh env)"
-cargo build --release -p gpuledger 2>/dev/null
-B=target/release/gpuledger
-ADMIN=${GPULEDGER_DATABASE_URL%/*}/postgres
-DB=${GPULEDGER_DATABASE_URL%/*}/bench_replay
-psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS bench_replay" -c "CREATE DATABASE bench_replay" >/dev/null 2>&1
-GPULEDGER_DATABASE_URL=$DB $B migrate >/dev/null 2>&1
+source scripts/bench-common.sh
+DB=$(fresh_db bench_replay)
 echo "== gpuledger audit-replay benchmark, $(nproc) cores, $(date -u +%FT%TZ), N=$N"
-GPULEDGER_DATABASE_URL=$DB $B bench replay --events "$N" 2>/dev/null
+GPULEDGER_DATABASE_URL=$DB $BENCH replay --events "$N" 2>/dev/null
 hashes=()
 for i in 1 2 3; do
     out=$(GPULEDGER_DATABASE_URL=$DB $B audit replay --json 2>/dev/null)
@@ -34,4 +28,4 @@ if [ "${hashes[0]}" != "${hashes[1]}" ] || [ "${hashes[0]}" != "${hashes[2]}" ];
     echo "the three replays hashed differently" >&2
     exit 1
 fi
-GPULEDGER_DATABASE_URL=$DB $B bench replay --events "$N" --floors-only 2>/dev/null
+GPULEDGER_DATABASE_URL=$DB $BENCH replay --events "$N" --floors-only 2>/dev/null

@@ -37,12 +37,12 @@ for f in "${FLEETS[@]}"; do
         DB=$(fresh_db bench_copy)
         echo "-- PostgreSQL ceiling, binary COPY of the same rows into the same table, $sessions session(s):"
         settle
-        GPULEDGER_DATABASE_URL=$DB $B bench copy "${FLEET[@]}" --limit "$N" --sessions "$sessions"
+        GPULEDGER_DATABASE_URL=$DB $BENCH copy "${FLEET[@]}" --limit "$N" --sessions "$sessions"
     done
     if [[ $GPUS == 96 ]]; then
         DB=$(fresh_db bench_naive)
         echo "-- naive baseline, one INSERT and COMMIT per event:"
-        GPULEDGER_DATABASE_URL=$DB $B bench naive "${FLEET[@]}" --limit "$NAIVE"
+        GPULEDGER_DATABASE_URL=$DB $BENCH naive "${FLEET[@]}" --limit "$NAIVE"
     fi
 done
 psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS bench_e2e" -c "DROP DATABASE IF EXISTS bench_copy" \

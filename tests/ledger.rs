@@ -525,21 +525,21 @@ fn writing_benchmarks_refuse_a_ledger_that_is_not_empty() {
     );
     let rows = |db: &mut Client| -> i64 { db.query_one("SELECT count(*) FROM ledger_events", &[]).unwrap().get(0) };
     for bench in [
-        vec!["bench", "copy"],
-        vec!["bench", "naive"],
-        vec!["bench", "replay", "--events", "10"],
-        vec!["bench", "close", "--tenants", "1", "--gpus", "1", "--projects", "1"],
+        vec!["copy"],
+        vec!["naive"],
+        vec!["replay", "--events", "10"],
+        vec!["close", "--tenants", "1", "--gpus", "1", "--projects", "1"],
     ] {
         let mut args = bench.clone();
-        if matches!(bench[1], "copy" | "naive") {
+        if matches!(bench[0], "copy" | "naive") {
             args.extend(fleet);
         }
-        let err = integration::gpuledger(&url, &args).expect_err("a ledger with rows is refused").to_string();
+        let err = integration::gpuledger_bench(&url, &args).expect_err("a ledger with rows is refused").to_string();
         assert!(err.contains("needs an empty, migrated database"), "{bench:?}: {err}");
         assert_eq!(rows(&mut db), 1, "{bench:?} wrote nothing");
     }
     let empty = fresh_db("bench_runs").unwrap();
-    let out = integration::gpuledger(&empty, &[&["bench", "copy"][..], &fleet[..]].concat()).unwrap();
+    let out = integration::gpuledger_bench(&empty, &[&["copy"][..], &fleet[..]].concat()).unwrap();
     assert!(out.contains("copy: 20 rows"), "{out}");
 }
 

@@ -33,6 +33,16 @@ pub fn bin() -> PathBuf {
     p
 }
 
+/// The benchmark binary (crates/bench), built beside `gpuledger`; `GPULEDGER_BENCH_BIN` overrides it.
+pub fn bench_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("GPULEDGER_BENCH_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join("target/release/gpuledger-bench");
+    assert!(p.exists(), "build the binary first: cargo build --release -p bench ({})", p.display());
+    p
+}
+
 /// A unique suffix per test run, so that reruns never meet old topics or databases.
 pub fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
@@ -339,7 +349,16 @@ pub fn topic_messages(topic: &str) -> Result<i64> {
 /// Runs the `gpuledger` binary with these arguments against a database; returns its stdout,
 /// or its stderr as the error when it exits non-zero.
 pub fn gpuledger(db_url: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(bin())
+    run_against(bin(), db_url, args)
+}
+
+/// [`gpuledger`], of the `gpuledger-bench` binary.
+pub fn gpuledger_bench(db_url: &str, args: &[&str]) -> Result<String> {
+    run_against(bench_bin(), db_url, args)
+}
+
+fn run_against(program: PathBuf, db_url: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
         .args(args)
         .current_dir(repo_root())
         .env("GPULEDGER_DATABASE_URL", db_url)

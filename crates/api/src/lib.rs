@@ -12,7 +12,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::sync::Arc;
 
 mod auth;
-pub mod bench;
 pub mod cache;
 mod error;
 mod limit;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 use domain::simulate::{FleetSpec, Simulator};
 
-/// The simulated fleet, for `produce` and `bench`.
+/// The simulated fleet, for `produce` and the benchmarks (`gpuledger-bench`).
 #[derive(clap::Args, Clone)]
 pub struct FleetArgs {
     #[arg(long, default_value_t = 42)]

@@ -3,10 +3,8 @@
 //! (or family of them) has its own module, and `run` only dispatches.
 
 mod audit_cli;
-mod bench_cli;
 mod billing_cli;
 mod budget_cli;
-mod fleet;
 mod ingest_cli;
 mod ledger_cli;
 mod produce_cli;
@@ -56,11 +54,6 @@ enum Command {
     Check {
         #[arg(long)]
         totals: PathBuf,
-    },
-    /// Baselines for docs/benchmarks.md (see scripts/bench.sh).
-    Bench {
-        #[command(subcommand)]
-        which: bench_cli::BenchKind,
     },
     /// Reference data for billing: seller, price lists, billing profiles, contracts, usage adjustments.
     Reference {
@@ -119,7 +112,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status => ledger_cli::status(&database_url, &topic),
         Command::Check { totals } => ledger_cli::check(&database_url, &totals),
         Command::Verify => ledger_cli::verify(&database_url),
-        Command::Bench { which } => bench_cli::bench(which, &database_url, &brokers),
         Command::Reference { cmd } => billing_cli::reference(&mut connect(&database_url)?, cmd),
         Command::Invoices { cmd } => billing_cli::invoices(&mut connect(&database_url)?, cmd),
         Command::Budget { cmd } => budget_cli::budget(&mut connect(&database_url)?, cmd),

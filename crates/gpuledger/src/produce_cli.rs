@@ -1,8 +1,8 @@
 //! `gpuledger produce`: a seeded fleet's usage to Kafka (or to a file), with the generator's exact
 //! totals for `gpuledger check`.
 
-use crate::fleet::FleetArgs;
 use anyhow::{Context, Result};
+use gpuledger::fleet::FleetArgs;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;

@@ -4,9 +4,6 @@
 
 pub mod append;
 pub mod audit;
-pub mod bench;
-pub mod bench_close;
-pub mod bench_replay;
 pub mod billing;
 pub mod budget;
 mod copy;

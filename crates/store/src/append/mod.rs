@@ -35,7 +35,7 @@ pub use commit::{CommitLog, COMMIT_LOCK};
 pub use message::{InMessage, PartitionBatch};
 pub use months::{ensure_months, ensure_months_for, PartitionCache};
 pub use outcome::{AppendOutcome, BatchCounts, CommitCheck, Fence};
-pub(crate) use usage_row::{UsageCopy, UsageRow, USAGE_COLUMNS, USAGE_TYPES};
+pub use usage_row::{UsageCopy, UsageRow, USAGE_COLUMNS, USAGE_TYPES};
 pub use writer::LedgerWriter;
 
 use crate::StoreError;

@@ -30,20 +30,20 @@ impl ToSql for RawJsonb<'_> {
 
 /// One usage row as it goes into `ledger_events`: the event in typed columns (no payload), its
 /// place in its stream and its chained hash.
-pub(crate) struct UsageRow<'a> {
-    pub(crate) event: &'a UsageRecorded,
-    pub(crate) recorded_at: DateTime<Utc>,
-    pub(crate) stream_id: i32,
-    pub(crate) stream_pos: i64,
-    pub(crate) src_offset: i64,
-    pub(crate) hash: &'a [u8; 32],
+pub struct UsageRow<'a> {
+    pub event: &'a UsageRecorded,
+    pub recorded_at: DateTime<Utc>,
+    pub stream_id: i32,
+    pub stream_pos: i64,
+    pub src_offset: i64,
+    pub hash: &'a [u8; 32],
 }
 
 /// The columns of a usage row, in the order of [`UsageRow::with_values`] and [`USAGE_TYPES`].
-pub(crate) const USAGE_COLUMNS: &str = "occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, \
+pub const USAGE_COLUMNS: &str = "occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, \
     tenant_id, event_id, hash, gpu_id, interval_end, gpu_seconds, gpu_sku, node, project, job, labels, source";
 
-pub(crate) const USAGE_TYPES: [Type; 19] = [
+pub const USAGE_TYPES: [Type; 19] = [
     Type::TIMESTAMPTZ,
     Type::TIMESTAMPTZ,
     Type::INT4,
@@ -67,7 +67,7 @@ pub(crate) const USAGE_TYPES: [Type; 19] = [
 
 impl UsageRow<'_> {
     /// Calls `f` with the row's values in [`USAGE_COLUMNS`] order.
-    pub(crate) fn with_values<R>(&self, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
+    pub fn with_values<R>(&self, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
         let e = self.event;
         let labels =
             (!e.labels.is_empty()).then(|| serde_json::to_vec(&e.labels).expect("a map of strings always serializes"));
@@ -98,11 +98,12 @@ impl UsageRow<'_> {
 }
 
 /// The binary COPY of usage rows into `ledger_events`; the ingester and the benchmarks' ceiling
-/// write rows through it, so both write the same rows.
-pub(crate) struct UsageCopy<'a>(BinaryCopy<'a>);
+/// (crates/bench) write rows through it, so both write the same rows. It writes what it is given:
+/// the checks of [`append_batch`](super::append_batch) are the caller's.
+pub struct UsageCopy<'a>(BinaryCopy<'a>);
 
 impl<'a> UsageCopy<'a> {
-    pub(crate) fn start(tx: &'a mut postgres::Transaction<'_>) -> Result<UsageCopy<'a>, StoreError> {
+    pub fn start(tx: &'a mut postgres::Transaction<'_>) -> Result<UsageCopy<'a>, StoreError> {
         Ok(UsageCopy(BinaryCopy::start(
             tx,
             &format!("COPY ledger_events ({USAGE_COLUMNS}) FROM STDIN BINARY"),
@@ -110,11 +111,11 @@ impl<'a> UsageCopy<'a> {
         )?))
     }
 
-    pub(crate) fn write(&mut self, r: &UsageRow<'_>) -> Result<(), StoreError> {
+    pub fn write(&mut self, r: &UsageRow<'_>) -> Result<(), StoreError> {
         r.with_values(|v| self.0.write(v))
     }
 
-    pub(crate) fn finish(self) -> Result<u64, StoreError> {
+    pub fn finish(self) -> Result<u64, StoreError> {
         self.0.finish()
     }
 }

@@ -4,11 +4,8 @@
 //! live hourly projection folded in Rust by `domain::projection` beside it — not through Kafka
 //! and the ingester (10 million events would take hours here). The event-id and occupancy guard
 //! tables are not filled: the replay never reads them. Then the floors a replay is measured
-//! against: a bare count and a bare read of the usage rows' payloads. Not used by the service.
+//! against: a bare count and a bare read of the usage rows' payloads.
 
-use crate::append::{ensure_months_for, UsageCopy, UsageRow};
-use crate::billing::stream_id;
-use crate::StoreError;
 use chrono::{DateTime, Duration, Utc};
 use domain::chain::{link, ChainRow, GENESIS};
 use domain::gpu_seconds::GpuSeconds;
@@ -20,6 +17,8 @@ use postgres::Client;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::time::Instant;
+use store::append::{ensure_months_for, UsageCopy, UsageRow};
+use store::StoreError;
 
 pub const BENCH_TOPIC: &str = "bench.replay";
 
@@ -108,18 +107,13 @@ pub fn seed_ledger(client: &mut Client, spec: &ReplayBenchSpec) -> Result<SeedRe
         months.push(month);
     }
     ensure_months_for(client, months.into_iter())?;
-    client.execute(
-        "INSERT INTO ledger_streams (topic, kafka_partition, next_offset, owner, epoch, claimed_at)
-         VALUES ($1, 0, 0, 'bench', 1, now())",
-        &[&BENCH_TOPIC],
-    )?;
-    let sid = {
-        let mut tx = client.transaction()?;
-        let (sid, _) =
-            stream_id(&mut tx, BENCH_TOPIC)?.ok_or_else(|| StoreError::Invariant("no bench stream".into()))?;
-        tx.commit()?;
-        sid
-    };
+    let sid: i32 = client
+        .query_one(
+            "INSERT INTO ledger_streams (topic, kafka_partition, next_offset, owner, epoch, claimed_at)
+             VALUES ($1, 0, 0, 'bench', 1, now()) RETURNING stream_id",
+            &[&BENCH_TOPIC],
+        )?
+        .get(0);
     let (send, recv) = std::sync::mpsc::sync_channel::<Result<Vec<Row>, StoreError>>(4);
     let gen_spec = spec.clone();
     // Generating (payload, hash, fold) on one thread, COPY on this one: two cores, two stages.

@@ -1,10 +1,10 @@
 //! The API latency benchmark (docs/benchmarks.md): many concurrent clients, each with its own
 //! token and keep-alive connection, asking for a month of one tenant's hourly usage, beside the
 //! floor: the same SQL run directly in PostgreSQL by as many concurrent clients through a pool of
-//! the same size as the server's. Not used by the service.
+//! the same size as the server's.
 
-use crate::usage_sql;
 use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use std::net::SocketAddr;
@@ -42,10 +42,35 @@ impl LoadReport {
     }
 }
 
+/// One load: a month of one tenant's hourly usage, asked for by `clients` concurrent clients.
+pub struct Load<'a> {
+    pub database_url: &'a str,
+    /// The server's connection pool, and the floor's.
+    pub pool_size: usize,
+    pub tenant: &'a str,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub clients: usize,
+    /// The tenant's tokens, at least one per client.
+    pub tokens: &'a [String],
+}
+
+impl Load<'_> {
+    /// [`http_load`] of this load's clients and tokens.
+    pub async fn http(&self, addr: SocketAddr, path: &str, duration: Duration) -> anyhow::Result<LoadReport> {
+        http_load(addr, path, self.tokens, self.clients, duration).await
+    }
+
+    /// [`floor_load`] of this load's tenant, month, clients and pool.
+    pub async fn floor(&self, duration: Duration) -> anyhow::Result<LoadReport> {
+        floor_load(self.database_url, self.pool_size, self.tenant, self.from, self.to, self.clients, duration).await
+    }
+}
+
 /// `clients` clients, each on its own HTTP/1.1 keep-alive connection, requesting `path` back to
 /// back until `duration` is over; client `i` takes turns over tokens `i`, `i + clients`, ... Latency
 /// is from sending the request to the last body byte.
-pub async fn http_load(
+async fn http_load(
     addr: SocketAddr,
     path: &str,
     tokens: &[String],
@@ -99,7 +124,7 @@ pub async fn http_load(
 
 /// The floor: `clients` concurrent clients running the API's usage SQL directly, through a pool
 /// of `pool_size` connections (the server's pool), with no HTTP, token or row-level security.
-pub async fn floor_load(
+async fn floor_load(
     database_url: &str,
     pool_size: usize,
     tenant: &str,
@@ -108,13 +133,17 @@ pub async fn floor_load(
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<LoadReport> {
-    let state = crate::state(database_url, "", pool_size)?;
-    let sql = usage_sql("hour", false, false);
+    // The pool as `api::state` builds the server's.
+    let pg: tokio_postgres::Config = database_url.parse()?;
+    let mgr =
+        Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let pool = Pool::builder(mgr).max_size(pool_size).build()?;
+    let sql = api::usage_sql("hour", false, false);
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (pool, sql, tenant) = (state.pool.clone(), sql.clone(), tenant.to_string());
+        let (pool, sql, tenant) = (pool.clone(), sql.clone(), tenant.to_string());
         tasks.push(tokio::spawn(async move {
             let mut micros = Vec::new();
             let mut errors = 0u64;

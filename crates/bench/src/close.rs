@@ -2,10 +2,7 @@
 //! written straight into `usage_hourly` (as if `events_per_gpu_minute` events per GPU and minute had
 //! been ingested; producing hundreds of millions of raw events would take hours here), reference
 //! data for every tenant, then the close timed beside its floor: the bare read of the same rows.
-//! Not used by the service.
 
-use crate::billing::{close_period, load_reference};
-use crate::StoreError;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::billing::reference::ReferenceInput;
 use domain::billing::Period;
@@ -15,6 +12,8 @@ use postgres::Client;
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::time::Instant;
+use store::billing::{close_period, load_reference};
+use store::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct CloseBenchSpec {

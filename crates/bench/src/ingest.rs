@@ -1,14 +1,14 @@
 //! Baselines for the ingest benchmark (docs/benchmarks.md): PostgreSQL's own ceiling — a binary
 //! COPY of the same ledger rows into the same table, committed per batch like the ingester — and a
-//! naive writer that INSERTs and commits one event at a time. Not used by the ingester.
+//! naive writer that INSERTs and commits one event at a time.
 
-use crate::append::{ensure_months_for, UsageCopy, UsageRow, USAGE_COLUMNS, USAGE_TYPES};
-use crate::StoreError;
 use chrono::{DateTime, Utc};
 use domain::chain::{link, ChainRow, GENESIS};
 use domain::usage::{UsageRecorded, LEDGER_KIND, LEDGER_VERSION};
 use postgres::Client;
 use std::time::{Duration, Instant};
+use store::append::{ensure_months_for, UsageCopy, UsageRow, USAGE_COLUMNS, USAGE_TYPES};
+use store::StoreError;
 
 /// A ledger row as the ingester would write it: the event, its place and its chained hash.
 pub struct LedgerRow {
@@ -101,7 +101,7 @@ pub fn copy_rows_parallel(
 ) -> Result<Duration, StoreError> {
     let mut clients = Vec::with_capacity(streams.len());
     for rows in streams {
-        let mut c = crate::connect(database_url)?;
+        let mut c = store::connect(database_url)?;
         ensure_months_for(&mut c, rows.iter().map(|r| r.event.interval_start))?;
         clients.push(c);
     }
@@ -132,22 +132,4 @@ pub fn insert_one_by_one(client: &mut Client, rows: &[LedgerRow]) -> Result<Dura
         tx.commit()?;
     }
     Ok(start.elapsed())
-}
-
-/// The benchmarks that write (copy, naive, replay, close) write straight into the ledger and
-/// its projection, with no Kafka stream, commit clock or claims behind them: they refuse any
-/// database that already holds ledger rows or hourly usage, so that they are never pointed at a
-/// real ledger by mistake.
-pub fn require_empty(client: &mut Client) -> Result<(), StoreError> {
-    let used: bool = client
-        .query_one("SELECT EXISTS (SELECT 1 FROM ledger_events) OR EXISTS (SELECT 1 FROM usage_hourly)", &[])?
-        .get(0);
-    if used {
-        return Err(StoreError::Refused(
-            "this benchmark writes straight into the ledger and needs an empty, migrated database of its own; \
-             this one already holds ledger rows or hourly usage (point --database-url elsewhere)"
-                .into(),
-        ));
-    }
-    Ok(())
 }
