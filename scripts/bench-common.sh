@@ -1,5 +1,5 @@
 # Sourced by the benchmark scripts (bench.sh, bench-gap.sh, bench-close.sh, bench-api.sh,
-# bench-replay.sh), from the repository root: the services, the release binaries (`gpuledger` as B,
+# bench-replay.sh, bench-ab.sh), from the repository root: the services, the release binaries (`gpuledger` as B,
 # the harnesses of crates/bench as BENCH), the two fleets the ingest benchmarks measure, fresh
 # databases.
 bash scripts/services.sh up >/dev/null
@@ -34,3 +34,17 @@ drop_topic() {
     bash scripts/services.sh kafka-class org.apache.kafka.tools.TopicCommand --bootstrap-server "$GPULEDGER_KAFKA_BROKERS" \
         --delete --topic "$1" >/dev/null 2>&1 || true
 }
+
+# PostgreSQL's CPU: pg_ticks prints the clock ticks of the whole cluster (the postmaster with its
+# reaped children, plus the live ones, from /proc); pg_seconds A B prints ticks B - A in seconds.
+PM=$(head -1 .services/pg/postmaster.pid)
+TICK=$(getconf CLK_TCK)
+pg_ticks() {
+    local t c
+    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$PM/stat")
+    for c in $(cat "/proc/$PM/task/$PM/children"); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+pg_seconds() { awk -v t=$(($2 - $1)) -v h="$TICK" 'BEGIN { printf "%.2f", t / h }'; }

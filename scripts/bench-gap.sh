@@ -27,17 +27,6 @@ if ! CARGO_TARGET_DIR=$PWD/target/bench-gap cargo build --release -p gpuledger \
 fi
 X=$PWD/target/bench-gap/release/gpuledger
 
-PM=$(head -1 .services/pg/postmaster.pid)
-# CPU ticks of the whole cluster: the postmaster with its reaped children, plus the live ones.
-pg_ticks() {
-    local t c
-    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$PM/stat")
-    for c in $(cat "/proc/$PM/task/$PM/children"); do
-        t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$t"
-}
-TICK=$(getconf CLK_TCK)
 # step NAME COMMAND...: runs one timed step on a fresh database, prints its rate and PostgreSQL's CPU.
 step() {
     local name=$1 a b rate
@@ -48,7 +37,7 @@ step() {
     rate=$(GPULEDGER_DATABASE_URL=$DB "$@" 2>/dev/null | grep -oE '= [0-9]+ (messages|rows)/s' | grep -oE '[0-9]+')
     b=$(pg_ticks)
     printf '%-26s %9s /s   PostgreSQL CPU %s s\n' "$name" "$rate" \
-        "$(awk -v t=$((b - a)) -v h="$TICK" 'BEGIN { printf "%.2f", t / h }')"
+        "$(pg_seconds "$a" "$b")"
 }
 
 RUN=$(date +%s)

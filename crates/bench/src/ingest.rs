@@ -3,8 +3,8 @@
 //! naive writer that INSERTs and commits one event at a time.
 
 use chrono::{DateTime, Utc};
-use domain::chain::{link, ChainRow, GENESIS};
-use domain::usage::{UsageRecorded, LEDGER_KIND, LEDGER_VERSION};
+use domain::chain::{link, ChainRow, UsagePlace, GENESIS};
+use domain::usage::UsageRecorded;
 use postgres::Client;
 use std::time::{Duration, Instant};
 use store::append::{ensure_months_for, UsageCopy, UsageRow, USAGE_COLUMNS, USAGE_TYPES};
@@ -48,22 +48,9 @@ pub fn rows_for(events: Vec<UsageRecorded>, streams: usize) -> Vec<Vec<LedgerRow
         let stream_id = BENCH_STREAM + k as i32;
         let pos = out[k].len() as i64 + 1;
         let payload = e.payload_bytes();
-        heads[k] = link(
-            &heads[k],
-            &ChainRow {
-                stream_id,
-                stream_pos: pos,
-                event_id: e.event_id,
-                tenant_id: &e.tenant_id,
-                kind: LEDGER_KIND,
-                version: LEDGER_VERSION,
-                occurred_at: e.interval_start,
-                recorded_at,
-                src_partition: Some(k as i32),
-                src_offset: Some(pos - 1),
-                payload: &payload,
-            },
-        );
+        let place =
+            UsagePlace { stream_id, stream_pos: pos, recorded_at, src_partition: k as i32, src_offset: pos - 1 };
+        heads[k] = link(&heads[k], &ChainRow::usage(&e, &payload, place));
         out[k].push(LedgerRow {
             event: e,
             recorded_at,

@@ -7,10 +7,10 @@
 //! against: a bare count and a bare read of the usage rows' payloads.
 
 use chrono::{DateTime, Duration, Utc};
-use domain::chain::{link, ChainRow, GENESIS};
+use domain::chain::{link, ChainRow, UsagePlace, GENESIS};
 use domain::gpu_seconds::GpuSeconds;
 use domain::projection::HourlyUsage;
-use domain::usage::{UsageRecorded, LEDGER_KIND, LEDGER_VERSION};
+use domain::usage::{UsageRecorded, LEDGER_KIND};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::Client;
@@ -137,22 +137,9 @@ pub fn seed_ledger(client: &mut Client, spec: &ReplayBenchSpec) -> Result<SeedRe
                 };
                 let payload = e.payload_bytes();
                 let pos = i64::try_from(k).unwrap_or(i64::MAX) + 1;
-                head = link(
-                    &head,
-                    &ChainRow {
-                        stream_id: sid,
-                        stream_pos: pos,
-                        event_id: e.event_id,
-                        tenant_id: &e.tenant_id,
-                        kind: LEDGER_KIND,
-                        version: LEDGER_VERSION,
-                        occurred_at: e.interval_start,
-                        recorded_at,
-                        src_partition: Some(0),
-                        src_offset: Some(pos - 1),
-                        payload: &payload,
-                    },
-                );
+                let place =
+                    UsagePlace { stream_id: sid, stream_pos: pos, recorded_at, src_partition: 0, src_offset: pos - 1 };
+                head = link(&head, &ChainRow::usage(&e, &payload, place));
                 hourly.apply(&e);
                 rows.push(Row { event: e, recorded_at, pos, hash: head });
             }
