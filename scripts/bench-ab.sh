@@ -19,12 +19,7 @@ cleanup() { git worktree remove --force "$WT" >/dev/null 2>&1 || true; rm -rf "$
 trap cleanup EXIT
 git worktree add --detach --force "$WT" "$BASE_REV" >/dev/null 2>&1
 echo "building $BASE_REV into target/bench-ab ..."
-# Seeded once from this checkout's release build: the dependencies compile the same; the
-# workspace's own crates are built anew from BASE (their fingerprints are dropped).
-if [ ! -d target/bench-ab/release ] && [ -d target/release ]; then
-    mkdir -p target/bench-ab && cp -a target/release target/bench-ab/
-    rm -rf target/bench-ab/release/.fingerprint/{domain,store,ingest,api,gpuledger,integration,bench}-*
-fi
+seed_target target/bench-ab
 if ! CARGO_TARGET_DIR=$PWD/target/bench-ab cargo build --release -p gpuledger --manifest-path "$WT/Cargo.toml" \
     >"$WT/build.log" 2>&1; then
     tail -30 "$WT/build.log" >&2

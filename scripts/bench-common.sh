@@ -21,7 +21,7 @@ fleet() {
 
 # fresh_db NAME: a new, migrated database NAME; prints its URL.
 fresh_db() {
-    psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+    PGOPTIONS='-c client_min_messages=warning' psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
     GPULEDGER_DATABASE_URL=${GPULEDGER_DATABASE_URL%/*}/$1 $B migrate >/dev/null
     echo "${GPULEDGER_DATABASE_URL%/*}/$1"
 }
@@ -48,3 +48,13 @@ pg_ticks() {
     echo "$t"
 }
 pg_seconds() { awk -v t=$(($2 - $1)) -v h="$TICK" 'BEGIN { printf "%.2f", t / h }'; }
+
+# seed_target DIR: a target dir of its own for a second build (bench-gap's measurement build,
+# bench-ab's earlier revision), seeded once from this checkout's release build: the dependencies
+# compile the same, and the workspace's own crates are built anew (their fingerprints dropped).
+seed_target() {
+    if [ ! -d "$1/release" ] && [ -d target/release ]; then
+        mkdir -p "$1" && cp -a target/release "$1/"
+        rm -rf "$1"/release/.fingerprint/{domain,store,ingest,api,gpuledger,integration,bench}-*
+    fi
+}

@@ -18,6 +18,7 @@ N=${2:-1000000}
 source scripts/bench-common.sh
 
 echo "building the measurement binary (target/bench-gap) ..."
+seed_target target/bench-gap
 BUILD_LOG=$(mktemp /tmp/gpuledger-gap-build.XXXXXX)
 trap 'rm -f "$BUILD_LOG"' EXIT
 if ! CARGO_TARGET_DIR=$PWD/target/bench-gap cargo build --release -p gpuledger \
