@@ -245,6 +245,50 @@ fn every_route_with_every_token_shows_a_tenant_only_its_own() {
 }
 
 #[test]
+fn a_refusal_answers_422_for_invalid_input_and_409_for_a_conflict_with_the_ledger() {
+    let _serial = serial();
+    let db = fresh_db("api_refusals").unwrap();
+    let s = serve_api(&db);
+    let (_, finance) = token(&db, "finance", None, 30);
+    let price = r#"[{"event_id": "9e1ce000-0000-4000-8000-0000000000f2", "kind": "price_list.set", "data": {"sku": "nvidia-l40s",
+        "effective_from": "2027-01-01T00:00:00Z", "currency": "EUR", "tiers": [{"from_gpu_hours": "0", "eur_per_gpu_hour": "1.10"}]}}]"#;
+    let this_month = format!("/v1/finance/periods/{}/close", Period::of(Utc::now()));
+    for (method, path, body, status, needle) in [
+        ("POST", "/v1/finance/reference", Some(price.to_string()), 200, "\"new\":true".to_string()),
+        // Invalid on its own: sent again, refused again.
+        (
+            "POST",
+            "/v1/finance/reference",
+            Some(price.replace("1.10", "-1")),
+            422,
+            "item 1 (price_list.set): ".to_string(),
+        ),
+        // The same event id with other content conflicts with what the ledger holds.
+        (
+            "POST",
+            "/v1/finance/reference",
+            Some(price.replace("1.10", "1.20")),
+            409,
+            "event id 9e1ce000-0000-4000-8000-0000000000f2 of - is already in the ledger with other content"
+                .to_string(),
+        ),
+        // A month that is not over yet: closing it conflicts with the ledger's clock, not the input.
+        ("POST", this_month.as_str(), None, 409, "is not over yet".to_string()),
+    ] {
+        let (got, ctype, answer) = integration::http_with_body(&s, method, path, Some(&finance), body.as_deref());
+        assert_eq!(got, status, "{path}: {answer}");
+        assert!(answer.contains(&needle), "{needle:?} in {answer}");
+        if got != 200 {
+            assert_eq!(ctype, "application/problem+json");
+            let problem: Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(problem["status"], status, "{answer}");
+        }
+    }
+    let refs: i64 = connect(&db).query_one("SELECT count(*) FROM ledger_events", &[]).unwrap().get(0);
+    assert_eq!(refs, 1, "nothing written by the refused requests");
+}
+
+#[test]
 fn row_level_security_walls_the_api_role_even_without_a_where_clause() {
     let _serial = serial();
     let db = fresh_db("rls").unwrap();

@@ -1,5 +1,6 @@
 //! The API's one error type: a status and a detail for the caller, answered as RFC 9457 problem
-//! details; the cause of an internal error goes to the log, never into the response.
+//! details; the cause of an internal error goes to the log, never into the response. The one place
+//! where a store refusal's kind becomes a status.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -62,8 +63,60 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A refusal answers with its kind's status and its message (the domain's cause included, never
+/// database text); any other store error is internal.
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> ApiError {
+        match e {
+            store::StoreError::Refused(r) => {
+                let status = match r.kind() {
+                    store::RefusalKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    store::RefusalKind::Conflict => StatusCode::CONFLICT,
+                    store::RefusalKind::NotFound => StatusCode::NOT_FOUND,
+                };
+                ApiError::new(status, r.message())
+            }
+            other => internal(other),
+        }
+    }
+}
+
 pub(crate) fn internal<E: std::fmt::Display>(e: E) -> ApiError {
     // The cause goes to the log, never to the client.
     tracing::error!(error = %e, "request failed");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::{Refusal, StoreError};
+
+    fn check(e: StoreError, status: StatusCode, detail: &str) {
+        let a = ApiError::from(e);
+        assert_eq!((a.status(), a.detail()), (status, detail));
+    }
+
+    #[test]
+    fn each_kind_of_refusal_has_its_status_and_keeps_its_message() {
+        let period = domain::billing::Period::parse("2026-08").unwrap();
+        check(
+            Refusal::PeriodNotOver { period, ends_at: period.end() }.into(),
+            StatusCode::CONFLICT,
+            "period 2026-08 is not over yet (it ends at 2026-08-31 22:00:00 UTC)",
+        );
+        let source =
+            domain::billing::reference::RefError { field: "tiers".into(), message: "must not be empty".into() };
+        check(
+            Refusal::InvalidItem { item: 1, event_kind: "price_list.set".into(), source: source.into() }.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "item 1 (price_list.set): tiers: must not be empty",
+        );
+        check(
+            Refusal::NoToken(uuid::Uuid::nil()).into(),
+            StatusCode::NOT_FOUND,
+            "no token 00000000-0000-0000-0000-000000000000",
+        );
+        check(StoreError::Raced, StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    }
 }

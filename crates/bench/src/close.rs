@@ -13,7 +13,6 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use std::time::Instant;
 use store::billing::{close_period, load_reference};
-use store::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct CloseBenchSpec {
@@ -102,7 +101,7 @@ fn reference(spec: &CloseBenchSpec) -> Vec<ReferenceInput> {
 
 /// Writes the month's hourly aggregates: GPU i belongs to tenant i mod T, SKU (i / T) mod 6 and
 /// project (i / 6T) mod P; each group's utilisation per hour is 55 % to 100 % (seeded).
-fn seed_hourly(client: &mut Client, spec: &CloseBenchSpec) -> Result<(u64, u64), StoreError> {
+fn seed_hourly(client: &mut Client, spec: &CloseBenchSpec) -> anyhow::Result<(u64, u64)> {
     let skus = domain::sku::SKUS;
     let mut groups: std::collections::BTreeMap<(u32, usize, u32), u64> = std::collections::BTreeMap::new();
     for i in 0..spec.gpus {
@@ -142,7 +141,7 @@ fn seed_hourly(client: &mut Client, spec: &CloseBenchSpec) -> Result<(u64, u64),
 }
 
 /// Runs the benchmark in an empty, migrated database.
-pub fn run_close_bench(client: &mut Client, spec: &CloseBenchSpec) -> Result<CloseBenchReport, StoreError> {
+pub fn run_close_bench(client: &mut Client, spec: &CloseBenchSpec) -> anyhow::Result<CloseBenchReport> {
     let now = Utc.from_utc_datetime(&spec.period.end().naive_utc()) + Duration::days(1);
     let now = now.max(Utc::now());
     load_reference(client, &reference(spec), now)?;

@@ -8,7 +8,6 @@ use domain::usage::UsageRecorded;
 use postgres::Client;
 use std::time::{Duration, Instant};
 use store::append::{ensure_months_for, UsageCopy, UsageRow, USAGE_COLUMNS, USAGE_TYPES};
-use store::StoreError;
 
 /// A ledger row as the ingester would write it: the event, its place and its chained hash.
 pub struct LedgerRow {
@@ -65,7 +64,7 @@ pub fn rows_for(events: Vec<UsageRecorded>, streams: usize) -> Vec<Vec<LedgerRow
 
 /// Binary COPY of `rows` into `ledger_events` (the ingester's own COPY), one transaction per
 /// `batch` rows; the months must exist already. Returns the time spent in COPY and COMMIT.
-fn copy_rows(client: &mut Client, rows: &[LedgerRow], batch: usize) -> Result<Duration, StoreError> {
+fn copy_rows(client: &mut Client, rows: &[LedgerRow], batch: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
     for chunk in rows.chunks(batch.max(1)) {
         let mut tx = client.transaction()?;
@@ -81,11 +80,7 @@ fn copy_rows(client: &mut Client, rows: &[LedgerRow], batch: usize) -> Result<Du
 
 /// [`copy_rows`] on one connection per stream, all at once (as the ingester's writers work).
 /// Returns the time from the start to the last commit.
-pub fn copy_rows_parallel(
-    database_url: &str,
-    streams: &[Vec<LedgerRow>],
-    batch: usize,
-) -> Result<Duration, StoreError> {
+pub fn copy_rows_parallel(database_url: &str, streams: &[Vec<LedgerRow>], batch: usize) -> anyhow::Result<Duration> {
     let mut clients = Vec::with_capacity(streams.len());
     for rows in streams {
         let mut c = store::connect(database_url)?;
@@ -97,15 +92,15 @@ pub fn copy_rows_parallel(
         let handles: Vec<_> =
             clients.iter_mut().zip(streams).map(|(c, rows)| scope.spawn(move || copy_rows(c, rows, batch))).collect();
         for h in handles {
-            h.join().map_err(|_| StoreError::Invariant("a COPY session panicked".into()))??;
+            h.join().map_err(|_| anyhow::anyhow!("a COPY session panicked"))??;
         }
-        Ok::<(), StoreError>(())
+        Ok::<(), anyhow::Error>(())
     })?;
     Ok(start.elapsed())
 }
 
 /// One INSERT and one COMMIT per row. Returns the time spent.
-pub fn insert_one_by_one(client: &mut Client, rows: &[LedgerRow]) -> Result<Duration, StoreError> {
+pub fn insert_one_by_one(client: &mut Client, rows: &[LedgerRow]) -> anyhow::Result<Duration> {
     ensure_months_for(client, rows.iter().map(|r| r.event.interval_start))?;
     let params: Vec<String> = (1..=USAGE_TYPES.len()).map(|i| format!("${i}")).collect();
     let stmt = client.prepare_typed(

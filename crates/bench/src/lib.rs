@@ -10,22 +10,20 @@ pub mod ingest;
 pub mod replay;
 
 use postgres::Client;
-use store::StoreError;
 
 /// The benchmarks that write (copy, naive, replay, close) write straight into the ledger and
 /// its projection, with no Kafka stream, commit clock or claims behind them: they refuse any
 /// database that already holds ledger rows or hourly usage, so that they are never pointed at a
 /// real ledger by mistake.
-pub fn require_empty(client: &mut Client) -> Result<(), StoreError> {
+pub fn require_empty(client: &mut Client) -> anyhow::Result<()> {
     let used: bool = client
         .query_one("SELECT EXISTS (SELECT 1 FROM ledger_events) OR EXISTS (SELECT 1 FROM usage_hourly)", &[])?
         .get(0);
     if used {
-        return Err(StoreError::Refused(
+        anyhow::bail!(
             "this benchmark writes straight into the ledger and needs an empty, migrated database of its own; \
              this one already holds ledger rows or hourly usage (point --database-url elsewhere)"
-                .into(),
-        ));
+        );
     }
     Ok(())
 }

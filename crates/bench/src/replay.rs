@@ -18,7 +18,6 @@ use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use store::append::{ensure_months_for, UsageCopy, UsageRow};
-use store::StoreError;
 
 pub const BENCH_TOPIC: &str = "bench.replay";
 
@@ -49,19 +48,19 @@ fn splitmix(mut x: u64) -> u64 {
 /// g mod T, SKU (g / T) mod 6, project g mod 3, and reports one-minute intervals starting
 /// 0, 15, 30 or 45 seconds past the minute (so three GPUs in four split an interval across the
 /// hour once an hour), at 50.0–100.0 % utilisation (GPU-seconds with up to three decimals).
-fn event(spec: &ReplayBenchSpec, i: u64) -> Result<UsageRecorded, StoreError> {
+fn event(spec: &ReplayBenchSpec, i: u64) -> anyhow::Result<UsageRecorded> {
     let gpus = u64::from(spec.gpus.max(1));
     let (g, minute) = (i % gpus, i / gpus);
     let tenants = u64::from(spec.tenants.max(1));
     let skus = domain::sku::SKUS;
     let sku = skus[usize::try_from((g / tenants) % skus.len() as u64).unwrap_or(0)];
-    let minute = i64::try_from(minute).map_err(|_| StoreError::Refused("too many events".into()))?;
+    let minute = i64::try_from(minute).map_err(|_| anyhow::anyhow!("too many events"))?;
     let offset = i64::try_from((g % 4) * 15).unwrap_or(0);
     let start = spec.start + Duration::minutes(minute) + Duration::seconds(offset);
     let r = splitmix(spec.seed ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let per_mille = 500 + i64::try_from(r % 501).unwrap_or(0);
-    let seconds = GpuSeconds::new(Decimal::new(60 * per_mille, 3))
-        .map_err(|e| StoreError::Refused(format!("bench GPU-seconds: {e:?}")))?;
+    let seconds =
+        GpuSeconds::new(Decimal::new(60 * per_mille, 3)).map_err(|e| anyhow::anyhow!("bench GPU-seconds: {e:?}"))?;
     let gpu_bits = splitmix(spec.seed ^ 0xC0FF_EE00 ^ g);
     Ok(UsageRecorded {
         event_id: uuid::Builder::from_random_bytes(
@@ -96,7 +95,7 @@ const BATCH: u64 = 50_000;
 
 /// Writes `spec.events` usage events into an empty, migrated database (see the module docs) and
 /// the live hourly projection of them.
-pub fn seed_ledger(client: &mut Client, spec: &ReplayBenchSpec) -> Result<SeedReport, StoreError> {
+pub fn seed_ledger(client: &mut Client, spec: &ReplayBenchSpec) -> anyhow::Result<SeedReport> {
     let started = Instant::now();
     let gpus = u64::from(spec.gpus.max(1));
     let last = spec.start + Duration::minutes(i64::try_from(spec.events / gpus + 1).unwrap_or(0) + 1);
@@ -114,7 +113,7 @@ pub fn seed_ledger(client: &mut Client, spec: &ReplayBenchSpec) -> Result<SeedRe
             &[&BENCH_TOPIC],
         )?
         .get(0);
-    let (send, recv) = std::sync::mpsc::sync_channel::<Result<Vec<Row>, StoreError>>(4);
+    let (send, recv) = std::sync::mpsc::sync_channel::<anyhow::Result<Vec<Row>>>(4);
     let gen_spec = spec.clone();
     // Generating (payload, hash, fold) on one thread, COPY on this one: two cores, two stages.
     let generator = std::thread::spawn(move || -> HourlyUsage {
@@ -178,7 +177,7 @@ pub fn seed_ledger(client: &mut Client, spec: &ReplayBenchSpec) -> Result<SeedRe
         )?;
         tx.commit()?;
     }
-    let hourly = generator.join().map_err(|_| StoreError::Invariant("the bench generator panicked".into()))?;
+    let hourly = generator.join().map_err(|_| anyhow::anyhow!("the bench generator panicked"))?;
     let hourly_rows = write_hourly(client, &hourly)?;
     client.batch_execute("ANALYZE ledger_events; ANALYZE usage_hourly")?;
     Ok(SeedReport { events: u64::try_from(written).unwrap_or(0), hourly_rows, took: started.elapsed() })
@@ -186,7 +185,7 @@ pub fn seed_ledger(client: &mut Client, spec: &ReplayBenchSpec) -> Result<SeedRe
 
 /// The live projection, through a scratch table (PostgreSQL refuses COPY into a table with
 /// row-level security).
-fn write_hourly(client: &mut Client, hourly: &HourlyUsage) -> Result<u64, StoreError> {
+fn write_hourly(client: &mut Client, hourly: &HourlyUsage) -> anyhow::Result<u64> {
     let mut tx = client.transaction()?;
     tx.batch_execute("CREATE TEMP TABLE bench_hourly (LIKE usage_hourly) ON COMMIT DROP")?;
     let sink =
@@ -214,7 +213,7 @@ pub struct Floors {
     pub read_fields: std::time::Duration,
 }
 
-pub fn floors(client: &mut Client) -> Result<Floors, StoreError> {
+pub fn floors(client: &mut Client) -> anyhow::Result<Floors> {
     let t = Instant::now();
     let rows: i64 = client.query_one("SELECT count(*) FROM ledger_events WHERE kind = $1", &[&LEDGER_KIND])?.get(0);
     let count = t.elapsed();

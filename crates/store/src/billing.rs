@@ -5,7 +5,7 @@
 
 use crate::append::ensure_months_for;
 use crate::ledger_row::{content, content_columns, Identity};
-use crate::StoreError;
+use crate::{ItemError, Refusal, StoreError};
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::billing::close::{plan_close, recheck_set, CloseInput, CloseRecord, CLOSE_VERSION, KIND_CLOSE};
 use domain::billing::invoice::{InvoiceDoc, INVOICE_VERSION, KIND_INVOICE};
@@ -103,10 +103,7 @@ pub fn append_local(
                 )?
                 .get(0);
             if old.as_deref() != Some(print.as_slice()) {
-                return Err(StoreError::Refused(format!(
-                    "event id {} of {} is already in the ledger with other content",
-                    e.event_id, e.tenant_id
-                )));
+                return Err(Refusal::EventIdReused { event_id: e.event_id, tenant_id: e.tenant_id.clone() }.into());
             }
             out.push(Appended { event_id: e.event_id, new: false, stream_id, stream_pos: 0 });
             continue;
@@ -213,7 +210,7 @@ pub struct LoadedRef {
 
 /// Parses finance's submitted items (each on its own rules), giving each its event id; the first
 /// refusal names the item. Shared by reference and budget loads.
-pub(crate) fn parse_items<T, E: std::fmt::Display>(
+pub(crate) fn parse_items<T, E: Into<ItemError>>(
     items: &[ReferenceInput],
     parse: impl Fn(&str, &serde_json::Value) -> Result<T, E>,
 ) -> Result<Vec<(Uuid, T)>, StoreError> {
@@ -221,8 +218,11 @@ pub(crate) fn parse_items<T, E: std::fmt::Display>(
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let t = parse(&item.kind, &item.data)
-                .map_err(|e| StoreError::Refused(format!("item {} ({}): {e}", i + 1, item.kind)))?;
+            let t = parse(&item.kind, &item.data).map_err(|e| Refusal::InvalidItem {
+                item: i + 1,
+                event_kind: item.kind.clone(),
+                source: e.into(),
+            })?;
             Ok((item.event_id.unwrap_or_else(Uuid::new_v4), t))
         })
         .collect()
@@ -250,7 +250,11 @@ pub fn load_reference(
     let mut events = Vec::with_capacity(parsed.len());
     for (i, (id, r)) in parsed.iter().enumerate() {
         if !is_known(&mut tx, r.tenant(), id)? {
-            state.admits(r, &closed).map_err(|e| StoreError::Refused(format!("item {} ({}): {e}", i + 1, r.kind())))?;
+            state.admits(r, &closed).map_err(|e| Refusal::ItemConflict {
+                item: i + 1,
+                event_kind: r.kind(),
+                source: e.into(),
+            })?;
             state.apply(r.clone(), *id);
         }
         events.push(LocalEvent {
@@ -273,16 +277,16 @@ pub fn load_reference(
                 .map(|row| row.get(0));
             let after = current.unwrap_or_default() + adj.gpu_seconds_delta;
             if after < Decimal::ZERO {
-                return Err(StoreError::Refused(format!(
-                    "adjustment {}: {} {} {} at {} has {} GPU-seconds; taking {} would make it negative",
-                    a.event_id,
-                    adj.tenant_id,
-                    adj.gpu_sku,
-                    adj.project,
-                    adj.hour,
-                    current.unwrap_or_default(),
-                    -adj.gpu_seconds_delta
-                )));
+                return Err(Refusal::NegativeHour {
+                    event_id: a.event_id,
+                    tenant_id: adj.tenant_id.clone(),
+                    gpu_sku: adj.gpu_sku.clone(),
+                    project: adj.project.clone(),
+                    hour: adj.hour,
+                    gpu_seconds: current.unwrap_or_default(),
+                    taken: -adj.gpu_seconds_delta,
+                }
+                .into());
             }
             // An UPDATE when the row exists: INSERT ... ON CONFLICT would check the negative
             // delta against the CHECK constraint before finding the conflict.
@@ -364,7 +368,7 @@ fn usage_rows(rows: Vec<postgres::Row>) -> BTreeMap<String, Vec<UsageRow>> {
 /// snapshot, and records each stream's head in it (the cut) so that a replay reads the same log.
 pub fn close_period(client: &mut Client, period: Period, now: DateTime<Utc>) -> Result<CloseOutcome, StoreError> {
     if now < period.end() {
-        return Err(StoreError::Refused(format!("period {period} is not over yet (it ends at {})", period.end())));
+        return Err(Refusal::PeriodNotOver { period, ends_at: period.end() }.into());
     }
     let issued_at = now.trunc_subsecs(0);
     ensure_months_for(client, std::iter::once(issued_at))?;
@@ -428,7 +432,7 @@ fn close_locked(client: &mut Client, period: Period, issued_at: DateTime<Utc>) -
         input.recheck = Some(BTreeSet::new());
     }
     let close_id = Uuid::new_v4();
-    let docs = plan_close(period, issued_at, close_id, &input).map_err(|e| StoreError::Refused(e.to_string()))?;
+    let docs = plan_close(period, issued_at, close_id, &input).map_err(Refusal::Close)?;
     let record = CloseRecord { period, issued_at, cut, documents: docs.iter().map(|d| d.number.clone()).collect() };
     let appended = append_local(&mut tx, BILLING_STREAM, &close_events(&record, close_id, &docs), issued_at)?;
     let close_at = appended.last().expect("the close event");

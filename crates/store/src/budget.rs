@@ -4,7 +4,7 @@
 
 use crate::append::ensure_months_for;
 use crate::billing::{append_local, documents, is_known, lock_stream, parse_items, LoadedRef, LocalEvent};
-use crate::StoreError;
+use crate::{Refusal, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::billing::reference::{ReferenceInput, NO_TENANT};
 use domain::billing::Period;
@@ -48,7 +48,11 @@ pub fn load_budget(
     let mut events = Vec::with_capacity(parsed.len());
     for (i, (id, e)) in parsed.iter().enumerate() {
         if !is_known(&mut tx, NO_TENANT, id)? {
-            state.admits(e).map_err(|err| StoreError::Refused(format!("item {} ({}): {err}", i + 1, e.kind())))?;
+            state.admits(e).map_err(|err| Refusal::ItemConflict {
+                item: i + 1,
+                event_kind: e.kind(),
+                source: err.into(),
+            })?;
             state.apply(e);
         }
         events.push(LocalEvent {
@@ -86,5 +90,5 @@ pub fn sap_journal(client: &mut Client, period: Period) -> Result<Vec<JournalLin
     tx.commit()?;
     let docs = documents(client, Some(period), None)?;
     let state = BudgetState::as_of(&events, period.last_day());
-    journal(&state, &docs, period).map_err(|e| StoreError::Refused(e.to_string()))
+    Ok(journal(&state, &docs, period).map_err(Refusal::Journal)?)
 }

@@ -10,11 +10,13 @@ mod copy;
 pub mod ledger_row;
 pub mod migrate;
 pub mod read;
+pub mod refusal;
 pub mod replay;
 pub mod tokens;
 
 pub use append::{append_batch, claim_partitions, AppendOutcome, BatchCounts, Claim, InMessage, PartitionBatch};
 pub use migrate::{check_durability, check_migrated, connect, migrate};
+pub use refusal::{ItemError, Refusal, RefusalKind};
 
 /// Errors from the database. Whether to retry is a property of the error, not of the caller.
 #[derive(Debug, thiserror::Error)]
@@ -27,15 +29,22 @@ pub enum StoreError {
     NotMigrated { name: String },
     #[error("durability setting {name} is {value}; the ledger needs it on")]
     NotDurable { name: String, value: String },
-    /// Refused input (a clear message for the person who sent it); nothing was written.
-    #[error("{0}")]
-    Refused(String),
+    /// Refused input (a clear message for the person who sent it, and its kind: whose fault it
+    /// is); nothing was written. Boxed: it is the largest variant, and errors are rare.
+    #[error(transparent)]
+    Refused(Box<Refusal>),
     #[error("ledger invariant broken: {0}")]
     Invariant(String),
     /// Another writer committed GPU time the batch also claims, while the batch was written; it
     /// was rolled back and is decided again (see `append::append_batch`).
     #[error("another writer's commit overlapped the batch")]
     Raced,
+}
+
+impl From<Refusal> for StoreError {
+    fn from(r: Refusal) -> StoreError {
+        StoreError::Refused(Box::new(r))
+    }
 }
 
 impl StoreError {

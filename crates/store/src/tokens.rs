@@ -1,7 +1,7 @@
 //! API tokens: random, shown once, stored only as their SHA-256; with a role, the tenant they
 //! belong to (tenant role), an expiry; revoked by an appended revocation.
 
-use crate::StoreError;
+use crate::{Refusal, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use postgres::Client;
 use rand::RngCore;
@@ -25,14 +25,14 @@ pub fn create_token(
     now: DateTime<Utc>,
 ) -> Result<(Uuid, String), StoreError> {
     if !ROLES.contains(&role) {
-        return Err(StoreError::Refused(format!("role {role:?} is not one of {ROLES:?}")));
+        return Err(Refusal::UnknownRole(role.to_string()).into());
     }
     if (role == "tenant") != tenant_id.is_some() {
-        return Err(StoreError::Refused("a tenant token names its tenant (--tenant); other roles do not".into()));
+        return Err(Refusal::TokenTenant.into());
     }
     if let Some(t) = tenant_id {
         if !domain::usage::is_valid_tenant_id(t) {
-            return Err(StoreError::Refused(format!("{t:?} is not a tenant id")));
+            return Err(Refusal::TenantId(t.to_string()).into());
         }
     }
     let mut secret = [0u8; 32];
@@ -56,7 +56,7 @@ pub fn revoke_token(client: &mut Client, id: Uuid, reason: &str, now: DateTime<U
     if n == 0 {
         let exists = client.query_opt("SELECT 1 FROM api_tokens WHERE token_id = $1", &[&id])?.is_some();
         if !exists {
-            return Err(StoreError::Refused(format!("no token {id}")));
+            return Err(Refusal::NoToken(id).into());
         }
     }
     Ok(())

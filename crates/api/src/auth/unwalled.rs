@@ -3,7 +3,6 @@
 
 use crate::error::{internal, ApiError};
 use crate::AppState;
-use axum::http::StatusCode;
 
 /// The store's own (blocking) connection as the server's role, without the tenant wall: it reads
 /// and writes across tenants. Only for routes whose caller [`super::authorize`] admitted (finance,
@@ -30,10 +29,7 @@ impl CrossTenant {
         })
         .await
         .map_err(internal)?
-        .map_err(|e| match e {
-            store::StoreError::Refused(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
-            other => internal(other),
-        })
+        .map_err(ApiError::from)
     }
 }
 

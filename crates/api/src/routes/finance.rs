@@ -51,7 +51,7 @@ pub struct CloseResult {
 
 #[utoipa::path(post, path = "/v1/finance/periods/{period}/close", params(("period" = String, Path, description = "YYYY-MM")),
     security(("bearer" = [])),
-    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = CloseResult), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = CloseResult), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn finance_close(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -85,7 +85,7 @@ pub(crate) async fn finance_close(
 #[utoipa::path(get, path = "/v1/finance/exports/{period}/{file}",
     params(("period" = String, Path, description = "YYYY-MM"), ("file" = String, Path, description = "invoices.csv, invoices.json, sap-journal.csv or focus-TENANT.csv")),
     security(("bearer" = [])),
-    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, description = "The file"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, description = "The file"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn finance_export(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -147,7 +147,7 @@ pub struct LoadedItem {
 /// of `gpuledger reference load`; the whole load is refused (nothing written) if one item is.
 #[utoipa::path(post, path = "/v1/finance/reference", security(("bearer" = [])),
     request_body(content = Vec<Object>, description = "Reference items `{kind, data, event_id?}`", content_type = "application/json"),
-    responses((status = 429, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = [LoadedItem]), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 200, body = [LoadedItem]), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn finance_reference(
     State(s): State<AppState>,
     headers: HeaderMap,

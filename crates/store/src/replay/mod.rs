@@ -27,7 +27,7 @@ mod invoices;
 pub use compare::{Difference, ProjectionOutput};
 pub use cut::Cut;
 
-use crate::StoreError;
+use crate::{Refusal, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::billing::invoice::InvoiceDoc;
 use postgres::{Client, IsolationLevel};
@@ -124,13 +124,11 @@ fn scratch_schema(client: &mut Client, opts: &ReplayOptions) -> Result<String, S
         }
     });
     if !valid_schema_name(&schema) {
-        return Err(StoreError::Refused(format!(
-            "schema name {schema:?}: use [a-z_][a-z0-9_]*, at most 63 bytes, not public or pg_*"
-        )));
+        return Err(Refusal::SchemaName(schema).into());
     }
     let exists = client.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])?.is_some();
     if exists {
-        return Err(StoreError::Refused(format!("schema {schema} exists already; drop it or name another")));
+        return Err(Refusal::SchemaExists(schema).into());
     }
     Ok(schema)
 }
