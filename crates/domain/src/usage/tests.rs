@@ -1,0 +1,303 @@
+//! The validator's rules, example by example and as properties.
+
+use super::canonical::{json_str, write_instant};
+use super::parse::{parse_envelope, parse_general};
+use super::*;
+use chrono::TimeZone;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+fn good() -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": "7d8f2a4c-1b3e-4f5a-9c6d-0e1f2a3b4c5d",
+        "source": "//fra1/dcgm-exporter/fra1-r01-n001",
+        "type": EVENT_TYPE,
+        "time": "2026-10-01T00:01:00Z",
+        "datacontenttype": "application/json",
+        "data": {
+            "tenant_id": "rheinbank",
+            "gpu_sku": "nvidia-h100-sxm",
+            "gpu_id": "GPU-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            "node": "fra1-r01-n001",
+            "project": "risk-models",
+            "job": "train-42",
+            "interval_start": "2026-10-01T00:00:00Z",
+            "interval_end": "2026-10-01T00:01:00Z",
+            "gpu_seconds": "60"
+        }
+    })
+}
+
+/// One helper for every case: mutate the good event, expect a code (or acceptance).
+fn check(mutate: impl FnOnce(&mut Value), expect: Option<RejectionCode>) {
+    let mut v = good();
+    mutate(&mut v);
+    let bytes = serde_json::to_vec(&v).unwrap();
+    let got = parse_usage_message(Some(b"rheinbank"), &bytes, now());
+    match (got, expect) {
+        (Ok(_), None) => {}
+        (Err(r), Some(code)) => assert_eq!(r.code, code, "{}", r.message),
+        (got, expect) => panic!("expected {expect:?}, got {got:?}"),
+    }
+}
+
+#[test]
+fn the_good_event_is_accepted_and_canonical() {
+    let bytes = serde_json::to_vec(&good()).unwrap();
+    let e = parse_usage_message(Some(b"rheinbank"), &bytes, now()).unwrap();
+    assert_eq!(e.gpu_seconds.to_string(), "60");
+    let again = serde_json::to_vec(&e.to_cloudevent()).unwrap();
+    let e2 = parse_usage_message(Some(b"rheinbank"), &again, now()).unwrap();
+    assert_eq!(e, e2);
+    assert_eq!(e.fingerprint(), e2.fingerprint());
+    assert_eq!(UsageRecorded::from_payload(e.event_id, &e.payload_json()).unwrap(), e);
+}
+
+#[test]
+fn rules() {
+    use RejectionCode::*;
+    check(|v| v["data"]["gpu_seconds"] = json!("59.999999"), None);
+    check(|v| v["data"]["gpu_seconds"] = json!("0"), None);
+    check(|v| v["data"]["labels"] = json!({"team": "quant"}), None);
+    check(|v| v["data"]["labels"] = json!(null), Some(WrongShape));
+    check(|v| v["data"]["job"] = json!(null), Some(WrongShape));
+    check(|v| v["time"] = json!(null), Some(WrongShape));
+    check(|v| v["data"]["gpu_seconds"] = json!("0000000000000000000060"), Some(GpuSecondsNotDecimal));
+    check(|v| v["data"]["gpu_seconds"] = json!(60), Some(WrongShape));
+    check(|v| v["data"]["gpu_seconds"] = json!("NaN"), Some(GpuSecondsNotDecimal));
+    check(|v| v["data"]["gpu_seconds"] = json!("1e2"), Some(GpuSecondsNotDecimal));
+    check(|v| v["data"]["gpu_seconds"] = json!("-1"), Some(GpuSecondsNegative));
+    check(|v| v["data"]["gpu_seconds"] = json!("1.0000001"), Some(GpuSecondsOutOfRange));
+    check(|v| v["data"]["gpu_seconds"] = json!("60.000001"), Some(GpuSecondsExceedInterval));
+    check(|v| v["data"]["interval_end"] = json!("2026-10-01T00:00:00Z"), Some(EndBeforeStart));
+    check(|v| v["data"]["interval_end"] = json!("2026-09-30T23:59:00Z"), Some(EndBeforeStart));
+    check(|v| v["data"]["interval_end"] = json!("2026-10-01T01:00:01Z"), Some(IntervalTooLong));
+    check(|v| v["data"]["interval_end"] = json!("2026-10-01T00:01:00+01:00"), Some(InvalidTimestamp));
+    check(|v| v["data"]["interval_end"] = json!("2026-10-01T00:01:00.0000001Z"), Some(InvalidTimestamp));
+    // Leap seconds: chrono accepts second 60, PostgreSQL would store the next minute.
+    check(|v| v["data"]["interval_end"] = json!("2026-10-01T00:00:60.5Z"), Some(InvalidTimestamp));
+    check(|v| v["data"]["interval_start"] = json!("2026-09-30T23:59:60Z"), Some(InvalidTimestamp));
+    check(
+        |v| {
+            v["data"]["interval_start"] = json!("2026-11-25T12:10:00Z");
+            v["data"]["interval_end"] = json!("2026-11-25T12:11:00Z");
+        },
+        Some(FutureTimestamp),
+    );
+    check(|v| v["data"]["gpu_sku"] = json!("nvidia-rtx-9090"), Some(UnknownSku));
+    check(|v| v["data"]["gpu_id"] = json!("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"), Some(InvalidField));
+    check(|v| v["data"]["node"] = json!("n".repeat(64)), Some(OversizeField));
+    check(|v| v["data"]["node"] = json!("a\u{0}b"), Some(NulCharacter));
+    check(|v| v["data"]["tenant_id"] = json!("someone"), Some(KeyMismatch));
+    check(|v| v["data"]["tenant_id"] = json!("Rhein Bank"), Some(InvalidField));
+    check(|v| v["data"]["extra"] = json!(1), Some(UnknownField));
+    check(|v| v["data"].as_object_mut().unwrap().clear(), Some(MissingField));
+    check(|v| v["id"] = json!("nope"), Some(InvalidEventId));
+    check(|v| v["specversion"] = json!("0.3"), Some(UnsupportedSpecversion));
+    check(|v| v["type"] = json!("other"), Some(UnknownEventType));
+    check(|v| v["data"] = json!([]), Some(WrongShape));
+    check(|v| *v = json!("just a string"), Some(WrongShape));
+    check(
+        |v| v["data"]["labels"] = json!((0..9).map(|i| (format!("k{i}"), json!("v"))).collect::<Map<_, _>>()),
+        Some(OversizeField),
+    );
+}
+
+#[test]
+fn the_fast_path_reads_a_plain_event_and_steps_aside_for_odd_ones() {
+    let fast = |text: &str| {
+        FastObject::parse(text).map(|env| parse_envelope(Some(b"rheinbank"), &env, now(), &mut (None, None)))
+    };
+    let text = serde_json::to_string(&good()).unwrap();
+    assert!(matches!(fast(&text), Some(Ok(_))), "a plain event takes the fast path");
+    let spaced = serde_json::to_string_pretty(&good()).unwrap();
+    assert_eq!(fast(&spaced).unwrap().unwrap(), fast(&text).unwrap().unwrap(), "blanks are read");
+    let number = text.replace("\"60\"", "60");
+    assert!(fast(&number).is_none(), "a number is not read by the fast path");
+    let twice = text.replacen('{', "{\"type\":\"x\",", 1);
+    assert!(matches!(fast(&twice), Some(Ok(_))), "a key that comes twice means its last value");
+    let labels = text.replacen("\"data\":{", "\"data\":{\"labels\":{\"a\":\"1\",\"a\":\"2\"},", 1);
+    assert!(fast(&labels).is_none(), "but not among the labels");
+    assert!(fast(&format!("{text} x")).is_none(), "nor anything after the object");
+    assert!(fast(&text.replacen('}', ",}", 1)).is_none(), "nor a trailing comma");
+}
+
+#[test]
+fn bytes_that_are_not_json() {
+    let r = |b: &[u8]| parse_usage_message(Some(b"rheinbank"), b, now()).unwrap_err().code;
+    assert_eq!(r(b"\xff\xfe{}"), RejectionCode::InvalidUtf8);
+    assert_eq!(r(b"{\"specversion\":"), RejectionCode::MalformedJson);
+    assert_eq!(r(b""), RejectionCode::MalformedJson);
+    assert_eq!(r(&vec![b' '; MESSAGE_BYTES_MAX + 1]), RejectionCode::OversizeMessage);
+}
+
+fn any_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9./:-]{1,20}",
+        any::<String>(),
+        proptest::collection::vec(
+            prop_oneof![Just('"'), Just('\\'), Just('/'), Just('\u{7f}'), Just('é'), (0u8..0x20).prop_map(char::from)],
+            0..12
+        )
+        .prop_map(|c| c.into_iter().collect()),
+    ]
+}
+
+prop_compose! {
+    fn any_event()(
+        id in any::<u128>(), gpu in any::<u128>(), start in 0i64..4_000_000_000, micros in 0i64..3_600_000_000,
+        seconds in 0i64..3_600_000_000, scale in 0u32..=6,
+        source in any_text(), tenant in any_text(), sku in any_text(), node in any_text(), project in any_text(),
+        job in proptest::option::of(any_text()),
+        labels in proptest::collection::btree_map(any_text(), any_text(), 0..4),
+    ) -> UsageRecorded {
+        let start = DateTime::<Utc>::from_timestamp(start, 0).unwrap() + Duration::microseconds(micros % 1_000_000);
+        UsageRecorded {
+            event_id: Uuid::from_u128(id),
+            source,
+            tenant_id: tenant,
+            gpu_sku: sku,
+            gpu_id: Uuid::from_u128(gpu),
+            node,
+            project,
+            job,
+            labels,
+            interval_start: start,
+            interval_end: start + Duration::microseconds(micros.max(1)),
+            gpu_seconds: GpuSeconds::new(Decimal::new(seconds, scale)).unwrap(),
+        }
+    }
+}
+
+/// Mutations a producer might make of a good event: each field replaced by an odd value of
+/// any JSON type, extension attributes, escapes, repeated keys.
+fn mutated_message() -> impl Strategy<Value = String> {
+    let field = prop_oneof![
+        Just("specversion"),
+        Just("id"),
+        Just("source"),
+        Just("type"),
+        Just("time"),
+        Just("subject"),
+        Just("datacontenttype"),
+        Just("data"),
+        Just("data.tenant_id"),
+        Just("data.gpu_sku"),
+        Just("data.gpu_id"),
+        Just("data.node"),
+        Just("data.project"),
+        Just("data.job"),
+        Just("data.labels"),
+        Just("data.interval_start"),
+        Just("data.interval_end"),
+        Just("data.gpu_seconds"),
+        Just("data.extra"),
+        Just("ext"),
+    ];
+    let value = prop_oneof![
+        Just(json!(null)),
+        Just(json!(1)),
+        Just(json!(1.5)),
+        Just(json!(true)),
+        Just(json!([])),
+        Just(json!({})),
+        Just(json!({"team": "quant"})),
+        Just(json!({"team": 1})),
+        Just(json!("60")),
+        Just(json!("59.5")),
+        Just(json!("2026-10-01T00:00:30Z")),
+        Just(json!("GPU-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")),
+        Just(json!("rheinbank")),
+        Just(json!("nvidia-h100-sxm")),
+        Just(json!("a\"b\\c")),
+        Just(json!("é/ü")),
+        any_text().prop_map(Value::String),
+    ];
+    (proptest::collection::vec((field, value), 0..4), any::<bool>()).prop_map(|(changes, repeat)| {
+        let mut v = good();
+        for (f, val) in changes {
+            match f.split_once('.') {
+                Some((_, inner)) => {
+                    if let Some(o) = v["data"].as_object_mut() {
+                        o.insert(inner.to_string(), val);
+                    }
+                }
+                None => {
+                    v[f] = val;
+                }
+            }
+        }
+        let mut text = serde_json::to_string(&v).unwrap();
+        if repeat {
+            // The same key twice: serde_json's map keeps the last one.
+            text = text.replacen("{\"data\":", "{\"specversion\":\"0.9\",\"data\":", 1);
+        }
+        text
+    })
+}
+
+proptest! {
+    /// The canonical bytes' instants, written in place, are exactly `format_instant`'s.
+    #[test]
+    fn instants_are_written_as_format_instant_writes_them(
+        secs in -62_135_596_800i64..400_000_000_000,
+        nanos in prop_oneof![
+            Just(0u32),
+            (0u32..1000).prop_map(|m| m * 1_000_000),
+            (0u32..1_000_000).prop_map(|u| u * 1000),
+            0u32..2_000_000_000,
+        ],
+    ) {
+        // Second 60 (nanos of a billion or more) exists only where a minute ends.
+        let Some(t) = DateTime::<Utc>::from_timestamp(secs, nanos) else { return Ok(()) };
+        let mut out = Vec::new();
+        write_instant(&mut out, t);
+        let mut expected = Vec::new();
+        json_str(&mut expected, &format_instant(t));
+        prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
+    }
+
+    #[test]
+    fn canonical_bytes_are_serde_jsons(e in any_event()) {
+        prop_assert_eq!(e.payload_bytes(), serde_json::to_vec(&e.payload_json()).unwrap());
+    }
+
+    /// The fast path and the general path agree on every message: same event, or (the fast
+    /// path stepping aside) the same rejection.
+    #[test]
+    fn the_fast_path_agrees_with_the_general_path(text in mutated_message()) {
+        let fast = parse_usage_message(Some(b"rheinbank"), text.as_bytes(), now());
+        let general = parse_general(Some(b"rheinbank"), &text, now());
+        prop_assert_eq!(fast, general);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = parse_usage_message(Some(b"rheinbank"), &bytes, now());
+    }
+
+    #[test]
+    fn gpu_seconds_within_the_interval_are_accepted_exactly(
+        len_s in 1i64..=3600, units in 0u64..=1_000_000u64, start_min in 0i64..40_000,
+    ) {
+        let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap() + Duration::minutes(start_min);
+        let end = start + Duration::seconds(len_s);
+        let seconds = (Decimal::from(len_s) * Decimal::new(units as i64, 6)).round_dp(6);
+        let mut v = good();
+        v["data"]["interval_start"] = json!(format_instant(start));
+        v["data"]["interval_end"] = json!(format_instant(end));
+        v["data"]["gpu_seconds"] = json!(seconds.to_string());
+        let e = parse_usage_message(Some(b"rheinbank"), &serde_json::to_vec(&v).unwrap(), now()).unwrap();
+        prop_assert_eq!(e.gpu_seconds.value(), seconds);
+        let over = Decimal::from(len_s) + Decimal::new(1, 6);
+        v["data"]["gpu_seconds"] = json!(over.to_string());
+        let r = parse_usage_message(Some(b"rheinbank"), &serde_json::to_vec(&v).unwrap(), now()).unwrap_err();
+        prop_assert_eq!(r.code, RejectionCode::GpuSecondsExceedInterval);
+    }
+}
