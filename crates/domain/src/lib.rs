@@ -9,11 +9,15 @@ pub mod billing;
 pub mod budget;
 pub mod chain;
 pub mod decide;
+pub mod gpu_hours;
 pub mod gpu_seconds;
+pub mod money;
 pub mod projection;
 pub mod simulate;
 pub mod sku;
 pub mod usage;
 
+pub use gpu_hours::GpuHours;
 pub use gpu_seconds::GpuSeconds;
+pub use money::{Money, UnitPrice};
 pub use usage::{parse_usage_message, Rejection, RejectionCode, UsageRecorded};

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -93,8 +93,7 @@ pub fn report(database_url: &str, format: Format) -> Result<()> {
 }
 
 fn print_report(totals: &BTreeMap<String, BTreeMap<String, Decimal>>, format: Format) -> Result<()> {
-    let hours =
-        |s: &Decimal| (s / Decimal::from(3600)).round_dp_with_strategy(3, RoundingStrategy::MidpointAwayFromZero);
+    let hours = |s: &Decimal| domain::GpuHours::summary(*s);
     match format {
         Format::Json => {
             let v: BTreeMap<&String, BTreeMap<&String, serde_json::Value>> = totals

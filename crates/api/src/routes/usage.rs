@@ -148,7 +148,7 @@ async fn usage_read(mut client: TokenLookup, caller: &Caller, key: &UsageKey) ->
                 sku: r.get(1),
                 project: r.get(2),
                 gpu_seconds: secs.normalize().to_string(),
-                gpu_hours: domain::billing::dec::fixed(secs / Decimal::from(3600), 6).to_string(),
+                gpu_hours: domain::GpuHours::billed(secs).to_string(),
             }
         })
         .collect();

@@ -52,14 +52,10 @@ pub mod option {
     }
 }
 
-/// Money as it appears on documents: exactly two fractional digits.
+/// Money as it appears on documents: exactly two fractional digits (`Money::round_cents`, for the
+/// callers that still hold amounts as bare decimals).
 pub fn cents(d: Decimal) -> Decimal {
-    let mut r = d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-    r.rescale(2);
-    if r.is_zero() {
-        r.set_sign_positive(true);
-    }
-    r
+    crate::money::Money::new(d).round_cents().amount()
 }
 
 /// A fixed number of fractional digits (rounded half away from zero), for quantities and prices.

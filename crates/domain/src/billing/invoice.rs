@@ -4,8 +4,9 @@
 
 use super::dec;
 use super::period::Period;
-use super::rating::{LineKey, LineKind, SECONDS_PER_HOUR};
+use super::rating::{LineKey, LineKind};
 use super::reference::{BillingProfile, Seller, VatTreatment};
+use crate::gpu_hours::GpuHours;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -153,7 +154,7 @@ pub fn make_line(
         let q = if net.is_sign_negative() && !net.is_zero() { Decimal::NEGATIVE_ONE } else { Decimal::ONE };
         (q, "C62", net.abs())
     } else {
-        (dec::fixed(secs / SECONDS_PER_HOUR, 6), "HUR", key.unit_price)
+        (GpuHours::billed(secs).value(), "HUR", key.unit_price)
     };
     InvoiceLine {
         line_no,

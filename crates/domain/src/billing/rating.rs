@@ -14,12 +14,13 @@
 use super::dec;
 use super::period::Period;
 use super::reference::ReferenceState;
+use crate::gpu_hours::GpuHours;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const SECONDS_PER_HOUR: Decimal = Decimal::from_parts(3600, 0, 0, false, 0);
+pub use crate::gpu_hours::SECONDS_PER_HOUR;
 
 /// GPU-seconds of one SKU, project and hour (a row of the hourly projection).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +128,7 @@ pub fn rate_period(
         let hours = per_sku.get(sku).unwrap_or(&empty);
         let project = |p: &str| by_project.then(|| p.to_string());
         if let Some(c) = refs.contract_for(tenant_id, sku, period) {
-            let committed = c.committed_gpu_hours_per_month * SECONDS_PER_HOUR;
+            let committed = GpuHours::new(c.committed_gpu_hours_per_month).gpu_seconds();
             let mut used = Decimal::ZERO;
             let key = |kind, p: Option<String>, price| LineKey {
                 kind,
@@ -186,9 +187,12 @@ pub fn rate_period(
             })?;
             let mut left = secs;
             while left > Decimal::ZERO {
-                let idx =
-                    list.tiers.iter().rposition(|t| t.from_gpu_hours * SECONDS_PER_HOUR <= cumulative).unwrap_or(0);
-                let room = list.tiers.get(idx + 1).map(|t| t.from_gpu_hours * SECONDS_PER_HOUR - cumulative);
+                let idx = list
+                    .tiers
+                    .iter()
+                    .rposition(|t| GpuHours::new(t.from_gpu_hours).gpu_seconds() <= cumulative)
+                    .unwrap_or(0);
+                let room = list.tiers.get(idx + 1).map(|t| GpuHours::new(t.from_gpu_hours).gpu_seconds() - cumulative);
                 let take = room.map_or(left, |r| left.min(r));
                 let price = list.tiers[idx].eur_per_gpu_hour;
                 let key = LineKey {
