@@ -171,7 +171,7 @@ fn months_close_into_invoices_that_replay_byte_for_byte_and_pass_xrechnung() {
             let by_invoice = domain::billing::focus::billed_cost_by_invoice(&std::fs::read(f).unwrap());
             for (number, cost) in by_invoice {
                 let d = all.iter().find(|d| d.number == number).unwrap();
-                let expected = if d.type_code == TYPE_CREDIT_NOTE { -d.gross_total } else { d.gross_total };
+                let expected = if d.type_code == TYPE_CREDIT_NOTE { -d.gross_total } else { d.gross_total }.amount();
                 assert_eq!(cost, expected, "FOCUS BilledCost of {number}");
             }
         }

@@ -168,6 +168,6 @@ pub fn run_close_bench(client: &mut Client, spec: &CloseBenchSpec) -> anyhow::Re
         floor,
         close,
         documents: outcome.documents.len(),
-        gross_total: outcome.documents.iter().map(|d| d.gross_total).sum(),
+        gross_total: outcome.documents.iter().map(|d| d.gross_total.amount()).sum(),
     })
 }

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::iter::Sum;
-use std::ops::{Add, AddAssign, Neg, Sub, SubAssign};
+use std::ops::{Add, AddAssign, Mul, Neg, Sub, SubAssign};
 
 /// Fractional digits of an amount on a document: cents.
 pub const CENTS_SCALE: u32 = 2;
@@ -61,6 +61,12 @@ impl Money {
     }
 }
 
+impl From<Money> for Decimal {
+    fn from(m: Money) -> Decimal {
+        m.0
+    }
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
@@ -85,6 +91,14 @@ impl Neg for Money {
     type Output = Money;
     fn neg(self) -> Money {
         Money(-self.0)
+    }
+}
+
+/// A sign or a count times an amount (`doc.sign() * doc.net_total`), exact.
+impl Mul<Money> for Decimal {
+    type Output = Money;
+    fn mul(self, m: Money) -> Money {
+        Money(self * m.0)
     }
 }
 
@@ -146,6 +160,12 @@ impl UnitPrice {
     /// Parses the wire form, a plain decimal such as `"2.5000"`.
     pub fn parse(text: &str) -> Result<UnitPrice, String> {
         dec::parse(text).map(UnitPrice)
+    }
+}
+
+impl From<UnitPrice> for Decimal {
+    fn from(p: UnitPrice) -> Decimal {
+        p.0
     }
 }
 

@@ -101,9 +101,9 @@ fn invoices_section(period: Period, invoices: &[InvoiceSummary]) -> Markup {
                                 td { a href={"/ui/invoices/" (i.number)} { (i.number) } }
                                 td { (i.tenant_id) }
                                 td { @if i.type_code == 381 { "credit note" } @else { "invoice" } }
-                                td.num { (eur(i.net_total.parse().unwrap_or_default())) }
-                                td.num { (eur(i.vat_total.parse().unwrap_or_default())) }
-                                td.num { (eur(i.gross_total.parse().unwrap_or_default())) }
+                                td.num { (eur(i.net_total.parse::<Decimal>().unwrap_or_default())) }
+                                td.num { (eur(i.vat_total.parse::<Decimal>().unwrap_or_default())) }
+                                td.num { (eur(i.gross_total.parse::<Decimal>().unwrap_or_default())) }
                             }
                         }
                     }

@@ -100,8 +100,9 @@ pub fn de(d: Decimal, dp: u32) -> String {
     }
 }
 
-pub(super) fn eur(d: Decimal) -> String {
-    format!("{} €", de(d, 2))
+/// An amount in EUR, German style (`Money`, a `UnitPrice` or a report's decimal).
+pub(super) fn eur(d: impl Into<Decimal>) -> String {
+    format!("{} €", de(d.into(), 2))
 }
 
 pub(super) fn hours(d: Decimal) -> String {

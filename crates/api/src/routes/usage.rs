@@ -231,7 +231,7 @@ pub(crate) async fn usage_current(
     let by_project = refs.profiles.get(&tenant).is_some_and(|(p, _)| p.lines_by_project);
     let rated = domain::billing::rating::rate_period(&tenant, period, &usage, &refs, by_project)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    let mut net_total = Decimal::ZERO;
+    let mut net_total = domain::Money::ZERO;
     let lines = rated
         .iter()
         .enumerate()
@@ -251,6 +251,6 @@ pub(crate) async fn usage_current(
         period: period.to_string(),
         as_of: now,
         lines,
-        net_total: domain::billing::dec::cents(net_total).to_string(),
+        net_total: net_total.round_cents().to_string(),
     }))
 }

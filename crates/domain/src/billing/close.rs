@@ -8,13 +8,13 @@
 //! So for every period, the documents together always bill exactly the rating of all usage known
 //! at the last close, each line rounded once.
 
-use super::dec;
 use super::invoice::{
     billed_lines, make_line, totals, InvoiceDoc, InvoiceLine, InvoiceRef, TYPE_CREDIT_NOTE, TYPE_INVOICE,
 };
 use super::period::{berlin_date, Period};
 use super::rating::{rate_period, LineKey, LineKind, RatedLines, RatingError, UsageRow};
 use super::reference::{ReferenceState, VatTreatment};
+use crate::money::Money;
 use chrono::{DateTime, Days, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -104,16 +104,13 @@ fn series_name(prefix: &str, credit: bool, period: Period) -> String {
 
 /// The difference between a period's rating now and what was billed for it, per line:
 /// (GPU-seconds, net) still to bill (negative: to credit). Zero lines are left out.
-pub fn differences(
-    rated: &RatedLines,
-    billed: &BTreeMap<LineKey, (Decimal, Decimal)>,
-) -> Vec<(LineKey, Decimal, Decimal)> {
+pub fn differences(rated: &RatedLines, billed: &BTreeMap<LineKey, (Decimal, Money)>) -> Vec<(LineKey, Decimal, Money)> {
     let keys: BTreeSet<&LineKey> = rated.keys().chain(billed.keys()).collect();
     keys.into_iter()
         .filter_map(|k| {
             let (secs, net) = rated.get(k).map(|r| (r.gpu_seconds, r.net())).unwrap_or_default();
             let (bs, bn) = billed.get(k).copied().unwrap_or_default();
-            let (ds, dn) = (secs - bs, dec::cents(net - bn));
+            let (ds, dn) = (secs - bs, (net - bn).round_cents());
             (!ds.is_zero() || !dn.is_zero()).then(|| (k.clone(), ds, dn))
         })
         .collect()
@@ -172,8 +169,8 @@ pub fn plan_close(
             if diff.is_empty() {
                 continue;
             }
-            let sum: Decimal = diff.iter().map(|d| d.2).sum();
-            if sum >= Decimal::ZERO {
+            let sum: Money = diff.iter().map(|d| d.2).sum();
+            if sum >= Money::ZERO {
                 for (key, secs, net) in diff {
                     let prefix = format!("Late usage of {q}: ");
                     lines.push(make_line(lines.len() as u32 + 1, q, true, &prefix, &key, secs, net));

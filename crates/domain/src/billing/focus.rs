@@ -171,7 +171,7 @@ fn line_row(doc: &InvoiceDoc, line: &InvoiceLine, billing_period: Period) -> Row
     let credit = doc.is_credit_note();
     let key = &line.charge;
     let mut r = common(doc, billing_period);
-    let net = signed(credit, line.net);
+    let net = signed(credit, line.net.amount());
     for cost in ["BilledCost", "EffectiveCost", "ContractedCost", "ListCost"] {
         r.number(cost, net);
     }
@@ -201,8 +201,8 @@ fn line_row(doc: &InvoiceDoc, line: &InvoiceLine, billing_period: Period) -> Row
             r.number("ConsumedQuantity", hours);
             r.set("ConsumedUnit", GPU_HOURS);
         }
-        r.number("ListUnitPrice", line.unit_price);
-        r.number("ContractedUnitPrice", line.unit_price);
+        r.number("ListUnitPrice", line.unit_price.value());
+        r.number("ContractedUnitPrice", line.unit_price.value());
         r.set("PricingCategory", "Standard");
         r.text("SkuId", &key.sku);
         r.text("SkuPriceId", &format!("{}:{}:{}:{}", key.sku, kind_name(key.kind), key.tier, key.unit_price));
@@ -225,7 +225,7 @@ fn line_row(doc: &InvoiceDoc, line: &InvoiceLine, billing_period: Period) -> Row
 fn tax_row(doc: &InvoiceDoc, billing_period: Period) -> Row {
     let credit = doc.is_credit_note();
     let mut r = common(doc, billing_period);
-    let vat = signed(credit, doc.vat_total);
+    let vat = signed(credit, doc.vat_total.amount());
     for cost in ["BilledCost", "EffectiveCost", "ContractedCost", "ListCost"] {
         r.number(cost, vat);
     }
@@ -471,7 +471,7 @@ mod tests {
         assert!(docs[0].lines.iter().any(|l| l.late && l.period == p("2026-10")));
         assert!(docs[0].lines.iter().any(|l| l.charge.tier == 2));
         assert_eq!(docs[1].period, p("2026-09"));
-        assert_eq!(docs[1].gross_total, d("17.85"));
+        assert_eq!(docs[1].gross_total.amount(), d("17.85"));
     }
 
     #[test]
@@ -499,7 +499,7 @@ mod tests {
         let sums = billed_cost_by_invoice(&csv);
         assert_eq!(sums.len(), docs.len());
         for doc in &docs {
-            assert_eq!(sums[&doc.number], doc.sign() * doc.gross_total, "{}", doc.number);
+            assert_eq!(sums[&doc.number], (doc.sign() * doc.gross_total).amount(), "{}", doc.number);
         }
         let (_, rows) = parse(&csv);
         let lines: usize = docs.iter().map(|d| d.lines.len() + 1).sum();
@@ -658,7 +658,7 @@ mod tests {
         assert_eq!(t["BilledCost"], "0.00");
         assert!(t["ChargeDescription"].starts_with("Value added tax, category O, no rate: Not subject to VAT"));
         assert_eq!((t["x_TaxCategory"].as_str(), t["x_TaxRate"].as_str()), ("O", ""));
-        assert_eq!(billed_cost_by_invoice(&csv)[&docs[0].number], docs[0].gross_total);
+        assert_eq!(billed_cost_by_invoice(&csv)[&docs[0].number], docs[0].gross_total.amount());
     }
 
     #[test]

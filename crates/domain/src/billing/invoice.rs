@@ -7,6 +7,7 @@ use super::period::Period;
 use super::rating::{LineKey, LineKind};
 use super::reference::{BillingProfile, Seller, VatTreatment};
 use crate::gpu_hours::GpuHours;
+use crate::money::{Money, UnitPrice};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -40,11 +41,10 @@ pub struct InvoiceLine {
     pub quantity: Decimal,
     /// UN/ECE rec 20: HUR (hour) or C62 (one).
     pub unit: String,
-    #[serde(with = "dec")]
-    pub unit_price: Decimal,
+    /// EUR per GPU-hour (HUR), or the discount's amount per one (C62); four digits.
+    pub unit_price: UnitPrice,
     /// Net amount in EUR, rounded half away from zero to cents.
-    #[serde(with = "dec")]
-    pub net: Decimal,
+    pub net: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,10 +52,8 @@ pub struct VatBreakdown {
     pub category: String,
     #[serde(with = "dec::option")]
     pub rate: Option<Decimal>,
-    #[serde(with = "dec")]
-    pub taxable: Decimal,
-    #[serde(with = "dec")]
-    pub tax: Decimal,
+    pub taxable: Money,
+    pub tax: Money,
     pub exemption_reason: Option<String>,
     pub exemption_code: Option<String>,
 }
@@ -79,12 +77,9 @@ pub struct InvoiceDoc {
     pub corrects: Option<InvoiceRef>,
     pub lines: Vec<InvoiceLine>,
     pub vat: VatBreakdown,
-    #[serde(with = "dec")]
-    pub net_total: Decimal,
-    #[serde(with = "dec")]
-    pub vat_total: Decimal,
-    #[serde(with = "dec")]
-    pub gross_total: Decimal,
+    pub net_total: Money,
+    pub vat_total: Money,
+    pub gross_total: Money,
     pub notes: Vec<String>,
     /// The `period.closed` event that issued this document.
     pub close_event_id: Uuid,
@@ -148,11 +143,11 @@ pub fn make_line(
     prefix: &str,
     key: &LineKey,
     secs: Decimal,
-    net: Decimal,
+    net: Money,
 ) -> InvoiceLine {
     let (quantity, unit, unit_price) = if key.kind == LineKind::Discount {
-        let q = if net.is_sign_negative() && !net.is_zero() { Decimal::NEGATIVE_ONE } else { Decimal::ONE };
-        (q, "C62", net.abs())
+        let q = if net.is_negative() { Decimal::NEGATIVE_ONE } else { Decimal::ONE };
+        (q, "C62", net.abs().amount())
     } else {
         (GpuHours::billed(secs).value(), "HUR", key.unit_price)
     };
@@ -165,17 +160,17 @@ pub fn make_line(
         gpu_seconds: secs.normalize(),
         quantity,
         unit: unit.to_string(),
-        unit_price: dec::fixed(unit_price, 4),
-        net: dec::cents(net),
+        unit_price: UnitPrice::new(unit_price).on_document(),
+        net: net.round_cents(),
     }
 }
 
 /// VAT per category on the sum of line nets (EN 16931 BR-CO-17), and the document totals.
-pub fn totals(treatment: VatTreatment, lines: &[InvoiceLine]) -> (VatBreakdown, Decimal, Decimal, Decimal) {
-    let net_total = dec::cents(lines.iter().map(|l| l.net).sum());
+pub fn totals(treatment: VatTreatment, lines: &[InvoiceLine]) -> (VatBreakdown, Money, Money, Money) {
+    let net_total = lines.iter().map(|l| l.net).sum::<Money>().round_cents();
     let tax = match treatment.rate() {
-        Some(rate) => dec::cents(net_total * rate / Decimal::ONE_HUNDRED),
-        None => dec::cents(Decimal::ZERO),
+        Some(rate) => net_total.percent(rate).round_cents(),
+        None => Money::ZERO.round_cents(),
     };
     let exemption = treatment.exemption();
     let vat = VatBreakdown {
@@ -186,7 +181,7 @@ pub fn totals(treatment: VatTreatment, lines: &[InvoiceLine]) -> (VatBreakdown, 
         exemption_reason: exemption.map(|e| e.0.to_string()),
         exemption_code: exemption.map(|e| e.1.to_string()),
     };
-    (vat, net_total, tax, dec::cents(net_total + tax))
+    (vat, net_total, tax, (net_total + tax).round_cents())
 }
 
 /// The GPU-seconds and nets a set of documents billed, per line, for one tenant and period.
@@ -194,8 +189,8 @@ pub fn billed_lines<'a>(
     docs: impl Iterator<Item = &'a InvoiceDoc>,
     tenant_id: &str,
     period: Period,
-) -> std::collections::BTreeMap<LineKey, (Decimal, Decimal)> {
-    let mut out = std::collections::BTreeMap::<LineKey, (Decimal, Decimal)>::new();
+) -> std::collections::BTreeMap<LineKey, (Decimal, Money)> {
+    let mut out = std::collections::BTreeMap::<LineKey, (Decimal, Money)>::new();
     for d in docs.filter(|d| d.tenant_id == tenant_id) {
         for l in d.lines.iter().filter(|l| l.period == period) {
             let e = out.entry(l.charge.clone()).or_default();

@@ -15,6 +15,7 @@ use super::dec;
 use super::period::Period;
 use super::reference::ReferenceState;
 use crate::gpu_hours::GpuHours;
+use crate::money::Money;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -70,13 +71,13 @@ pub struct Rated {
 }
 
 impl Rated {
-    pub fn exact(&self) -> Decimal {
-        self.numerator / SECONDS_PER_HOUR
+    pub fn exact(&self) -> Money {
+        Money::new(self.numerator / SECONDS_PER_HOUR)
     }
 
     /// The line's net amount: the exact amount rounded half away from zero to cents.
-    pub fn net(&self) -> Decimal {
-        dec::cents(self.exact())
+    pub fn net(&self) -> Money {
+        self.exact().round_cents()
     }
 }
 
@@ -213,6 +214,6 @@ pub fn rate_period(
 }
 
 /// The exact total of rated lines (before rounding).
-pub fn exact_total(lines: &RatedLines) -> Decimal {
+pub fn exact_total(lines: &RatedLines) -> Money {
     lines.values().map(Rated::exact).sum()
 }

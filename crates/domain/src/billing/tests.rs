@@ -6,6 +6,7 @@ use super::invoice::InvoiceDoc;
 use super::period::Period;
 use super::rating::{exact_total, rate_period, LineKind, UsageRow, SECONDS_PER_HOUR};
 use super::reference::*;
+use crate::money::Money;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -132,11 +133,11 @@ proptest! {
         let refs = refs(by_project, contract);
         for (t, tenant) in TENANTS.iter().enumerate() {
             let lines = rate_period(tenant, period, &rows_of(period, &raw, t), &refs, by_project).unwrap();
-            let nets: Decimal = lines.values().map(|r| r.net()).sum();
+            let nets: Money = lines.values().map(|r| r.net()).sum();
             let bound = Decimal::new(5, 3) * Decimal::from(lines.len());
-            prop_assert!((nets - exact_total(&lines)).abs() <= bound);
+            prop_assert!((nets - exact_total(&lines)).abs().amount() <= bound);
             for r in lines.values() {
-                prop_assert_eq!(r.net().scale(), 2);
+                prop_assert_eq!(r.net().amount().scale(), 2);
             }
         }
     }
@@ -280,7 +281,7 @@ proptest! {
         }
         // Every document's totals: VAT on the sum of line nets.
         for doc in &issued {
-            let nets: Decimal = doc.lines.iter().map(|l| l.net).sum();
+            let nets: Money = doc.lines.iter().map(|l| l.net).sum();
             prop_assert_eq!(doc.net_total, nets);
             prop_assert_eq!(doc.gross_total, doc.net_total + doc.vat_total);
         }
@@ -296,13 +297,13 @@ fn a_contract_bills_commitment_overage_minimum_and_discount() {
         |secs: i64| UsageRow { sku: "nvidia-b200".into(), project: "x".into(), hour, gpu_seconds: Decimal::from(secs) };
     // 1 GPU-hour of 3 committed: commitment 1 h, minimum top-up 2 h, discount 7.5 %.
     let lines = rate_period("de-bank", oct, &[row(3600)], &refs, false).unwrap();
-    let by_kind: BTreeMap<LineKind, Decimal> = lines.iter().map(|(k, r)| (k.kind, r.net())).collect();
+    let by_kind: BTreeMap<LineKind, Decimal> = lines.iter().map(|(k, r)| (k.kind, r.net().amount())).collect();
     assert_eq!(by_kind[&LineKind::Commitment], d("4.10"));
     assert_eq!(by_kind[&LineKind::MinimumTopUp], d("8.20"));
     assert_eq!(by_kind[&LineKind::Discount], d("-0.92")); // 7.5 % of 12.30 = 0.9225
                                                           // 5 GPU-hours: 3 committed, 2 overage, no top-up.
     let lines = rate_period("de-bank", oct, &[row(5 * 3600)], &refs, false).unwrap();
-    let by_kind: BTreeMap<LineKind, Decimal> = lines.iter().map(|(k, r)| (k.kind, r.net())).collect();
+    let by_kind: BTreeMap<LineKind, Decimal> = lines.iter().map(|(k, r)| (k.kind, r.net().amount())).collect();
     assert_eq!(by_kind[&LineKind::Commitment], d("12.30"));
     assert_eq!(by_kind[&LineKind::Overage], d("9.10"));
     assert!(!by_kind.contains_key(&LineKind::MinimumTopUp));
@@ -324,7 +325,7 @@ fn tiers_and_a_mid_month_price_change() {
     let lines = rate_period("us-search", oct, &[row(before, 5400), row(after, 5400)], &refs, false).unwrap();
     let got: Vec<(u32, Decimal, Decimal)> = lines.iter().map(|(k, r)| (k.tier, k.unit_price, r.gpu_seconds)).collect();
     assert_eq!(got, vec![(1, d("2.70"), d("1800")), (1, d("2.90"), d("5400")), (2, d("2.45"), d("3600"))]);
-    assert_eq!(exact_total(&lines), d("4.35") + d("1.35") + d("2.45"));
+    assert_eq!(exact_total(&lines).amount(), d("4.35") + d("1.35") + d("2.45"));
     assert_eq!(SECONDS_PER_HOUR, d("3600"));
 }
 

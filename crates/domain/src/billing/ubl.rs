@@ -16,8 +16,8 @@
 //!   the lines and rate 0 in the breakdown.
 //! - Payment: SEPA credit transfer (code 58) to the seller's IBAN, and the terms as a note.
 
-use super::dec;
 use super::invoice::{InvoiceDoc, InvoiceLine};
+use crate::money::Money;
 use rust_decimal::Decimal;
 
 pub const CUSTOMIZATION_ID: &str = "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0";
@@ -52,8 +52,8 @@ pub fn escape(text: &str) -> String {
 }
 
 /// An amount as EN 16931 wants it: exactly two decimals.
-fn money(d: Decimal) -> String {
-    dec::cents(d).to_string()
+fn money(m: Money) -> String {
+    m.round_cents().to_string()
 }
 
 /// A VAT rate in percent without trailing zeros (`19`, `0`, `7.5`).
@@ -112,7 +112,7 @@ impl Xml {
         self.leaf_with(name, None, text);
     }
 
-    fn amount(&mut self, name: &str, currency: &str, d: Decimal) {
+    fn amount(&mut self, name: &str, currency: &str, d: Money) {
         self.leaf_with(name, Some(("currencyID", currency)), &money(d));
     }
 
@@ -358,7 +358,7 @@ mod tests {
             contract_id: None,
         };
         let lines = vec![
-            make_line(1, period, false, "", &key, Decimal::new(7200, 0), Decimal::new(420, 2)),
+            make_line(1, period, false, "", &key, Decimal::new(7200, 0), Money::new(Decimal::new(420, 2))),
             make_line(
                 2,
                 period.prev(),
@@ -366,7 +366,7 @@ mod tests {
                 "Late usage of 2026-10: ",
                 &key,
                 Decimal::new(3600, 0),
-                Decimal::new(210, 2),
+                Money::new(Decimal::new(210, 2)),
             ),
         ];
         let (vat, net_total, vat_total, gross_total) = totals(treatment, &lines);

@@ -188,7 +188,7 @@ pub fn report(state: &BudgetState, docs: &[InvoiceDoc], as_of: NaiveDate) -> Bud
     let mut revenue = Decimal::ZERO;
     let mut attribution: BTreeMap<(String, String), Decimal> = BTreeMap::new();
     for d in &docs {
-        let net = d.sign() * d.net_total;
+        let net = (d.sign() * d.net_total).amount();
         revenue += net;
         for l in &d.lines {
             if matches!(l.charge.kind, LineKind::Usage | LineKind::Commitment | LineKind::Overage) {

@@ -126,9 +126,9 @@ pub fn journal(state: &BudgetState, docs: &[InvoiceDoc], period: Period) -> Resu
         };
         let text =
             format!("{} {} {}", d.tenant_id, d.period, if d.is_credit_note() { "credit note" } else { "invoice" });
-        doc.post(&receivable, sign * d.gross_total, "", "", "", &text, false);
+        doc.post(&receivable, (sign * d.gross_total).amount(), "", "", "", &text, false);
         let shares: Vec<(String, Decimal)> = key.shares.iter().map(|s| (s.cost_center.clone(), s.percent)).collect();
-        for (cc, part) in split_by_shares(sign * d.net_total, &shares) {
+        for (cc, part) in split_by_shares((sign * d.net_total).amount(), &shares) {
             let c = &state.cost_centers[&cc];
             doc.post(
                 &revenue,
@@ -142,7 +142,7 @@ pub fn journal(state: &BudgetState, docs: &[InvoiceDoc], period: Period) -> Resu
         }
         doc.post(
             &vat,
-            -(sign * d.vat_total),
+            -(sign * d.vat_total).amount(),
             "",
             "",
             "",

@@ -90,6 +90,7 @@ fn write_replayed(
         let close_period = billing.closes[*k].2.period.to_string();
         let event_id = Uuid::new_v5(&billing.closes[*k].1, d.number.as_bytes());
         let type_code = i16::try_from(d.type_code).map_err(|_| invariant("type code out of range"))?;
+        let (net_total, vat_total, gross_total) = (d.net_total.amount(), d.vat_total.amount(), d.gross_total.amount());
         let params: [&(dyn ToSql + Sync); 12] = [
             &d.number,
             &type_code,
@@ -97,9 +98,9 @@ fn write_replayed(
             &d.period.to_string(),
             &close_period,
             &d.issued_at,
-            &d.net_total,
-            &d.vat_total,
-            &d.gross_total,
+            &net_total,
+            &vat_total,
+            &gross_total,
             &event_id,
             &bytes,
             &doc_sha.as_slice(),
