@@ -17,6 +17,7 @@ use axum::Json;
 use chrono::{NaiveDate, Utc};
 use domain::billing::Period;
 use domain::budget::report::BudgetReport;
+use domain::Money;
 use maud::{html, Markup};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -83,11 +84,11 @@ pub(super) async fn export_download(
 
 /// The period's documents with their totals, and the exports of its close.
 fn invoices_section(period: Period, invoices: &[InvoiceSummary]) -> Markup {
-    let (mut net, mut vat, mut gross) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    let (mut net, mut vat, mut gross) = (Money::ZERO, Money::ZERO, Money::ZERO);
     for i in invoices {
-        net += i.net_total.parse::<Decimal>().unwrap_or_default();
-        vat += i.vat_total.parse::<Decimal>().unwrap_or_default();
-        gross += i.gross_total.parse::<Decimal>().unwrap_or_default();
+        net += i.net_total;
+        vat += i.vat_total;
+        gross += i.gross_total;
     }
     html! {
         section #period-invoices {
@@ -101,9 +102,9 @@ fn invoices_section(period: Period, invoices: &[InvoiceSummary]) -> Markup {
                                 td { a href={"/ui/invoices/" (i.number)} { (i.number) } }
                                 td { (i.tenant_id) }
                                 td { @if i.type_code == 381 { "credit note" } @else { "invoice" } }
-                                td.num { (eur(i.net_total.parse::<Decimal>().unwrap_or_default())) }
-                                td.num { (eur(i.vat_total.parse::<Decimal>().unwrap_or_default())) }
-                                td.num { (eur(i.gross_total.parse::<Decimal>().unwrap_or_default())) }
+                                td.num { (eur(i.net_total)) }
+                                td.num { (eur(i.vat_total)) }
+                                td.num { (eur(i.gross_total)) }
                             }
                         }
                     }

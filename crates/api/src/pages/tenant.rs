@@ -98,7 +98,7 @@ fn hours_per_day_and_sku(period: Period, rows: &[UsageRow]) -> (Vec<NaiveDate>, 
     for r in rows {
         let day = domain::billing::period::berlin_date(r.start);
         let idx = days.iter().position(|d| *d == day);
-        let v: Decimal = r.gpu_hours.parse().unwrap_or_default();
+        let v = r.gpu_hours.value();
         if let Some(i) = idx {
             skus.entry(r.sku.clone().unwrap_or_default()).or_insert_with(|| vec![Decimal::ZERO; days.len()])[i] += v;
         }
@@ -152,10 +152,10 @@ fn current_month_section(c: &CurrentMonth) -> Markup {
                 thead { tr { th { "Line" } th.num { "GPU-hours" } th.num { "Price / GPU-h" } th.num { "Net" } } }
                 tbody {
                     @for l in &c.lines {
-                        tr { td { (l.description) } td.num { (de(l.gpu_hours.parse().unwrap_or_default(), 2)) } td.num { (eur(l.unit_price.parse::<Decimal>().unwrap_or_default())) } td.num { (eur(l.net.parse::<Decimal>().unwrap_or_default())) } }
+                        tr { td { (l.description) } td.num { (de(l.gpu_hours, 2)) } td.num { (eur(l.unit_price)) } td.num { (eur(l.net)) } }
                     }
                 }
-                tfoot { tr { th colspan="3" { "Estimated net" } th.num #estimate-total { (eur(c.net_total.parse::<Decimal>().unwrap_or_default())) } } }
+                tfoot { tr { th colspan="3" { "Estimated net" } th.num #estimate-total { (eur(c.net_total)) } } }
             }
         }
     }
@@ -173,7 +173,7 @@ fn invoices_section(invoices: &[InvoiceSummary]) -> Markup {
                             tr {
                                 td { a href={"/ui/invoices/" (i.number)} { (i.number) } @if i.type_code == 381 { " (credit note)" } }
                                 td { (i.period) } td { (i.issued_at.format("%Y-%m-%d")) }
-                                td.num { (eur(i.net_total.parse::<Decimal>().unwrap_or_default())) } td.num { (eur(i.gross_total.parse::<Decimal>().unwrap_or_default())) }
+                                td.num { (eur(i.net_total)) } td.num { (eur(i.gross_total)) }
                                 td.downloads {
                                     a href={"/ui/invoices/" (i.number) "/download/xrechnung.xml"} { "XRechnung" } " "
                                     a href={"/ui/invoices/" (i.number) "/download/invoice.csv"} { "CSV" } " "

@@ -73,9 +73,9 @@ pub(crate) async fn finance_close(
                 tenant_id: d.tenant_id.clone(),
                 period: d.period.to_string(),
                 issued_at: d.issued_at,
-                net_total: d.net_total.to_string(),
-                vat_total: d.vat_total.to_string(),
-                gross_total: d.gross_total.to_string(),
+                net_total: d.net_total,
+                vat_total: d.vat_total,
+                gross_total: d.gross_total,
             })
             .collect(),
     }))

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::billing::invoice::InvoiceDoc;
+use domain::Money;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -30,9 +31,12 @@ pub struct InvoiceSummary {
     pub tenant_id: String,
     pub period: String,
     pub issued_at: DateTime<Utc>,
-    pub net_total: String,
-    pub vat_total: String,
-    pub gross_total: String,
+    #[schema(value_type = String)]
+    pub net_total: Money,
+    #[schema(value_type = String)]
+    pub vat_total: Money,
+    #[schema(value_type = String)]
+    pub gross_total: Money,
 }
 
 #[utoipa::path(get, path = "/v1/invoices", params(InvoiceQuery), security(("bearer" = [])),
@@ -65,9 +69,9 @@ pub(crate) async fn list_invoices(
                 tenant_id: r.get(2),
                 period: r.get(3),
                 issued_at: r.get(4),
-                net_total: r.get::<_, Decimal>(5).to_string(),
-                vat_total: r.get::<_, Decimal>(6).to_string(),
-                gross_total: r.get::<_, Decimal>(7).to_string(),
+                net_total: Money::new(r.get::<_, Decimal>(5)),
+                vat_total: Money::new(r.get::<_, Decimal>(6)),
+                gross_total: Money::new(r.get::<_, Decimal>(7)),
             })
             .collect(),
     ))

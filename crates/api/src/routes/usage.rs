@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use domain::{GpuHours, Money, UnitPrice};
 use hyper::body::Bytes;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -42,9 +43,12 @@ pub struct UsageRow {
     pub sku: Option<String>,
     pub project: Option<String>,
     /// Exact decimal GPU-seconds, as a string.
-    pub gpu_seconds: String,
+    #[serde(with = "domain::billing::dec")]
+    #[schema(value_type = String)]
+    pub gpu_seconds: Decimal,
     /// GPU-hours to 6 decimals, as a string.
-    pub gpu_hours: String,
+    #[schema(value_type = String)]
+    pub gpu_hours: GpuHours,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -147,8 +151,8 @@ async fn usage_read(mut client: TokenLookup, caller: &Caller, key: &UsageKey) ->
                 start: r.get(0),
                 sku: r.get(1),
                 project: r.get(2),
-                gpu_seconds: secs.normalize().to_string(),
-                gpu_hours: domain::GpuHours::billed(secs).to_string(),
+                gpu_seconds: secs.normalize(),
+                gpu_hours: GpuHours::billed(secs),
             }
         })
         .collect();
@@ -180,9 +184,15 @@ pub fn usage_sql(granularity: &str, by_sku: bool, by_project: bool) -> String {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EstimateLine {
     pub description: String,
-    pub gpu_hours: String,
-    pub unit_price: String,
-    pub net: String,
+    // The line's quantity: billed GPU-hours, or ±1 for a discount (as on the invoice). A plain
+    // comment, not a doc comment: the OpenAPI document stays as it was.
+    #[serde(with = "domain::billing::dec")]
+    #[schema(value_type = String)]
+    pub gpu_hours: Decimal,
+    #[schema(value_type = String)]
+    pub unit_price: UnitPrice,
+    #[schema(value_type = String)]
+    pub net: Money,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -194,7 +204,8 @@ pub struct CurrentMonth {
     /// Not yet invoiced: rated as the close would rate it with the price lists and contracts in
     /// force now (a minimum charge counts in full).
     pub lines: Vec<EstimateLine>,
-    pub net_total: String,
+    #[schema(value_type = String)]
+    pub net_total: Money,
 }
 
 #[utoipa::path(get, path = "/v1/usage/current", security(("bearer" = [])),
@@ -231,26 +242,15 @@ pub(crate) async fn usage_current(
     let by_project = refs.profiles.get(&tenant).is_some_and(|(p, _)| p.lines_by_project);
     let rated = domain::billing::rating::rate_period(&tenant, period, &usage, &refs, by_project)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    let mut net_total = domain::Money::ZERO;
+    let mut net_total = Money::ZERO;
     let lines = rated
         .iter()
         .enumerate()
         .map(|(i, (key, r))| {
             let l = domain::billing::invoice::make_line(i as u32 + 1, period, false, "", key, r.gpu_seconds, r.net());
             net_total += l.net;
-            EstimateLine {
-                description: l.description,
-                gpu_hours: l.quantity.to_string(),
-                unit_price: l.unit_price.to_string(),
-                net: l.net.to_string(),
-            }
+            EstimateLine { description: l.description, gpu_hours: l.quantity, unit_price: l.unit_price, net: l.net }
         })
         .collect();
-    Ok(Json(CurrentMonth {
-        tenant,
-        period: period.to_string(),
-        as_of: now,
-        lines,
-        net_total: net_total.round_cents().to_string(),
-    }))
+    Ok(Json(CurrentMonth { tenant, period: period.to_string(), as_of: now, lines, net_total: net_total.round_cents() }))
 }
