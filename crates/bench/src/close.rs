@@ -6,8 +6,6 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::billing::reference::ReferenceInput;
 use domain::billing::Period;
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::Type;
 use postgres::Client;
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -110,33 +108,18 @@ fn seed_hourly(client: &mut Client, spec: &CloseBenchSpec) -> anyhow::Result<(u6
         let p = (i / (spec.tenants * skus.len() as u32)) % spec.projects;
         *groups.entry((t, s, p)).or_default() += 1;
     }
-    let mut tx = client.transaction()?;
-    // COPY is refused on a table with row-level security: copy into a scratch table, then insert.
-    tx.batch_execute("CREATE TEMP TABLE bench_hourly (LIKE usage_hourly) ON COMMIT DROP")?;
-    let sink =
-        tx.copy_in("COPY bench_hourly (tenant_id, gpu_sku, project, hour, gpu_seconds, events) FROM STDIN BINARY")?;
-    let mut w = BinaryCopyInWriter::new(
-        sink,
-        &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::NUMERIC, Type::INT8],
-    );
-    let (mut rows, mut events) = (0u64, 0u64);
+    let mut events = 0u64;
     let start = spec.period.start();
-    for h in 0..spec.period.hours() {
+    let rows = (0..spec.period.hours()).flat_map(|h| {
         let hour: DateTime<Utc> = start + Duration::hours(h);
-        for (g, (&(t, s, p), &count)) in groups.iter().enumerate() {
+        groups.iter().enumerate().map(move |(g, (&(t, s, p), &count))| {
             let util_ppm = 550_000 + splitmix(spec.seed ^ ((g as u64) << 20) ^ h as u64) % 450_001;
             let secs = Decimal::from(count * 3600 * util_ppm) / Decimal::from(1_000_000u64);
             let n = (count * 60 * u64::from(spec.events_per_gpu_minute)) as i64;
-            let tenant = tenant_name(t);
-            let project = format!("project-{p}");
-            w.write(&[&tenant, &skus[s], &project, &hour, &secs, &n])?;
-            rows += 1;
-            events += n as u64;
-        }
-    }
-    w.finish()?;
-    tx.batch_execute("INSERT INTO usage_hourly SELECT * FROM bench_hourly")?;
-    tx.commit()?;
+            (tenant_name(t), skus[s], format!("project-{p}"), hour, secs, n)
+        })
+    });
+    let rows = crate::write_hourly(client, rows.inspect(|r| events += r.5 as u64))?;
     Ok((rows, events))
 }
 

@@ -11,8 +11,6 @@ use domain::chain::{link, ChainRow, UsagePlace, GENESIS};
 use domain::gpu_seconds::GpuSeconds;
 use domain::projection::HourlyUsage;
 use domain::usage::{UsageRecorded, LEDGER_KIND};
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::Type;
 use postgres::Client;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -183,24 +181,10 @@ pub fn seed_ledger(client: &mut Client, spec: &ReplayBenchSpec) -> anyhow::Resul
     Ok(SeedReport { events: u64::try_from(written).unwrap_or(0), hourly_rows, took: started.elapsed() })
 }
 
-/// The live projection, through a scratch table (PostgreSQL refuses COPY into a table with
-/// row-level security).
+/// The live projection.
 fn write_hourly(client: &mut Client, hourly: &HourlyUsage) -> anyhow::Result<u64> {
-    let mut tx = client.transaction()?;
-    tx.batch_execute("CREATE TEMP TABLE bench_hourly (LIKE usage_hourly) ON COMMIT DROP")?;
-    let sink =
-        tx.copy_in("COPY bench_hourly (tenant_id, gpu_sku, project, hour, gpu_seconds, events) FROM STDIN BINARY")?;
-    let mut w = BinaryCopyInWriter::new(
-        sink,
-        &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::NUMERIC, Type::INT8],
-    );
-    for (k, v) in &hourly.rows {
-        w.write(&[&k.tenant_id, &k.gpu_sku, &k.project, &k.hour, &v.gpu_seconds, &v.events])?;
-    }
-    let rows = w.finish()?;
-    tx.batch_execute("INSERT INTO usage_hourly SELECT * FROM bench_hourly")?;
-    tx.commit()?;
-    Ok(rows)
+    let rows = hourly.rows.iter().map(|(k, v)| (&k.tenant_id, &k.gpu_sku, &k.project, k.hour, v.gpu_seconds, v.events));
+    crate::write_hourly(client, rows)
 }
 
 /// What a replay is measured against, on the same rows: a bare `count(*)` of the usage rows, and
