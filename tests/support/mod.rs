@@ -395,9 +395,10 @@ pub fn validate_xrechnung(files: &[PathBuf]) -> Result<String> {
     Ok(report)
 }
 
-/// `gpuledger serve` on a free local port, killed when dropped.
+/// `gpuledger serve` on a free local port (and `/metrics` on another), killed when dropped.
 pub struct ApiServer {
     pub port: u16,
+    pub metrics_port: u16,
     child: Child,
 }
 
@@ -409,23 +410,56 @@ impl Drop for ApiServer {
 }
 
 pub fn serve_api(db: &str) -> ApiServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    serve_api_with(db, &[])
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// [`serve_api`] with more arguments of `gpuledger serve` (limits, timeouts).
+pub fn serve_api_with(db: &str, extra: &[&str]) -> ApiServer {
+    let (port, metrics_port) = (free_port(), free_port());
     let child = Command::new(bin())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .args(extra)
         .env("GPULEDGER_DATABASE_URL", db)
         .env("GPULEDGER_KAFKA_BROKERS", brokers())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let s = ApiServer { child, port };
+    let s = ApiServer { child, port, metrics_port };
     for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        let up = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
+        if up(port) && up(metrics_port) {
             return s;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("gpuledger serve did not start");
+}
+
+/// The server's `/metrics` (from its metrics listener).
+pub fn metrics_text(s: &ApiServer) -> String {
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", s.metrics_port);
+    let (status, head, body) = raw_http(s.metrics_port, req.as_bytes());
+    assert_eq!(status, 200, "{head}");
+    body
+}
+
+/// A request sent as these exact bytes (e.g. with a target no client library would send):
+/// (status, the response's head, body).
+pub fn raw_http(port: u16, request: &[u8]) -> (u16, String, String) {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_string(), body.to_string())
 }
 
 /// A plain HTTP/1.1 request without a body: (status, content type, body).

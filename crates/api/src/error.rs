@@ -81,6 +81,17 @@ impl From<store::StoreError> for ApiError {
     }
 }
 
+/// The answer to a handler that panicked (a bug: the cause goes to the log), so that a panic is
+/// still a problem document and never a dropped connection.
+pub(crate) fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    internal(format_args!("handler panicked: {what}")).into_response()
+}
+
 pub(crate) fn internal<E: std::fmt::Display>(e: E) -> ApiError {
     // The cause goes to the log, never to the client.
     tracing::error!(error = %e, "request failed");

@@ -1,10 +1,13 @@
 //! Prometheus metrics: the middleware that counts and times every request, and `/metrics`,
-//! which adds the usage cache's counters and the ingesters' counts per stream.
+//! which adds the usage cache's counters and the ingesters' counts per stream. `/metrics` is
+//! served on its own listener (`gpuledger serve --metrics-listen`), never with the API. Every
+//! label takes values from a fixed set (the method normalised, the route's template, the
+//! status), so no client can grow the series without bound.
 
 use crate::auth::Telemetry;
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rust_decimal::Decimal;
@@ -14,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// (method, route, status).
-type RequestKey = (String, String, u16);
+type RequestKey = (&'static str, String, u16);
 /// (count, total microseconds, cumulative histogram counts per bucket).
 type RequestStats = (u64, u64, [u64; LATENCY_BUCKETS_MS.len()]);
 
@@ -25,8 +28,24 @@ pub(crate) struct Metrics {
 
 const LATENCY_BUCKETS_MS: [u64; 8] = [1, 5, 10, 25, 50, 100, 250, 1000];
 
+/// A method as a label: the standard ones by name, any other as `other`.
+pub(crate) fn method_label(m: &Method) -> &'static str {
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN.iter().find(|(k, _)| k == m).map_or("other", |(_, name)| name)
+}
+
 pub(crate) async fn record_metrics(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |m| m.as_str().to_string());
     let t0 = Instant::now();
     let resp = next.run(req).await;
@@ -45,7 +64,6 @@ pub(crate) async fn record_metrics(State(s): State<AppState>, req: Request, next
 
 /// Prometheus text format: request counts and latencies; the ingester's counts per partition
 /// (from the database, where every ingester reports).
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = String::new();
     write_requests(&mut out, &s.metrics);
@@ -120,5 +138,19 @@ fn write_streams(out: &mut String, streams: &[crate::auth::StreamCounts]) {
     for c in streams {
         let (t, p) = (&c.topic, c.partition);
         let _ = writeln!(out, "gpuledger_ingest_next_offset{{topic=\"{t}\",partition=\"{p}\"}} {}", c.next_offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_labelled_from_a_fixed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for odd in ["FOO", "get", "X1234567890", "BREW"] {
+            assert_eq!(method_label(&Method::from_bytes(odd.as_bytes()).unwrap()), "other", "{odd}");
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! at `/openapi.json`.
 
 use crate::error::Problem;
-use crate::metrics::__path_metrics;
 use crate::routes::audit::{
     __path_audit_events, __path_audit_verify, Break, EventsPage, LedgerEvent, StreamVerdict, Verification,
 };
@@ -35,7 +34,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "gpuledger", description = "Metering and billing ledger of a sovereign GPU cloud: usage, invoices, health."),
-    paths(healthz, readyz, metrics, usage, usage_current, list_invoices, invoice_json, invoice_xml, invoice_csv,
+    paths(healthz, readyz, usage, usage_current, list_invoices, invoice_json, invoice_xml, invoice_csv,
           finance_budget, finance_close, finance_export, finance_reference, audit_events, audit_verify),
     components(schemas(Problem, Health, UsageRow, UsageResponse, EstimateLine, CurrentMonth, InvoiceSummary, CloseResult, LoadedItem, LedgerEvent, EventsPage, Verification, StreamVerdict, Break)),
     modifiers(&BearerAuth)

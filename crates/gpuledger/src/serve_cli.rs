@@ -15,6 +15,18 @@ pub struct ServeArgs {
     /// Answer every `GET /v1/usage` from the database (no response cache).
     #[arg(long)]
     no_usage_cache: bool,
+    /// Serve Prometheus `/metrics` here (its own listener, never the API's); without it, not at all.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Seconds a client has to send a request's headers (also the idle time of a kept-alive connection).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_secs: u64,
+    /// Seconds a request may take, body and work included (then 503).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    request_timeout_secs: u64,
+    /// Connections open at once; further ones wait in the listen queue.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
 }
 
 #[derive(Subcommand)]
@@ -43,12 +55,27 @@ pub enum TokensCmd {
 
 /// Serves until SIGTERM or Ctrl-C.
 pub fn serve(args: ServeArgs, database_url: &str, brokers: &str) -> Result<()> {
-    let ServeArgs { listen, pool_size, no_usage_cache } = args;
+    let ServeArgs {
+        listen,
+        pool_size,
+        no_usage_cache,
+        metrics_listen,
+        header_timeout_secs,
+        request_timeout_secs,
+        max_connections,
+    } = args;
     let state = api::state(database_url, brokers, pool_size)?;
+    let limits = api::Limits {
+        header_read_timeout: std::time::Duration::from_secs(header_timeout_secs),
+        request_timeout: std::time::Duration::from_secs(request_timeout_secs),
+        max_connections: usize::try_from(max_connections)?,
+    };
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(api::serve(
         listen,
+        metrics_listen,
         state,
         !no_usage_cache,
+        limits,
     ))
 }
 

@@ -90,6 +90,8 @@ pub enum Refusal {
     TenantId(String),
     #[error("no token {0}")]
     NoToken(Uuid),
+    #[error("tenant {0:?} is unknown: the ledger holds no usage, document or reference data of it")]
+    UnknownTenant(String),
     #[error("schema name {0:?}: use [a-z_][a-z0-9_]*, at most 63 bytes, not public or pg_*")]
     SchemaName(String),
     #[error("schema {0} exists already; drop it or name another")]
@@ -113,7 +115,7 @@ impl Refusal {
             | Refusal::Close(_)
             | Refusal::Journal(_)
             | Refusal::SchemaExists(_) => Conflict,
-            Refusal::NoToken(_) => NotFound,
+            Refusal::NoToken(_) | Refusal::UnknownTenant(_) => NotFound,
         }
     }
 

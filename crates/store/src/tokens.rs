@@ -34,6 +34,9 @@ pub fn create_token(
         if !domain::usage::is_valid_tenant_id(t) {
             return Err(Refusal::TenantId(t.to_string()).into());
         }
+        if !tenant_known(client, t)? {
+            return Err(Refusal::UnknownTenant(t.to_string()).into());
+        }
     }
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -45,6 +48,12 @@ pub fn create_token(
         &[&id, &hash_token(&token), &role, &tenant_id, &label, &now, &(now + valid_for)],
     )?;
     Ok((id, token))
+}
+
+/// Whether the ledger knows the tenant (migration 0008's `gpuledger_tenant_known`: usage, an
+/// issued document or reference data of it).
+pub fn tenant_known(client: &mut Client, tenant: &str) -> Result<bool, StoreError> {
+    Ok(client.query_one("SELECT gpuledger_tenant_known($1)", &[&tenant])?.get(0))
 }
 
 pub fn revoke_token(client: &mut Client, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@ mod token;
 mod unwalled;
 mod wall;
 
-pub(crate) use token::TokenLookup;
+pub(crate) use token::{TokenLookup, SESSION_HOURS};
 pub(crate) use unwalled::{CrossTenant, StreamCounts, Telemetry};
 pub(crate) use wall::Walled;
 
@@ -34,39 +34,34 @@ pub struct Caller {
 pub(crate) const FINANCE: &[Role] = &[Role::Finance, Role::Admin];
 pub(crate) const READERS: &[Role] = &[Role::Finance, Role::Auditor, Role::Admin];
 
-/// Authenticates, checks the role (403 otherwise) and logs the access; the transaction ends here.
-pub(crate) async fn authorize(
-    s: &AppState,
-    headers: &HeaderMap,
-    roles: &[Role],
-    method: &str,
-    path: &str,
-) -> Result<Caller, ApiError> {
-    let mut client = TokenLookup::get(s).await?;
-    let (tx, caller) = client.begin(s, headers).await?;
+/// Authenticates and checks the role (403 otherwise); the access log records the request.
+pub(crate) async fn authorize(s: &AppState, headers: &HeaderMap, roles: &[Role]) -> Result<Caller, ApiError> {
+    let client = TokenLookup::get(s).await?;
+    let caller = client.authenticate(s, headers).await?;
     if !roles.contains(&caller.role) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "this route is not open to your role"));
     }
-    tx.log_access(&caller, method, path).await?;
-    tx.commit().await?;
     Ok(caller)
 }
 
-/// Finance and auditor reads go to the append-only access log, in the read's transaction.
-async fn log_access(
-    db: &impl deadpool_postgres::GenericClient,
-    c: &Caller,
+/// One row of the append-only access log (see [`crate::access`]), as `gpuledger_api` (which may
+/// only insert there), in its own transaction.
+pub(crate) async fn log_request(
+    s: &AppState,
+    caller: Option<&Caller>,
     method: &str,
-    path: &str,
+    target: &str,
+    status: u16,
 ) -> Result<(), ApiError> {
-    if matches!(c.role, Role::Finance | Role::Auditor | Role::Admin) {
-        let role = format!("{:?}", c.role).to_lowercase();
-        db.execute(
-            "INSERT INTO access_log (at, token_id, role, tenant_id, method, path, status) VALUES (now(), $1, $2, $3, $4, $5, 200)",
-            &[&c.token_id, &role, &c.tenant, &method, &path],
-        )
-        .await
-        .map_err(internal)?;
-    }
-    Ok(())
+    let mut client = s.pool.get().await.map_err(internal)?;
+    let tx = client.transaction().await.map_err(internal)?;
+    tx.batch_execute("SET LOCAL ROLE gpuledger_api").await.map_err(internal)?;
+    let role = caller.map(|c| format!("{:?}", c.role).to_lowercase());
+    tx.execute(
+        "INSERT INTO access_log (at, token_id, role, tenant_id, method, path, status) VALUES (now(), $1, $2, $3, $4, $5, $6)",
+        &[&caller.map(|c| c.token_id), &role, &caller.and_then(|c| c.tenant.clone()), &method, &target, &(status as i16)],
+    )
+    .await
+    .map_err(internal)?;
+    tx.commit().await.map_err(internal)
 }

@@ -1,7 +1,7 @@
 //! The pooled connection before the wall: it authenticates the bearer token and then opens the
 //! tenant wall for the caller.
 
-use super::{log_access, Caller, Role, Walled};
+use super::{Caller, Role, Walled};
 use crate::error::{internal, ApiError};
 use crate::limit::RATE_PER_SECOND;
 use crate::AppState;
@@ -13,6 +13,20 @@ use chrono::{DateTime, Utc};
 /// cache (which read nothing), and [`TokenLookup::wall`], which turns it into a [`Walled`]
 /// transaction for everything else.
 pub(crate) struct TokenLookup(deadpool_postgres::Object);
+
+/// Hours a web page sign-in lasts (a working day).
+pub(crate) const SESSION_HOURS: i32 = 8;
+
+/// A token by its hash: (id, role, tenant, expiry, revoked).
+const TOKEN_SQL: &str = "SELECT t.token_id, t.role, t.tenant_id, t.expires_at, r.token_id IS NOT NULL
+   FROM api_tokens t LEFT JOIN api_token_revocations r USING (token_id) WHERE t.token_hash = $1";
+
+/// A sign-in session by its hash, as its token: (id, role, tenant, the earlier expiry, revoked or
+/// signed out).
+const SESSION_SQL: &str = "SELECT t.token_id, t.role, t.tenant_id, least(t.expires_at, s.expires_at),
+        r.token_id IS NOT NULL OR s.ended_at IS NOT NULL
+   FROM ui_sessions s JOIN api_tokens t USING (token_id)
+   LEFT JOIN api_token_revocations r USING (token_id) WHERE s.session_hash = $1";
 
 impl TokenLookup {
     pub(crate) async fn get(state: &AppState) -> Result<TokenLookup, ApiError> {
@@ -31,30 +45,29 @@ impl TokenLookup {
         Ok((tx, caller))
     }
 
-    /// Authenticates the bearer token (one statement, no transaction) and takes one request from
-    /// its rate budget.
+    /// Authenticates the request (one statement, no transaction) and takes one request from its
+    /// token's rate budget. `Authorization: Bearer glt_...` is an API token; `Session gls_...` a
+    /// web page's sign-in (see [`crate::pages`]), which stands for its token until it ends.
     pub(crate) async fn authenticate(&self, state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let client = &self.0;
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT t.token_id, t.role, t.tenant_id, t.expires_at, r.token_id IS NOT NULL
-                   FROM api_tokens t LEFT JOIN api_token_revocations r USING (token_id) WHERE t.token_hash = $1",
-            )
-            .await
-            .map_err(internal)?;
-        let row = client.query_opt(&stmt, &[&store::tokens::hash_token(token)]).await.map_err(internal)?;
-        let row = row.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
+        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let (sql, secret, what) = if let Some(t) = auth.strip_prefix("Bearer ") {
+            (TOKEN_SQL, t, "token")
+        } else if let Some(t) = auth.strip_prefix("Session ") {
+            (SESSION_SQL, t, "session")
+        } else {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required"));
+        };
+        let stmt = client.prepare_cached(sql).await.map_err(internal)?;
+        let row = client.query_opt(&stmt, &[&store::tokens::hash_token(secret)]).await.map_err(internal)?;
+        let row = row.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, format!("unknown {what}")))?;
         let expires: DateTime<Utc> = row.get(3);
         if row.get::<_, bool>(4) {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the token was revoked"));
+            let why = if what == "token" { "the token was revoked" } else { "the session has ended" };
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
         }
         if expires <= Utc::now() {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the token has expired"));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, format!("the {what} has expired")));
         }
         let role = match row.get::<_, &str>(1) {
             "tenant" => Role::Tenant,
@@ -63,6 +76,7 @@ impl TokenLookup {
             _ => Role::Admin,
         };
         let caller = Caller { token_id: row.get(0), role, tenant: row.get(2) };
+        crate::access::note_caller(&caller);
         if !state.limiter.allow(caller.token_id) {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -72,13 +86,40 @@ impl TokenLookup {
         Ok(caller)
     }
 
+    /// A new sign-in session for an authenticated caller: its secret, stored only as a hash, valid
+    /// for [`SESSION_HOURS`] or until its token expires, whichever is first. Sessions ended a day
+    /// ago are deleted on the way.
+    pub(crate) async fn open_session(&self, caller: &Caller) -> Result<String, ApiError> {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        let secret = format!("gls_{}", hex::encode(bytes));
+        self.0
+            .execute(
+                "WITH gone AS (DELETE FROM ui_sessions WHERE expires_at < now() - interval '1 day')
+                 INSERT INTO ui_sessions (session_hash, token_id, created_at, expires_at)
+                 SELECT $1, token_id, now(), least(now() + make_interval(hours => $3), expires_at)
+                   FROM api_tokens WHERE token_id = $2",
+                &[&store::tokens::hash_token(&secret), &caller.token_id, &SESSION_HOURS],
+            )
+            .await
+            .map_err(internal)?;
+        Ok(secret)
+    }
+
+    /// Ends a sign-in session (signing out); an unknown or ended one is left as it is.
+    pub(crate) async fn end_session(&self, secret: &str) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "UPDATE ui_sessions SET ended_at = now() WHERE session_hash = $1 AND ended_at IS NULL",
+                &[&store::tokens::hash_token(secret)],
+            )
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
     /// The wall for an authenticated caller (see [`Walled`]).
     pub(crate) async fn wall(&mut self, caller: &Caller) -> Result<Walled<'_>, ApiError> {
         Walled::open(&mut self.0, caller).await
-    }
-
-    /// Logs a finance or auditor read that was answered from the cache, outside any transaction.
-    pub(crate) async fn log_cached_access(&self, caller: &Caller, method: &str, path: &str) -> Result<(), ApiError> {
-        log_access(&self.0, caller, method, path).await
     }
 }

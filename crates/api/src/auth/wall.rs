@@ -1,6 +1,6 @@
 //! The tenant wall: the one way the API reads tenants' rows.
 
-use super::{log_access, Caller, Role};
+use super::{Caller, Role};
 use crate::error::{internal, ApiError};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -36,11 +36,6 @@ impl<'a> Walled<'a> {
 
     pub(crate) async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, ApiError> {
         self.0.query_opt(sql, params).await.map_err(internal)
-    }
-
-    /// Logs a finance or auditor read in the read's own transaction.
-    pub(crate) async fn log_access(&self, caller: &Caller, method: &str, path: &str) -> Result<(), ApiError> {
-        log_access(&self.0, caller, method, path).await
     }
 
     pub(crate) async fn commit(self) -> Result<(), ApiError> {

@@ -44,7 +44,7 @@ async fn finance_page_inner(
     q: Result<Query<FinancePageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
-    let caller = authorize(&s, &h, READERS, "GET", "/ui/finance").await?;
+    let caller = authorize(&s, &h, READERS).await?;
     let today = domain::billing::period::berlin_date(Utc::now());
     let period = match q.period.as_deref().filter(|p| !p.is_empty()) {
         Some(p) => Period::parse(p).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?,

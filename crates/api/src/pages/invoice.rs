@@ -47,7 +47,7 @@ pub(super) async fn invoice_page(
         Ok(c) => c,
         Err(e) => return page_error(e),
     };
-    match document(&s, &h, &number, "/ui/invoices/{number}").await {
+    match document(&s, &h, &number).await {
         Ok(d) => page(&d.number, Some(&caller), invoice_markup(&d)),
         Err(e) => page_error(e),
     }

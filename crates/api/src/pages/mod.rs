@@ -16,18 +16,19 @@ mod session;
 mod tenant;
 
 use crate::AppState;
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{get, post, MethodRouter};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/ui", get(session::home))
-        .route("/ui/app.css", get(layout::css))
-        .route("/ui/login", get(session::login_form).post(session::login))
-        .route("/ui/logout", axum::routing::post(session::logout))
-        .route("/ui/usage", get(tenant::usage_page))
-        .route("/ui/finance", get(finance::finance_page))
-        .route("/ui/invoices/{number}", get(invoice::invoice_page))
-        .route("/ui/invoices/{number}/download/{format}", get(invoice::invoice_download))
-        .route("/ui/exports/{period}/{file}", get(finance::export_download))
+/// The pages' routes (merged into the API's route table).
+pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/ui", get(session::home)),
+        ("/ui/app.css", get(layout::css)),
+        ("/ui/login", get(session::login_form).post(session::login)),
+        ("/ui/logout", post(session::logout)),
+        ("/ui/usage", get(tenant::usage_page)),
+        ("/ui/finance", get(finance::finance_page)),
+        ("/ui/invoices/{number}", get(invoice::invoice_page)),
+        ("/ui/invoices/{number}/download/{format}", get(invoice::invoice_download)),
+        ("/ui/exports/{period}/{file}", get(finance::export_download)),
+    ]
 }

@@ -70,7 +70,6 @@ pub(crate) async fn audit_events(
         store::ledger_row::content_columns("")
     );
     let rows = tx.query(&sql, &[&q.after.unwrap_or(0), &limit]).await?;
-    tx.log_access(&caller, "GET", "/v1/audit/events").await?;
     tx.commit().await?;
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -148,7 +147,7 @@ pub(crate) async fn audit_verify(
         }
         None => vec![],
     };
-    authorize(&s, &headers, &[Role::Auditor, Role::Admin], "GET", "/v1/audit/verify").await?;
+    authorize(&s, &headers, &[Role::Auditor, Role::Admin]).await?;
     let _permit = s.verifying.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "a verification is already running; try again when it is done")
     })?;

@@ -51,7 +51,7 @@ pub(crate) async fn list_invoices(
         domain::billing::Period::parse(p).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     }
     let mut client = TokenLookup::get(&s).await?;
-    let (tx, caller) = client.begin(&s, &headers).await?;
+    let (tx, _) = client.begin(&s, &headers).await?;
     let rows = tx
         .query(
             "SELECT number, type_code, tenant_id, period, issued_at, net_total, vat_total, gross_total FROM invoices
@@ -59,7 +59,6 @@ pub(crate) async fn list_invoices(
             &[&q.period, &PAGE_MAX],
         )
         .await?;
-    tx.log_access(&caller, "GET", "/v1/invoices").await?;
     tx.commit().await?;
     Ok(Json(
         rows.iter()
@@ -78,17 +77,12 @@ pub(crate) async fn list_invoices(
 }
 
 /// One document, through both walls: the invoice index and the ledger row are tenant-walled.
-pub(crate) async fn document(
-    s: &AppState,
-    headers: &HeaderMap,
-    number: &str,
-    path: &str,
-) -> Result<InvoiceDoc, ApiError> {
+pub(crate) async fn document(s: &AppState, headers: &HeaderMap, number: &str) -> Result<InvoiceDoc, ApiError> {
     if number.len() > 40 {
         return Err(ApiError::not_found());
     }
     let mut client = TokenLookup::get(s).await?;
-    let (tx, caller) = client.begin(s, headers).await?;
+    let (tx, _) = client.begin(s, headers).await?;
     let row = tx
         .query_opt(
             "SELECT e.payload FROM invoices i JOIN api_ledger_events e ON e.stream_id = i.stream_id AND e.stream_pos = i.stream_pos
@@ -97,7 +91,6 @@ pub(crate) async fn document(
         )
         .await?;
     let row = row.ok_or_else(ApiError::not_found)?;
-    tx.log_access(&caller, "GET", path).await?;
     tx.commit().await?;
     let payload: serde_json::Value = row.get(0);
     InvoiceDoc::from_json(&payload["data"]).map_err(internal)
@@ -112,7 +105,7 @@ pub(crate) async fn invoice_json(
     number: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Path(number) = number.map_err(bad_path)?;
-    Ok(Json(document(&s, &headers, &number, "/v1/invoices/{number}").await?.to_json()))
+    Ok(Json(document(&s, &headers, &number).await?.to_json()))
 }
 
 #[utoipa::path(get, path = "/v1/invoices/{number}/xrechnung", params(("number" = String, Path, description = "Invoice or credit note number")),
@@ -124,7 +117,7 @@ pub(crate) async fn invoice_xml(
     number: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(number) = number.map_err(bad_path)?;
-    let d = document(&s, &headers, &number, "/v1/invoices/{number}/xrechnung").await?;
+    let d = document(&s, &headers, &number).await?;
     Ok(([(header::CONTENT_TYPE, "application/xml")], domain::billing::ubl::xrechnung(&d)).into_response())
 }
 
@@ -137,6 +130,6 @@ pub(crate) async fn invoice_csv(
     number: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(number) = number.map_err(bad_path)?;
-    let d = document(&s, &headers, &number, "/v1/invoices/{number}/csv").await?;
+    let d = document(&s, &headers, &number).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv")], domain::billing::export::csv(std::slice::from_ref(&d))).into_response())
 }

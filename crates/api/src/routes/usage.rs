@@ -75,7 +75,6 @@ pub(crate) async fn usage(
         if caller.role == Role::Tenant && caller.tenant.as_deref() != Some(key.tenant.as_str()) {
             return Err(internal("a cached answer was keyed to another tenant"));
         }
-        client.log_cached_access(&caller, "GET", "/v1/usage").await?;
         return Ok(json_bytes(body));
     }
     let ticket = s.cache.ticket(&key.tenant);
@@ -112,6 +111,9 @@ async fn usage_request(
     if !["hour", "day", "month"].contains(&granularity.as_str()) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "granularity is hour, day or month"));
     }
+    for t in [q.from, q.to] {
+        domain::billing::period::check_instant(t).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    }
     if q.to <= q.from {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "`to` must be after `from`"));
     }
@@ -133,15 +135,25 @@ async fn usage_request(
         Role::Tenant => caller.tenant.clone().unwrap_or_default(),
         _ => q.tenant.clone().ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "name the tenant (?tenant=)"))?,
     };
+    if !domain::usage::is_valid_tenant_id(&tenant) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "not a tenant id"));
+    }
     Ok((caller, UsageKey { tenant, granularity, by_sku, by_project, from: q.from, to: q.to }))
 }
 
 /// Reads one usage answer in a transaction behind the tenant wall.
 async fn usage_read(mut client: TokenLookup, caller: &Caller, key: &UsageKey) -> Result<UsageResponse, ApiError> {
     let tx = client.wall(caller).await?;
+    // A tenant named in the query (finance, auditors) must be one the ledger knows: an unknown
+    // one is a 404, and so never reaches the cache.
+    if caller.role != Role::Tenant {
+        let known = tx.query_opt("SELECT gpuledger_tenant_known($1)", &[&key.tenant]).await?;
+        if !known.is_some_and(|r| r.get::<_, bool>(0)) {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such tenant"));
+        }
+    }
     let sql = usage_sql(&key.granularity, key.by_sku, key.by_project);
     let rows = tx.query(&sql, &[&key.tenant, &key.from, &key.to]).await?;
-    tx.log_access(caller, "GET", "/v1/usage").await?;
     tx.commit().await?;
     let rows = rows
         .iter()

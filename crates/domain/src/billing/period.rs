@@ -85,6 +85,30 @@ impl Period {
     }
 }
 
+/// The instants a request may name: those of the periods there can be (2020-01 to 2100-12).
+/// Outside them there is nothing to read, and date arithmetic at chrono's or PostgreSQL's limits
+/// would fail; so a request naming one is refused first, with this message.
+pub fn check_instant(t: DateTime<Utc>) -> Result<(), String> {
+    let (first, last) = (Period { year: 2020, month: 1 }, Period { year: 2100, month: 12 });
+    if t < first.start() || t > last.end() {
+        return Err(format!(
+            "{} is outside {} to {}",
+            t.to_rfc3339(),
+            first.start().to_rfc3339(),
+            last.end().to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
+/// The calendar dates a request may name: those of the periods there can be (see [`check_instant`]).
+pub fn check_date(d: NaiveDate) -> Result<(), String> {
+    if !(2020..=2100).contains(&d.year()) {
+        return Err(format!("{d} is outside 2020-01-01 to 2100-12-31"));
+    }
+    Ok(())
+}
+
 /// Midnight at the start of a Berlin calendar date, as a UTC instant.
 pub fn berlin_midnight(d: NaiveDate) -> DateTime<Utc> {
     let local = d.and_hms_opt(0, 0, 0).expect("midnight");
@@ -117,6 +141,19 @@ impl<'de> Deserialize<'de> for Period {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_may_name_only_dates_of_possible_periods() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert!(check_instant(t("2026-08-01T00:00:00Z")).is_ok());
+        assert!(check_instant(Period::new(2100, 12).unwrap().end()).is_ok());
+        for bad in ["2019-12-31T22:00:00Z", "2101-01-01T00:00:00Z"] {
+            assert!(check_instant(t(bad)).is_err(), "{bad}");
+        }
+        assert!(check_instant(DateTime::<Utc>::MAX_UTC).is_err() && check_instant(DateTime::<Utc>::MIN_UTC).is_err());
+        assert!(check_date(NaiveDate::from_ymd_opt(2100, 12, 31).unwrap()).is_ok());
+        assert!(check_date(NaiveDate::MAX).is_err() && check_date(NaiveDate::MIN).is_err());
+    }
 
     #[test]
     fn berlin_months_in_utc() {
