@@ -15,7 +15,7 @@ fn fixture(dir: &str, names: &[&str]) -> Vec<String> {
 }
 
 fn budget_fixtures() -> Vec<String> {
-    fixture("budget", &["master", "allocations", "bookings"])
+    fixture("budget", &["master", "allocations", "bookings", "sap"])
 }
 
 fn load(db: &str, what: &str, files: &[String]) -> anyhow::Result<String> {
@@ -39,9 +39,9 @@ fn the_programme_loads_and_bad_bookings_are_refused() {
     let _serial = serial();
     let db = fresh_db("budget_refusals").unwrap();
     let out = load(&db, "budget", &budget_fixtures()).unwrap();
-    assert!(out.contains("33 new budget events"), "{out}");
+    assert!(out.contains("41 new budget events"), "{out}");
     let out = load(&db, "budget", &budget_fixtures()).unwrap();
-    assert!(out.contains("0 new budget events, 33 already in the ledger"), "{out}");
+    assert!(out.contains("0 new budget events, 41 already in the ledger"), "{out}");
     let before = head(&db);
     let po = |cc: &str, wbs: &str, amount: &str, currency: &str| {
         json!({ "kind": "purchase_order.committed", "data": { "po_number": unique("PO").to_uppercase().replace('_', "-"),
@@ -151,8 +151,13 @@ fn the_report_of_a_past_date_is_reproducible_and_the_sap_journal_balances() {
         let amount = Decimal::from_str(&r[col("amount")]).unwrap();
         let signed = if &r[col("debit_credit")] == "S" { amount } else { -amount };
         *balance.entry(r[col("reference")].to_string()).or_default() += signed;
-        if &r[col("gl_account")] == "8400" {
+        // Revenue per VAT category (fixtures/budget/sap.json), each line with its tax code.
+        if ["8400", "8336", "8338"].contains(&&r[col("gl_account")]) {
+            assert!(!r[col("tax_code")].is_empty(), "{r:?}");
             revenue_posted -= signed;
+        }
+        if &r[col("account_type")] == "D" {
+            assert!(r[col("customer")].starts_with("1000000"), "the tenant's customer account: {r:?}");
         }
         if &r[col("document_type")] == "AF" {
             depreciation += 1;

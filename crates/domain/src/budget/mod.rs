@@ -7,10 +7,13 @@
 pub mod events;
 pub mod report;
 pub mod sap;
+pub mod sap_master;
 pub mod state;
 
 pub use events::BudgetEvent;
 pub use state::BudgetState;
 
+#[cfg(test)]
+mod sap_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The budget state: a fold of budget events, and the rules a new event must pass against it.
 
 use super::events::*;
+use super::sap_master::{Customer, TaxCode};
 use crate::billing::Period;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -60,6 +61,10 @@ pub struct BudgetState {
     pub assets: BTreeMap<String, Asset>,
     pub keys: BTreeMap<Period, AllocationKey>,
     pub reallocations: BTreeMap<String, Reallocation>,
+    /// Per VAT category (S, AE, O).
+    pub tax_codes: BTreeMap<String, TaxCode>,
+    /// Per tenant.
+    pub customers: BTreeMap<String, Customer>,
 }
 
 impl BudgetState {
@@ -143,7 +148,10 @@ impl BudgetState {
                     ));
                 }
             }
-            BudgetEvent::CostCenter(_) | BudgetEvent::GlAccount(_) => {}
+            BudgetEvent::CostCenter(_)
+            | BudgetEvent::GlAccount(_)
+            | BudgetEvent::TaxCode(_)
+            | BudgetEvent::Customer(_) => {}
             BudgetEvent::Wbs(w) => {
                 if !self.cost_centers.contains_key(&w.cost_center) {
                     return Err(err("cost_center", format!("unknown cost centre {:?}", w.cost_center)));
@@ -300,6 +308,12 @@ impl BudgetState {
             }
             BudgetEvent::Forecast(f) => {
                 self.buckets.entry(f.bucket()).or_default().estimate_to_complete = f.estimate_to_complete
+            }
+            BudgetEvent::TaxCode(t) => {
+                self.tax_codes.insert(t.category.clone(), t.clone());
+            }
+            BudgetEvent::Customer(c) => {
+                self.customers.insert(c.tenant_id.clone(), c.clone());
             }
         }
     }
