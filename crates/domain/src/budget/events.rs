@@ -1,6 +1,7 @@
 //! Budget events: master data and bookings. Each carries its business `date`; the report as of a
 //! date folds the events dated up to it.
 
+use super::lock::JournalExported;
 use super::sap_master::{Customer, TaxCode};
 use crate::billing::dec;
 use crate::billing::Period;
@@ -21,6 +22,7 @@ pub const KIND_ALLOCATION_KEY: &str = "allocation_key.set";
 pub const KIND_FORECAST: &str = "forecast.set";
 pub const KIND_TAX_CODE: &str = "tax_code.set";
 pub const KIND_CUSTOMER: &str = "customer.set";
+pub const KIND_JOURNAL_EXPORTED: &str = "journal.exported";
 pub const BUDGET_KINDS: &[&str] = &[
     KIND_PROGRAMME,
     KIND_COST_CENTER,
@@ -35,6 +37,7 @@ pub const BUDGET_KINDS: &[&str] = &[
     KIND_FORECAST,
     KIND_TAX_CODE,
     KIND_CUSTOMER,
+    KIND_JOURNAL_EXPORTED,
 ];
 pub const BUDGET_VERSION: i16 = 1;
 
@@ -314,6 +317,7 @@ pub enum BudgetEvent {
     Forecast(Forecast),
     TaxCode(TaxCode),
     Customer(Customer),
+    JournalExported(JournalExported),
 }
 
 fn text(field: &str, v: &str, max: usize) -> Result<(), BudgetError> {
@@ -374,6 +378,7 @@ impl BudgetEvent {
             KIND_FORECAST => BudgetEvent::Forecast(de(data)?),
             KIND_TAX_CODE => BudgetEvent::TaxCode(de(data)?),
             KIND_CUSTOMER => BudgetEvent::Customer(de(data)?),
+            KIND_JOURNAL_EXPORTED => BudgetEvent::JournalExported(de(data)?),
             other => return Err(err("kind", format!("{other:?} is not one of {BUDGET_KINDS:?}"))),
         };
         e.validate()?;
@@ -477,6 +482,7 @@ impl BudgetEvent {
             }
             BudgetEvent::TaxCode(t) => t.validate()?,
             BudgetEvent::Customer(c) => c.validate()?,
+            BudgetEvent::JournalExported(j) => j.validate()?,
             BudgetEvent::Forecast(f) => {
                 money("estimate_to_complete", f.estimate_to_complete)?;
                 if f.estimate_to_complete < Decimal::ZERO {
@@ -502,6 +508,7 @@ impl BudgetEvent {
             BudgetEvent::Forecast(_) => KIND_FORECAST,
             BudgetEvent::TaxCode(_) => KIND_TAX_CODE,
             BudgetEvent::Customer(_) => KIND_CUSTOMER,
+            BudgetEvent::JournalExported(_) => KIND_JOURNAL_EXPORTED,
         }
     }
 
@@ -521,6 +528,7 @@ impl BudgetEvent {
             BudgetEvent::Forecast(x) => x.date,
             BudgetEvent::TaxCode(x) => x.date,
             BudgetEvent::Customer(x) => x.date,
+            BudgetEvent::JournalExported(x) => x.date,
         }
     }
 
@@ -539,6 +547,7 @@ impl BudgetEvent {
             BudgetEvent::Forecast(x) => serde_json::to_value(x),
             BudgetEvent::TaxCode(x) => serde_json::to_value(x),
             BudgetEvent::Customer(x) => serde_json::to_value(x),
+            BudgetEvent::JournalExported(x) => serde_json::to_value(x),
         }
         .expect("budget events serialize")
     }

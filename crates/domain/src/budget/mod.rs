@@ -5,6 +5,7 @@
 //! as of any date; and the journal for SAP. Pure: every input is passed in.
 
 pub mod events;
+pub mod lock;
 pub mod report;
 pub mod sap;
 pub mod sap_master;
