@@ -45,7 +45,7 @@ fn every_route_with_every_token_shows_a_tenant_only_its_own() {
     std::fs::write(&file, serde_json::to_vec(&usage).unwrap()).unwrap();
     gpuledger(&db, &["reference", "load", file.to_str().unwrap()]).unwrap();
     gpuledger(&db, &["invoices", "close", "--period", "2026-08"]).unwrap();
-    let budget: Vec<String> = ["master", "allocations", "bookings"]
+    let budget: Vec<String> = ["master", "allocations", "bookings", "sap"]
         .iter()
         .map(|f| repo_root().join(format!("fixtures/budget/{f}.json")).display().to_string())
         .collect();

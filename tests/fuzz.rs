@@ -17,7 +17,7 @@ fn the_api_survives_schemathesis_and_conforms_to_its_document() {
     }
     gpuledger(&db, &args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
     let mut args = vec!["budget".to_string(), "load".to_string()];
-    for f in ["master", "allocations", "bookings"] {
+    for f in ["master", "allocations", "bookings", "sap"] {
         args.push(repo_root().join(format!("fixtures/budget/{f}.json")).display().to_string());
     }
     gpuledger(&db, &args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
