@@ -301,3 +301,88 @@ fn bad_finance_input_is_refused_clearly_and_nothing_is_written() {
     let e = load(&db, &[write_json(&late_price)]).unwrap_err();
     assert!(e.to_string().contains("which is closed"), "{e}");
 }
+
+/// Runs one statement with the ordinary triggers off (`session_replication_role = replica`, as a
+/// superuser could): the tampering `invoices verify` must notice.
+fn tamper(c: &mut postgres::Client, sql: &str) {
+    c.batch_execute(&format!("BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;")).unwrap();
+}
+
+#[test]
+fn verify_covers_every_billing_table_and_the_database_refuses_rows_without_their_event() {
+    let _serial = serial();
+    let db = fresh_db("billing_index").unwrap();
+    load(&db, &fixtures()).unwrap();
+    load(&db, &[write_json(&adjustments("2026-08", &["rheinbank", "robotik-nord"]))]).unwrap();
+    gpuledger(&db, &["invoices", "close", "--period", "2026-08"]).unwrap();
+    let out = gpuledger(&db, &["invoices", "verify"]).unwrap();
+    assert!(out.contains("every row matches its ledger event"), "{out}");
+    let mut c = connect(&db);
+    let first = "(SELECT min(number) FROM invoices)";
+
+    // Each table people read, changed behind the triggers' back: verify names it.
+    let cases = [
+        (
+            format!("UPDATE invoices SET gross_total = gross_total + 10 WHERE number = {first}"),
+            "table invoices: row GL-2026-000001: gross_total is",
+        ),
+        (format!("UPDATE invoices SET tenant_id = 'someone-else' WHERE number = {first}"), "tenant_id is someone-else"),
+        (
+            "UPDATE billing_closes SET closed_at = closed_at - interval '1 day'".to_string(),
+            "table billing_closes: row 2026-08: closed_at is",
+        ),
+        (format!("DELETE FROM invoices WHERE number = {first}"), "table invoices: no row for GL-2026-000001"),
+    ];
+    for (sql, expected) in &cases {
+        c.batch_execute("CREATE TEMP TABLE saved_i AS SELECT * FROM invoices; CREATE TEMP TABLE saved_c AS SELECT * FROM billing_closes").unwrap();
+        tamper(&mut c, sql);
+        let e = gpuledger(&db, &["invoices", "verify"]).unwrap_err().to_string();
+        assert!(e.contains(expected), "{sql}: expected {expected:?} in: {e}");
+        assert!(e.contains("differences between the billing tables"), "{e}");
+        tamper(
+            &mut c,
+            "DELETE FROM invoices; INSERT INTO invoices SELECT * FROM saved_i; DELETE FROM billing_closes;
+             INSERT INTO billing_closes SELECT * FROM saved_c; DROP TABLE saved_i; DROP TABLE saved_c",
+        );
+        let out = gpuledger(&db, &["invoices", "verify"]).unwrap();
+        assert!(out.contains("every row matches its ledger event"), "{out}");
+    }
+
+    // A row without its invoice.issued event, or unlike it, is refused by the database itself,
+    // with the ordinary triggers on or off.
+    let n: i64 = c.query_one("SELECT count(*) FROM invoices", &[]).unwrap().get(0);
+    let columns = "number, series, series_no, type_code, tenant_id, period, close_period, issued_at,
+                   net_total, vat_total, gross_total, event_id, stream_id, stream_pos";
+    let no_event = format!(
+        "INSERT INTO invoices ({columns})
+         SELECT 'GL-2026-{:06}', series, {}, type_code, tenant_id, period, close_period, issued_at,
+                net_total, vat_total, gross_total, gen_random_uuid(), stream_id, stream_pos FROM invoices WHERE number = {first}",
+        n + 1,
+        n + 1
+    );
+    let e = c.batch_execute(&no_event).unwrap_err();
+    assert!(format!("{e:?}").contains("has no invoice.issued event"), "{e:?}");
+    let replica = |sql: &str| format!("BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;");
+    let e = c.batch_execute(&replica(&no_event)).unwrap_err();
+    assert!(format!("{e:?}").contains("has no invoice.issued event"), "replica mode: {e:?}");
+    c.batch_execute("ROLLBACK").unwrap();
+    // The row of an existing event, put back with another total.
+    let unlike = format!(
+        "CREATE TEMP TABLE one AS SELECT * FROM invoices WHERE number = {first};
+         DELETE FROM invoices WHERE number = (SELECT number FROM one);
+         INSERT INTO invoices ({columns}) SELECT number, series, series_no, type_code, tenant_id, period,
+                close_period, issued_at, net_total, vat_total, gross_total + 1, event_id, stream_id, stream_pos FROM one"
+    );
+    let e = c.batch_execute(&replica(&unlike)).unwrap_err();
+    assert!(format!("{e:?}").contains("differs from its invoice.issued event"), "{e:?}");
+    c.batch_execute("ROLLBACK").unwrap();
+    let e = c
+        .batch_execute(
+            "INSERT INTO billing_closes (period, event_id, closed_at, stream_id, stream_pos)
+             SELECT '2026-07', gen_random_uuid(), closed_at, stream_id, stream_pos FROM billing_closes",
+        )
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("has no period.closed event"), "{e:?}");
+    let after: i64 = c.query_one("SELECT count(*) FROM invoices", &[]).unwrap().get(0);
+    assert_eq!(after, n);
+}

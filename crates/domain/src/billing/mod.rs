@@ -6,6 +6,7 @@ pub mod close;
 pub mod dec;
 pub mod export;
 pub mod focus;
+pub mod index;
 pub mod invoice;
 pub mod period;
 pub mod rating;
