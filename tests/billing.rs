@@ -249,16 +249,21 @@ fn bad_finance_input_is_refused_clearly_and_nothing_is_written() {
         c.query_one("SELECT head_pos FROM ledger_streams WHERE topic = 'gpuledger.reference'", &[]).unwrap().get(0)
     };
     let before = head(&mut c);
-    let profile = |vat_id: &str, country: &str, treatment: &str| {
+    let profile_ref = |vat_id: &str, country: &str, treatment: &str, reference: &str| {
         json!({ "kind": "billing_profile.set", "data": {
             "tenant_id": "new-tenant", "legal_name": "New GmbH", "street": "A 1", "city": "B", "postal_code": "1",
-            "country": country, "vat_id": vat_id, "vat_treatment": treatment, "buyer_reference": "R",
+            "country": country, "vat_id": vat_id, "vat_treatment": treatment, "buyer_reference": reference,
             "payment_terms_days": 30, "invoice_email": "a@b.example" } })
     };
+    let profile = |vat_id: &str, country: &str, treatment: &str| profile_ref(vat_id, country, treatment, "R");
     let cases: Vec<(serde_json::Value, &str)> = vec![
         (profile("FR123", "FR", "reverse_charge"), "vat_id"),
         (profile("DE811111111", "FR", "domestic"), "domestic (19 %) is for customers in Germany"),
         (profile("DE811111111", "US", "not_taxable"), "no EU VAT id"),
+        (
+            profile_ref("DE811111111", "DE", "domestic", "04011000-12345-67"),
+            "buyer_reference: \"04011000-12345-67\" is a Leitweg-ID whose check digits are wrong (ISO 7064 MOD 97-10): 67 given, 04011000-12345-03 would be right",
+        ),
         (
             json!({ "kind": "price_list.set", "data": { "sku": "nvidia-a100", "effective_from": "2027-01-01T00:00:00Z", "currency": "EUR", "tiers": [{ "from_gpu_hours": "0", "eur_per_gpu_hour": "1.00" }] } }),
             "not in the SKU catalogue",
@@ -314,7 +319,15 @@ fn verify_covers_every_billing_table_and_the_database_refuses_rows_without_their
     let db = fresh_db("billing_index").unwrap();
     load(&db, &fixtures()).unwrap();
     load(&db, &[write_json(&adjustments("2026-08", &["rheinbank", "robotik-nord"]))]).unwrap();
-    gpuledger(&db, &["invoices", "close", "--period", "2026-08"]).unwrap();
+    let out = gpuledger(&db, &["invoices", "close", "--period", "2026-08"]).unwrap();
+    // Issued in the test's present, long after 15 September: the reverse-charge invoice is late
+    // (§ 14a Abs. 1 Satz 2 UStG), the domestic one has no such deadline.
+    assert_eq!(out.matches("warning: ").count(), 1, "{out}");
+    assert!(out.contains("to robotik-nord (reverse charge) is issued on"), "{out}");
+    assert!(
+        out.contains("after the § 14a Abs. 1 Satz 2 UStG deadline of 2026-09-15 for the service of 2026-08"),
+        "{out}"
+    );
     let out = gpuledger(&db, &["invoices", "verify"]).unwrap();
     assert!(out.contains("every row matches its ledger event"), "{out}");
     let mut c = connect(&db);

@@ -5,7 +5,7 @@ use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
 use domain::billing::invoice::InvoiceDoc;
 use domain::billing::reference::ReferenceInput;
-use domain::billing::{export, focus, ubl, Period};
+use domain::billing::{export, focus, reverse_charge, ubl, Period};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -131,6 +131,11 @@ pub fn invoices(db: &mut postgres::Client, cmd: InvoicesCmd) -> Result<()> {
                 println!("closed {p}: {} documents issued", outcome.documents.len());
             }
             summary(&outcome.documents);
+            if !outcome.already_closed {
+                for w in outcome.documents.iter().filter_map(reverse_charge::late_invoice_warning) {
+                    println!("warning: {w}");
+                }
+            }
         }
         InvoicesCmd::List { period: p, tenant } => {
             let p = p.as_deref().map(period).transpose()?;

@@ -350,6 +350,10 @@ mod tests {
             electronic_address: "billing@example.com".into(),
             iban: "DE89370400440532013000".into(),
             series_prefix: "GL".into(),
+            registered_office: Some("München".into()),
+            register_court: Some("Amtsgericht Charlottenburg".into()),
+            register_number: Some("HRB 12345 B".into()),
+            managing_directors: vec!["Anna Schmidt".into()],
         };
         let prices = PriceList {
             sku: "nvidia-h100-sxm".into(),

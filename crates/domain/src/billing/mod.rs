@@ -8,9 +8,11 @@ pub mod export;
 pub mod focus;
 pub mod index;
 pub mod invoice;
+pub mod leitweg;
 pub mod period;
 pub mod rating;
 pub mod reference;
+pub mod reverse_charge;
 pub mod ubl;
 
 pub use period::Period;
