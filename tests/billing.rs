@@ -156,6 +156,7 @@ fn months_close_into_invoices_that_replay_byte_for_byte_and_pass_xrechnung() {
     // Every export; every XRechnung file passes the official rules.
     let dir = std::env::temp_dir().join(unique("exports"));
     let mut xml: Vec<PathBuf> = Vec::new();
+    let mut focus_rows: Vec<BTreeMap<String, String>> = Vec::new();
     for p in ["2026-09", "2026-10"] {
         let out = gpuledger(&db, &["invoices", "export", "--period", p, "--out", dir.to_str().unwrap()]).unwrap();
         assert!(out.contains("files written"), "{out}");
@@ -174,6 +175,41 @@ fn months_close_into_invoices_that_replay_byte_for_byte_and_pass_xrechnung() {
                 let expected = if d.type_code == TYPE_CREDIT_NOTE { -d.gross_total } else { d.gross_total }.amount();
                 assert_eq!(cost, expected, "FOCUS BilledCost of {number}");
             }
+            focus_rows.extend(focus_of(f));
+        }
+    }
+    // The fixtures' contracts in FOCUS: usage-based commitment discounts whose list prices are the
+    // published price list's (H100-SXM 2.90 up to 1,000 GPU-hours, B200 4.90 up to 500), whose
+    // unused part is an "Unused" row, and whose discount (AV-2026-H100: 5 %) is in the rows.
+    let contract_rows = |id: &str| -> Vec<&BTreeMap<String, String>> {
+        focus_rows.iter().filter(|r| r["x_ContractId"] == id && r["ChargeClass"].is_empty()).collect()
+    };
+    for (id, list, contracted, committed) in
+        [("AV-2026-H100", "2.90", "2.09", "2.20"), ("FD-2026-B200", "4.90", "4.1000", "4.10")]
+    {
+        let rows = contract_rows(id);
+        assert!(rows.iter().any(|r| r["CommitmentDiscountStatus"] == "Unused"), "{id}: {rows:?}");
+        for r in &rows {
+            assert_eq!(r["ChargeCategory"], "Usage", "{r:?}");
+            assert_ne!(r["x_ChargeKind"], "discount", "the discount is folded into the rows");
+            match r["x_ChargeKind"].as_str() {
+                "commitment" => {
+                    assert_eq!(
+                        (r["CommitmentDiscountId"].as_str(), r["CommitmentDiscountStatus"].as_str()),
+                        (id, "Used")
+                    );
+                    assert_eq!((r["ListUnitPrice"].as_str(), r["ContractedUnitPrice"].as_str()), (list, contracted));
+                }
+                "minimum_top_up" => {
+                    assert_eq!(
+                        (r["CommitmentDiscountId"].as_str(), r["CommitmentDiscountStatus"].as_str()),
+                        (id, "Unused")
+                    );
+                    assert_eq!(r["CommitmentDiscountQuantity"], r["PricingQuantity"]);
+                    assert_eq!(r["ListUnitPrice"], committed, "no GPU used: the committed rate");
+                }
+                other => assert_eq!(other, "overage"),
+            }
         }
     }
     assert_eq!(xml.len(), all.len());
@@ -183,6 +219,13 @@ fn months_close_into_invoices_that_replay_byte_for_byte_and_pass_xrechnung() {
     assert_eq!(categories, ["AE", "O", "S"].into_iter().collect());
     assert!(all.iter().any(|d| d.lines.iter().any(|l| l.charge.kind == LineKind::MinimumTopUp)));
     assert!(all.iter().any(|d| d.lines.iter().any(|l| l.charge.kind == LineKind::Discount)));
+}
+
+/// The rows of a FOCUS file, by column name.
+fn focus_of(f: &std::path::Path) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(f).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    r.records().map(|rec| header.iter().cloned().zip(rec.unwrap().iter().map(String::from)).collect()).collect()
 }
 
 /// Usage without Kafka, through positive usage adjustments (finance's own reference events).
