@@ -58,6 +58,10 @@ fn seller() -> Seller {
         electronic_address: "rechnung@souveraene-ki-cloud.de".into(),
         iban: "DE02120300000000202051".into(),
         series_prefix: "GL".into(),
+        registered_office: Some("München".into()),
+        register_court: Some("Amtsgericht München".into()),
+        register_number: Some("HRA 98765".into()),
+        managing_directors: vec!["Erika Musterfrau".into(), "Max Mustermann".into()],
     }
 }
 

@@ -172,6 +172,8 @@ fn pages_render_in_chromium_and_show_a_tenant_only_its_own() {
         "IBAN",
         "Umsatzsteuer",
         "Gesamtbetrag",
+        // § 35a GmbHG: seat, register court and number, every managing director.
+        "Sitz der Gesellschaft: München; Registergericht: Amtsgericht München, HRB 276543; Geschäftsführer: Dr. Johanna Reiter, Mehmet Aydın",
     ] {
         assert!(text.contains(needle), "the invoice page lacks {needle}: {text}");
     }

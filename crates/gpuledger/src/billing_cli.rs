@@ -5,7 +5,7 @@ use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
 use domain::billing::invoice::InvoiceDoc;
 use domain::billing::reference::ReferenceInput;
-use domain::billing::{export, focus, ubl, Period};
+use domain::billing::{export, focus, reverse_charge, ubl, Period};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -131,6 +131,11 @@ pub fn invoices(db: &mut postgres::Client, cmd: InvoicesCmd) -> Result<()> {
                 println!("closed {p}: {} documents issued", outcome.documents.len());
             }
             summary(&outcome.documents);
+            if !outcome.already_closed {
+                for w in outcome.documents.iter().filter_map(reverse_charge::late_invoice_warning) {
+                    println!("warning: {w}");
+                }
+            }
         }
         InvoicesCmd::List { period: p, tenant } => {
             let p = p.as_deref().map(period).transpose()?;
@@ -160,10 +165,20 @@ pub fn invoices(db: &mut postgres::Client, cmd: InvoicesCmd) -> Result<()> {
                     }
                 }
             }
+            // The tables the API and the pages read, against the events they index.
+            let index = store::billing_index::verify_index(db)?;
             if bad > 0 {
                 bail!("{bad} of {} closes differ from their replay", checks.len());
             }
+            if !index.is_empty() {
+                bail!(
+                    "{} differences between the billing tables the API reads and the ledger:\n{}",
+                    index.len(),
+                    index.join("\n")
+                );
+            }
             println!("{} closes replayed, every document byte-identical", checks.len());
+            println!("tables invoices and billing_closes: every row matches its ledger event");
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 pub mod append;
 pub mod audit;
 pub mod billing;
+pub mod billing_index;
 pub mod budget;
 mod copy;
 pub mod ledger_row;

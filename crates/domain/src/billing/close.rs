@@ -12,7 +12,7 @@
 //! at the last close, each line rounded once.
 
 use super::invoice::{
-    billed_lines, make_line, totals, InvoiceDoc, InvoiceLine, InvoiceRef, TYPE_CREDIT_NOTE, TYPE_INVOICE,
+    billed_lines, make_line, totals, InvoiceDoc, InvoiceLine, InvoiceRef, ListPrice, TYPE_CREDIT_NOTE, TYPE_INVOICE,
 };
 use super::period::{berlin_date, Period};
 use super::rating::{rate_period, LineKey, LineKind, RatedLines, RatingError, UsageRow};
@@ -155,7 +155,9 @@ pub fn plan_close(
         let current =
             rate_period(tenant, period, usage.and_then(|u| u.get(&period)).unwrap_or(&empty), &input.refs, by_project)?;
         for (key, secs, net) in differences(&current, &BTreeMap::new()) {
-            lines.push(make_line(lines.len() as u32 + 1, period, false, "", &key, secs, net));
+            let mut line = make_line(lines.len() as u32 + 1, period, false, "", &key, secs, net);
+            line.list = current.get(&key).and_then(ListPrice::of);
+            lines.push(line);
         }
         // Earlier closed periods: late usage and corrections.
         for &q in input.closed.range(..period) {

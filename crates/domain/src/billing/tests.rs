@@ -31,6 +31,10 @@ fn seller() -> Seller {
         electronic_address: "e-invoice@example.com".into(),
         iban: "DE02120300000000202051".into(),
         series_prefix: "GL".into(),
+        registered_office: Some("München".into()),
+        register_court: Some("Amtsgericht München".into()),
+        register_number: Some("HRB 276543".into()),
+        managing_directors: vec!["Dr. Johanna Reiter".into()],
     }
 }
 
@@ -411,4 +415,82 @@ fn usage_without_a_price_is_refused() {
     let row = UsageRow { sku: "nvidia-l40s".into(), project: "x".into(), hour: oct.start(), gpu_seconds: d("60") };
     let e = rate_period("us-search", oct, &[row], &refs, false).unwrap_err();
     assert!(e.to_string().contains("no price list for nvidia-l40s"), "{e}");
+}
+
+#[test]
+fn a_new_seller_names_its_register_and_managing_directors_and_old_events_still_replay() {
+    let full = Reference::Seller(seller());
+    assert_eq!(Reference::parse_new(KIND_SELLER, &full.data()).map(|_| ()), Ok(()));
+    for field in ["registered_office", "register_court", "register_number", "managing_directors"] {
+        let mut data = full.data();
+        data.as_object_mut().unwrap().remove(field);
+        // An event as loaded before the fields existed: it still parses (replay) ...
+        assert!(Reference::parse(KIND_SELLER, &data).is_ok(), "{field}");
+        // ... but a new one without it is refused, naming the field and the law.
+        let e = Reference::parse_new(KIND_SELLER, &data).unwrap_err();
+        assert_eq!(e.field, field);
+        assert!(e.message.contains("§ 35a GmbHG"), "{e}");
+    }
+    for (number, ok) in [
+        ("HRB 276543", true),
+        ("HRB 12345 B", true),
+        ("HRA 1", true),
+        ("276543", false),
+        ("HRB", false),
+        ("HRB 12a", false),
+        ("XYZ 1", false),
+    ] {
+        let mut data = full.data();
+        data["register_number"] = serde_json::json!(number);
+        assert_eq!(Reference::parse(KIND_SELLER, &data).is_ok(), ok, "{number}");
+    }
+    assert_eq!(
+        seller().legal_information().as_deref(),
+        Some("Sitz der Gesellschaft: München; Registergericht: Amtsgericht München, HRB 276543; Geschäftsführer: Dr. Johanna Reiter")
+    );
+}
+
+#[test]
+fn a_leitweg_id_with_a_wrong_check_digit_is_refused_at_load_only() {
+    let mut good = profile("de-bank", false);
+    good.buyer_reference = "991-33333TEST-33".into();
+    let data = Reference::Profile(good).data();
+    assert!(Reference::parse_new(KIND_PROFILE, &data).is_ok());
+    let mut bad = data.clone();
+    bad["buyer_reference"] = serde_json::json!("991-33333TEST-34");
+    let e = Reference::parse_new(KIND_PROFILE, &bad).unwrap_err();
+    assert_eq!(e.field, "buyer_reference");
+    assert!(e.message.contains("991-33333TEST-33 would be right"), "{e}");
+    assert!(Reference::parse(KIND_PROFILE, &bad).is_ok(), "an event already in the ledger still replays");
+}
+
+#[test]
+fn a_reverse_charge_invoice_after_the_14a_deadline_is_warned_about() {
+    use super::reverse_charge::{late_invoice_warning, NOTE};
+    let refs = refs(false, false);
+    let oct = p("2026-10");
+    let mut input = CloseInput { refs, ..CloseInput::default() };
+    let row = || UsageRow {
+        sku: "nvidia-h100-sxm".into(),
+        project: "x".into(),
+        hour: oct.start() + Duration::hours(3),
+        gpu_seconds: d("3600"),
+    };
+    for t in TENANTS {
+        input.usage.entry(t.to_string()).or_default().insert(oct, vec![row()]);
+    }
+    // In time: 15 November (Berlin) is the last day for October's service.
+    let in_time = Utc.with_ymd_and_hms(2026, 11, 15, 22, 59, 0).unwrap();
+    let docs = plan_close(oct, in_time, Uuid::nil(), &input).unwrap();
+    let fr = docs.iter().find(|d| d.tenant_id == "fr-robot").unwrap();
+    assert_eq!(fr.vat.exemption_reason.as_deref(), Some(NOTE));
+    assert!(fr.notes.iter().any(|n| n == NOTE));
+    assert!(docs.iter().all(|d| late_invoice_warning(d).is_none()), "{docs:#?}");
+    // One minute later it is 16 November in Berlin: only the reverse-charge invoice is late.
+    let late = Utc.with_ymd_and_hms(2026, 11, 15, 23, 0, 0).unwrap();
+    let docs = plan_close(oct, late, Uuid::nil(), &input).unwrap();
+    let warnings: Vec<String> = docs.iter().filter_map(late_invoice_warning).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("to fr-robot (reverse charge) is issued on 2026-11-16"), "{}", warnings[0]);
+    assert!(warnings[0].contains("§ 14a Abs. 1 Satz 2 UStG deadline of 2026-11-15 for the service of 2026-10"));
 }

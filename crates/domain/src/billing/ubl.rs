@@ -212,8 +212,8 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     x.leaf_with("cbc:EndpointID", Some(("schemeID", "EM")), &s.electronic_address);
     if not_taxable {
         // BR-CO-26 wants a seller identifier (BT-29), a legal registration id (BT-30) or the VAT
-        // id (BT-31); category O may not show the VAT id, and no registration id is recorded, so
-        // the tax number identifies the seller.
+        // id (BT-31); category O may not show the VAT id, and documents issued before the seller's
+        // register number was recorded have no BT-30, so the tax number identifies the seller.
         x.open("cac:PartyIdentification");
         x.leaf("cbc:ID", &s.tax_number);
         x.close("cac:PartyIdentification");
@@ -228,6 +228,14 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     x.party_tax_scheme(&s.tax_number, "FC");
     x.open("cac:PartyLegalEntity");
     x.leaf("cbc:RegistrationName", &s.legal_name);
+    // BT-30: the commercial register number; BT-33: seat, register court and number, managing
+    // directors (§ 35a GmbHG), as "seller additional legal information".
+    if let Some(n) = &s.register_number {
+        x.leaf("cbc:CompanyID", n);
+    }
+    if let Some(info) = s.legal_information() {
+        x.leaf("cbc:CompanyLegalForm", &info);
+    }
     x.close("cac:PartyLegalEntity");
     x.open("cac:Contact");
     x.leaf("cbc:Name", &s.contact_name);
@@ -404,6 +412,10 @@ mod tests {
                 electronic_address: "rechnung@example.de".into(),
                 iban: "DE02120300000000202051".into(),
                 series_prefix: "GL".into(),
+                registered_office: Some("München".into()),
+                register_court: Some("Amtsgericht München".into()),
+                register_number: Some("HRB 276543".into()),
+                managing_directors: vec!["Erika O'Brien".into(), "Hans <Müller> & Sohn".into()],
             },
             buyer: BillingProfile {
                 tenant_id: "acme".into(),
@@ -490,6 +502,28 @@ mod tests {
             "<cac:InvoiceDocumentReference>\n      <cbc:ID>GL-2026-000000</cbc:ID>\n      <cbc:IssueDate>2026-11-02</cbc:IssueDate>"
         ));
         assert!(xml.trim_end().ends_with("</CreditNote>"));
+    }
+
+    #[test]
+    fn seller_register_and_managing_directors_are_bt30_and_bt33() {
+        let xml = xrechnung(&doc(TYPE_INVOICE, VatTreatment::Domestic));
+        let seller = xml.split("<cac:AccountingCustomerParty>").next().unwrap();
+        assert!(
+            seller.contains(
+                "<cbc:RegistrationName>Müller &amp; Söhne &lt;GPU&gt; GmbH</cbc:RegistrationName>\n        \
+                 <cbc:CompanyID>HRB 276543</cbc:CompanyID>\n        \
+                 <cbc:CompanyLegalForm>Sitz der Gesellschaft: München; Registergericht: Amtsgericht München, HRB 276543; \
+                 Geschäftsführer: Erika O&apos;Brien, Hans &lt;Müller&gt; &amp; Sohn</cbc:CompanyLegalForm>"
+            ),
+            "{seller}"
+        );
+        // A document issued before the seller's register was recorded keeps its XML.
+        let mut old = doc(TYPE_INVOICE, VatTreatment::Domestic);
+        (old.seller.registered_office, old.seller.register_court, old.seller.register_number) = (None, None, None);
+        old.seller.managing_directors.clear();
+        let xml = xrechnung(&old);
+        assert!(!xml.contains("CompanyLegalForm") && !xml.contains("HRB"), "{xml}");
+        assert!(!serde_json::to_string(&old.seller).unwrap().contains("register"), "old documents keep their bytes");
     }
 
     #[test]
