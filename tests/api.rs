@@ -298,22 +298,27 @@ fn row_level_security_walls_the_api_role_even_without_a_where_clause() {
                                          ('tenant-b', 'nvidia-h200', 'p', '2026-08-01T00:00:00Z', 2, 1)",
     )
     .unwrap();
-    let visible = |c: &mut postgres::Client, tenant: Option<&str>, scope: &str| -> Vec<String> {
-        let mut tx = c.transaction().unwrap();
-        tx.batch_execute("SET LOCAL ROLE gpuledger_api").unwrap();
-        if let Some(t) = tenant {
-            tx.execute("SELECT set_config('gpuledger.tenant', $1, true)", &[&t]).unwrap();
+    // The wall is opened by a token (migration 0011), on the API's own login.
+    let mut key = |role: &str, tenant: Option<&str>| {
+        let (_, t) = store::tokens::create_token(&mut c, role, tenant, "t", Duration::days(1), Utc::now()).unwrap();
+        Some(store::tokens::hash_token(&t))
+    };
+    let (a, b, finance) = (key("tenant", Some("tenant-a")), key("tenant", Some("tenant-b")), key("finance", None));
+    let mut api = connect(&integration::login_url(&db, "gpuledger_api"));
+    let mut visible = |wall: Option<Vec<u8>>| -> Vec<String> {
+        let mut tx = api.transaction().unwrap();
+        if let Some(k) = wall {
+            tx.execute("SELECT api_open_wall($1)", &[&k]).unwrap();
         }
-        tx.execute("SELECT set_config('gpuledger.scope', $1, true)", &[&scope]).unwrap();
         let rows = tx.query("SELECT tenant_id FROM usage_hourly ORDER BY 1", &[]).unwrap();
         let denied = tx.execute("UPDATE usage_hourly SET events = 0", &[]).is_err();
         assert!(denied, "the API role cannot change rows");
         rows.iter().map(|r| r.get(0)).collect()
     };
-    assert_eq!(visible(&mut c, Some("tenant-a"), "tenant"), vec!["tenant-a"]);
-    assert_eq!(visible(&mut c, Some("tenant-b"), "tenant"), vec!["tenant-b"]);
-    assert_eq!(visible(&mut c, None, "tenant"), Vec::<String>::new(), "no tenant set: no rows");
-    assert_eq!(visible(&mut c, None, "all"), vec!["tenant-a", "tenant-b"]);
+    assert_eq!(visible(a), vec!["tenant-a"]);
+    assert_eq!(visible(b), vec!["tenant-b"]);
+    assert_eq!(visible(None), Vec::<String>::new(), "no wall opened: no rows");
+    assert_eq!(visible(finance), vec!["tenant-a", "tenant-b"]);
     let bypass: bool =
         c.query_one("SELECT rolbypassrls FROM pg_roles WHERE rolname = 'gpuledger_api'", &[]).unwrap().get(0);
     assert!(!bypass);

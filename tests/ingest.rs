@@ -291,7 +291,7 @@ fn the_ingester_runs_as_a_login_role_that_is_only_a_writer() {
     let url = format!("{scheme}//{login}@{host}/{name}");
     let topic = unique("t.login");
     let totals = produce(&db, &topic, &["--seed", "12", "--gpus", "4", "--tenants", "2", "--minutes", "60"]).unwrap();
-    let child = spawn_ingest(&url, &topic, &unique("g"), &[]).unwrap();
+    let child = integration::spawn_ingest_as(&db, &url, &topic, &unique("g"), &[]).unwrap();
     let waited = wait_accounted(&db, &topic, totals["messages"].as_i64().unwrap(), Duration::from_secs(120));
     stop(child).unwrap();
     waited.unwrap();

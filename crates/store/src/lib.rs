@@ -13,6 +13,7 @@ pub mod migrate;
 pub mod read;
 pub mod refusal;
 pub mod replay;
+pub mod roles;
 pub mod tokens;
 
 pub use append::{append_batch, claim_partitions, AppendOutcome, BatchCounts, Claim, InMessage, PartitionBatch};
@@ -34,6 +35,9 @@ pub enum StoreError {
     /// is); nothing was written. Boxed: it is the largest variant, and errors are rare.
     #[error(transparent)]
     Refused(Box<Refusal>),
+    /// A command that must not run with such rights was given a login that has them.
+    #[error("the database login {role} {why}; this command runs as an unprivileged role (docs/operations.md, \"Database roles\")")]
+    Privileged { role: String, why: &'static str },
     #[error("ledger invariant broken: {0}")]
     Invariant(String),
     /// Another writer committed GPU time the batch also claims, while the batch was written; it

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_writer_reads_migrations", include_str!("../../../migrations/0006_writer_reads_migrations.sql")),
     ("0007_commit_clock", include_str!("../../../migrations/0007_commit_clock.sql")),
     ("0009_invoice_guard", include_str!("../../../migrations/0009_invoice_guard.sql")),
+    ("0011_runtime_roles", include_str!("../../../migrations/0011_runtime_roles.sql")),
 ];
 
 /// The migration that lets `gpuledger_writer` read `schema_migrations` (see `check_migrated`).

@@ -1,17 +1,18 @@
 //! The pooled connection before the wall: it authenticates the bearer token and then opens the
 //! tenant wall for the caller.
 
-use super::{log_access, Caller, Role, Walled};
+use super::{log_access, Caller, Role, WallKey, Walled};
 use crate::error::{internal, ApiError};
 use crate::limit::RATE_PER_SECOND;
 use crate::AppState;
 use axum::http::{header, HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 
-/// A pooled connection as the server's own role, before the wall. That role reads every tenant's
-/// rows, so this type runs only the token lookup, the access log of an answer served from the
-/// cache (which read nothing), and [`TokenLookup::wall`], which turns it into a [`Walled`]
-/// transaction for everything else.
+/// A pooled connection as the API's login role (`gpuledger_api`), before the wall. Until a wall
+/// is opened that role sees no tenant's rows and no token table, so this type runs only the token
+/// lookup (`api_token_lookup`, one token by the hash of its secret), the access log of an answer
+/// served from the cache (which read nothing), and [`TokenLookup::wall`], which turns it into a
+/// [`Walled`] transaction for everything else.
 pub(crate) struct TokenLookup(deadpool_postgres::Object);
 
 impl TokenLookup {
@@ -19,7 +20,7 @@ impl TokenLookup {
         Ok(TokenLookup(state.pool.get().await.map_err(internal)?))
     }
 
-    /// Opens the request's transaction as `gpuledger_api` with its limits, authenticates the bearer
+    /// Opens the request's transaction with its limits, authenticates the bearer
     /// token and sets the tenant wall for the transaction.
     pub(crate) async fn begin(
         &mut self,
@@ -41,13 +42,11 @@ impl TokenLookup {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
         let stmt = client
-            .prepare_cached(
-                "SELECT t.token_id, t.role, t.tenant_id, t.expires_at, r.token_id IS NOT NULL
-                   FROM api_tokens t LEFT JOIN api_token_revocations r USING (token_id) WHERE t.token_hash = $1",
-            )
+            .prepare_cached("SELECT token_id, role, tenant_id, expires_at, revoked FROM api_token_lookup($1)")
             .await
             .map_err(internal)?;
-        let row = client.query_opt(&stmt, &[&store::tokens::hash_token(token)]).await.map_err(internal)?;
+        let hash = store::tokens::hash_token(token);
+        let row = client.query_opt(&stmt, &[&hash]).await.map_err(internal)?;
         let row = row.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
         let expires: DateTime<Utc> = row.get(3);
         if row.get::<_, bool>(4) {
@@ -62,7 +61,7 @@ impl TokenLookup {
             "auditor" => Role::Auditor,
             _ => Role::Admin,
         };
-        let caller = Caller { token_id: row.get(0), role, tenant: row.get(2) };
+        let caller = Caller { token_id: row.get(0), role, tenant: row.get(2), wall_key: WallKey(hash) };
         if !state.limiter.allow(caller.token_id) {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
