@@ -336,6 +336,9 @@ const DEFINERS: &[(&str, &[&str])] = &[
     ("api_wall_scope", &[]),
     ("api_wall_seal", &[]),
     ("api_wall_tenant", &["gpuledger_api"]),
+    // 0009: the guards of the billing index run as triggers, never called by anyone.
+    ("billing_close_guard", &[]),
+    ("billing_invoice_guard", &[]),
     ("ledger_ensure_month", &["gpuledger_writer", "gpuledger_ingest", "gpuledger_finance"]),
 ];
 
