@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_compact_usage", include_str!("../../../migrations/0005_compact_usage.sql")),
     ("0006_writer_reads_migrations", include_str!("../../../migrations/0006_writer_reads_migrations.sql")),
     ("0007_commit_clock", include_str!("../../../migrations/0007_commit_clock.sql")),
+    ("0012_ingest", include_str!("../../../migrations/0012_ingest.sql")),
 ];
 
 /// The migration that lets `gpuledger_writer` read `schema_migrations` (see `check_migrated`).
