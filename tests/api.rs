@@ -272,6 +272,14 @@ fn a_refusal_answers_422_for_invalid_input_and_409_for_a_conflict_with_the_ledge
             "event id 9e1ce000-0000-4000-8000-0000000000f2 of - is already in the ledger with other content"
                 .to_string(),
         ),
+        // A member named twice (I-JSON, RFC 7493) is refused, not read as its last value.
+        (
+            "POST",
+            "/v1/finance/reference",
+            Some(price.replace("\"currency\": \"EUR\"", "\"currency\": \"USD\", \"currency\": \"EUR\"")),
+            422,
+            "currency\\\" appears more than once in [0].data (I-JSON".to_string(),
+        ),
         // A month that is not over yet: closing it conflicts with the ledger's clock, not the input.
         ("POST", this_month.as_str(), None, 409, "is not over yet".to_string()),
     ] {

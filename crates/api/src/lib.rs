@@ -15,6 +15,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::sync::Arc;
 
 mod auth;
+mod body;
 pub mod cache;
 mod error;
 mod limit;

@@ -65,8 +65,9 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<ReferenceInput>> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        // I-JSON: a member name that repeats is refused, never read as its last value.
         let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", f.display()))?;
+            domain::ijson::from_str(&text).with_context(|| format!("{} is not I-JSON", f.display()))?;
         let items = match v {
             serde_json::Value::Array(items) => items,
             other => vec![other],
@@ -220,4 +221,31 @@ pub fn write_exports(docs: &[InvoiceDoc], p: Period, format: ExportFormat, dir: 
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_inputs;
+    use std::path::PathBuf;
+
+    fn fixture(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(path)
+    }
+
+    /// Reference and budget loads read their files as I-JSON: the fixtures load, and each one
+    /// of `fixtures/duplicates` (a fixture with one member named twice) is refused, naming it.
+    #[test]
+    fn loads_refuse_a_member_named_twice() {
+        for ok in ["billing/prices.json", "budget/bookings.json"] {
+            assert!(!read_inputs(&[fixture(ok)]).unwrap().is_empty(), "{ok}");
+        }
+        for (file, member) in [
+            ("duplicates/reference-currency-twice.json", "\"currency\" appears more than once in [0].data"),
+            ("duplicates/budget-amount-twice.json", "\"amount\" appears more than once in [0].data"),
+            ("duplicates/budget-kind-twice.json", "\"kind\" appears more than once in [0]"),
+        ] {
+            let e = read_inputs(&[fixture(file)]).unwrap_err();
+            assert!(format!("{e:#}").contains(member), "{file}: {e:#}");
+        }
+    }
 }

@@ -23,7 +23,7 @@ pub use refusal::{ItemError, Refusal, RefusalKind};
 /// Errors from the database. Whether to retry is a property of the error, not of the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error")]
+    #[error("database error: {}", db_message(.0))]
     Db(#[from] postgres::Error),
     #[error("migration {name} was changed after it was applied")]
     MigrationChanged { name: String },
@@ -44,6 +44,29 @@ pub enum StoreError {
     /// was rolled back and is decided again (see `append::append_batch`).
     #[error("another writer's commit overlapped the batch")]
     Raced,
+}
+
+/// The database's own words for an error, for logs and warnings: `postgres::Error` displays only
+/// "db error" and keeps the server's message (and its SQLSTATE) underneath.
+pub fn db_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                m.push_str(&format!(" (detail: {detail})"));
+            }
+            m
+        }
+        None => {
+            let mut parts = vec![e.to_string()];
+            let mut next = std::error::Error::source(e);
+            while let Some(c) = next {
+                parts.push(c.to_string());
+                next = c.source();
+            }
+            parts.join(": ")
+        }
+    }
 }
 
 impl From<Refusal> for StoreError {
