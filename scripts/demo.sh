@@ -40,7 +40,7 @@ $B invoices verify | tail -n 1
 echo "exports (CSV, JSON, XRechnung, FOCUS) are in out/invoices/2026-10/"
 echo
 echo "== the investment budget: EUR 1 bn programme, Telekom and SAP cost centres, orders, invoices, GPUs in service"
-$B budget load fixtures/budget/master.json fixtures/budget/allocations.json fixtures/budget/bookings.json
+$B budget load fixtures/budget/master.json fixtures/budget/allocations.json fixtures/budget/bookings.json fixtures/budget/sap.json
 $B budget report --as-of "$(date -u +%F)"
 mkdir -p out/sap
 $B budget sap-export --period 2026-10 --out out/sap/journal-2026-10.csv

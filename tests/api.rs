@@ -45,7 +45,7 @@ fn every_route_with_every_token_shows_a_tenant_only_its_own() {
     std::fs::write(&file, serde_json::to_vec(&usage).unwrap()).unwrap();
     gpuledger(&db, &["reference", "load", file.to_str().unwrap()]).unwrap();
     gpuledger(&db, &["invoices", "close", "--period", "2026-08"]).unwrap();
-    let budget: Vec<String> = ["master", "allocations", "bookings"]
+    let budget: Vec<String> = ["master", "allocations", "bookings", "sap"]
         .iter()
         .map(|f| repo_root().join(format!("fixtures/budget/{f}.json")).display().to_string())
         .collect();
@@ -274,6 +274,14 @@ fn a_refusal_answers_422_for_invalid_input_and_409_for_a_conflict_with_the_ledge
             "event id 9e1ce000-0000-4000-8000-0000000000f2 of - is already in the ledger with other content"
                 .to_string(),
         ),
+        // A member named twice (I-JSON, RFC 7493) is refused, not read as its last value.
+        (
+            "POST",
+            "/v1/finance/reference",
+            Some(price.replace("\"currency\": \"EUR\"", "\"currency\": \"USD\", \"currency\": \"EUR\"")),
+            422,
+            "currency\\\" appears more than once in [0].data (I-JSON".to_string(),
+        ),
         // A month that is not over yet: closing it conflicts with the ledger's clock, not the input.
         ("POST", this_month.as_str(), None, 409, "is not over yet".to_string()),
     ] {
@@ -300,22 +308,27 @@ fn row_level_security_walls_the_api_role_even_without_a_where_clause() {
                                          ('tenant-b', 'nvidia-h200', 'p', '2026-08-01T00:00:00Z', 2, 1)",
     )
     .unwrap();
-    let visible = |c: &mut postgres::Client, tenant: Option<&str>, scope: &str| -> Vec<String> {
-        let mut tx = c.transaction().unwrap();
-        tx.batch_execute("SET LOCAL ROLE gpuledger_api").unwrap();
-        if let Some(t) = tenant {
-            tx.execute("SELECT set_config('gpuledger.tenant', $1, true)", &[&t]).unwrap();
+    // The wall is opened by a token (migration 0011), on the API's own login.
+    let mut key = |role: &str, tenant: Option<&str>| {
+        let (_, t) = store::tokens::create_token(&mut c, role, tenant, "t", Duration::days(1), Utc::now()).unwrap();
+        Some(store::tokens::hash_token(&t))
+    };
+    let (a, b, finance) = (key("tenant", Some("tenant-a")), key("tenant", Some("tenant-b")), key("finance", None));
+    let mut api = connect(&integration::login_url(&db, "gpuledger_api"));
+    let mut visible = |wall: Option<Vec<u8>>| -> Vec<String> {
+        let mut tx = api.transaction().unwrap();
+        if let Some(k) = wall {
+            tx.execute("SELECT api_open_wall($1)", &[&k]).unwrap();
         }
-        tx.execute("SELECT set_config('gpuledger.scope', $1, true)", &[&scope]).unwrap();
         let rows = tx.query("SELECT tenant_id FROM usage_hourly ORDER BY 1", &[]).unwrap();
         let denied = tx.execute("UPDATE usage_hourly SET events = 0", &[]).is_err();
         assert!(denied, "the API role cannot change rows");
         rows.iter().map(|r| r.get(0)).collect()
     };
-    assert_eq!(visible(&mut c, Some("tenant-a"), "tenant"), vec!["tenant-a"]);
-    assert_eq!(visible(&mut c, Some("tenant-b"), "tenant"), vec!["tenant-b"]);
-    assert_eq!(visible(&mut c, None, "tenant"), Vec::<String>::new(), "no tenant set: no rows");
-    assert_eq!(visible(&mut c, None, "all"), vec!["tenant-a", "tenant-b"]);
+    assert_eq!(visible(a), vec!["tenant-a"]);
+    assert_eq!(visible(b), vec!["tenant-b"]);
+    assert_eq!(visible(None), Vec::<String>::new(), "no wall opened: no rows");
+    assert_eq!(visible(finance), vec!["tenant-a", "tenant-b"]);
     let bypass: bool =
         c.query_one("SELECT rolbypassrls FROM pg_roles WHERE rolname = 'gpuledger_api'", &[]).unwrap().get(0);
     assert!(!bypass);

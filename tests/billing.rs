@@ -156,6 +156,7 @@ fn months_close_into_invoices_that_replay_byte_for_byte_and_pass_xrechnung() {
     // Every export; every XRechnung file passes the official rules.
     let dir = std::env::temp_dir().join(unique("exports"));
     let mut xml: Vec<PathBuf> = Vec::new();
+    let mut focus_rows: Vec<BTreeMap<String, String>> = Vec::new();
     for p in ["2026-09", "2026-10"] {
         let out = gpuledger(&db, &["invoices", "export", "--period", p, "--out", dir.to_str().unwrap()]).unwrap();
         assert!(out.contains("files written"), "{out}");
@@ -174,6 +175,41 @@ fn months_close_into_invoices_that_replay_byte_for_byte_and_pass_xrechnung() {
                 let expected = if d.type_code == TYPE_CREDIT_NOTE { -d.gross_total } else { d.gross_total }.amount();
                 assert_eq!(cost, expected, "FOCUS BilledCost of {number}");
             }
+            focus_rows.extend(focus_of(f));
+        }
+    }
+    // The fixtures' contracts in FOCUS: usage-based commitment discounts whose list prices are the
+    // published price list's (H100-SXM 2.90 up to 1,000 GPU-hours, B200 4.90 up to 500), whose
+    // unused part is an "Unused" row, and whose discount (AV-2026-H100: 5 %) is in the rows.
+    let contract_rows = |id: &str| -> Vec<&BTreeMap<String, String>> {
+        focus_rows.iter().filter(|r| r["x_ContractId"] == id && r["ChargeClass"].is_empty()).collect()
+    };
+    for (id, list, contracted, committed) in
+        [("AV-2026-H100", "2.90", "2.09", "2.20"), ("FD-2026-B200", "4.90", "4.1000", "4.10")]
+    {
+        let rows = contract_rows(id);
+        assert!(rows.iter().any(|r| r["CommitmentDiscountStatus"] == "Unused"), "{id}: {rows:?}");
+        for r in &rows {
+            assert_eq!(r["ChargeCategory"], "Usage", "{r:?}");
+            assert_ne!(r["x_ChargeKind"], "discount", "the discount is folded into the rows");
+            match r["x_ChargeKind"].as_str() {
+                "commitment" => {
+                    assert_eq!(
+                        (r["CommitmentDiscountId"].as_str(), r["CommitmentDiscountStatus"].as_str()),
+                        (id, "Used")
+                    );
+                    assert_eq!((r["ListUnitPrice"].as_str(), r["ContractedUnitPrice"].as_str()), (list, contracted));
+                }
+                "minimum_top_up" => {
+                    assert_eq!(
+                        (r["CommitmentDiscountId"].as_str(), r["CommitmentDiscountStatus"].as_str()),
+                        (id, "Unused")
+                    );
+                    assert_eq!(r["CommitmentDiscountQuantity"], r["PricingQuantity"]);
+                    assert_eq!(r["ListUnitPrice"], committed, "no GPU used: the committed rate");
+                }
+                other => assert_eq!(other, "overage"),
+            }
         }
     }
     assert_eq!(xml.len(), all.len());
@@ -183,6 +219,13 @@ fn months_close_into_invoices_that_replay_byte_for_byte_and_pass_xrechnung() {
     assert_eq!(categories, ["AE", "O", "S"].into_iter().collect());
     assert!(all.iter().any(|d| d.lines.iter().any(|l| l.charge.kind == LineKind::MinimumTopUp)));
     assert!(all.iter().any(|d| d.lines.iter().any(|l| l.charge.kind == LineKind::Discount)));
+}
+
+/// The rows of a FOCUS file, by column name.
+fn focus_of(f: &std::path::Path) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(f).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    r.records().map(|rec| header.iter().cloned().zip(rec.unwrap().iter().map(String::from)).collect()).collect()
 }
 
 /// Usage without Kafka, through positive usage adjustments (finance's own reference events).
@@ -249,16 +292,21 @@ fn bad_finance_input_is_refused_clearly_and_nothing_is_written() {
         c.query_one("SELECT head_pos FROM ledger_streams WHERE topic = 'gpuledger.reference'", &[]).unwrap().get(0)
     };
     let before = head(&mut c);
-    let profile = |vat_id: &str, country: &str, treatment: &str| {
+    let profile_ref = |vat_id: &str, country: &str, treatment: &str, reference: &str| {
         json!({ "kind": "billing_profile.set", "data": {
             "tenant_id": "new-tenant", "legal_name": "New GmbH", "street": "A 1", "city": "B", "postal_code": "1",
-            "country": country, "vat_id": vat_id, "vat_treatment": treatment, "buyer_reference": "R",
+            "country": country, "vat_id": vat_id, "vat_treatment": treatment, "buyer_reference": reference,
             "payment_terms_days": 30, "invoice_email": "a@b.example" } })
     };
+    let profile = |vat_id: &str, country: &str, treatment: &str| profile_ref(vat_id, country, treatment, "R");
     let cases: Vec<(serde_json::Value, &str)> = vec![
         (profile("FR123", "FR", "reverse_charge"), "vat_id"),
         (profile("DE811111111", "FR", "domestic"), "domestic (19 %) is for customers in Germany"),
         (profile("DE811111111", "US", "not_taxable"), "no EU VAT id"),
+        (
+            profile_ref("DE811111111", "DE", "domestic", "04011000-12345-67"),
+            "buyer_reference: \"04011000-12345-67\" is a Leitweg-ID whose check digits are wrong (ISO 7064 MOD 97-10): 67 given, 04011000-12345-03 would be right",
+        ),
         (
             json!({ "kind": "price_list.set", "data": { "sku": "nvidia-a100", "effective_from": "2027-01-01T00:00:00Z", "currency": "EUR", "tiers": [{ "from_gpu_hours": "0", "eur_per_gpu_hour": "1.00" }] } }),
             "not in the SKU catalogue",
@@ -300,4 +348,97 @@ fn bad_finance_input_is_refused_clearly_and_nothing_is_written() {
     let late_price = json!([{ "kind": "price_list.set", "data": { "sku": "nvidia-h200", "effective_from": "2026-06-10T00:00:00Z", "currency": "EUR", "tiers": [{ "from_gpu_hours": "0", "eur_per_gpu_hour": "1.00" }] } }]);
     let e = load(&db, &[write_json(&late_price)]).unwrap_err();
     assert!(e.to_string().contains("which is closed"), "{e}");
+}
+
+/// Runs one statement with the ordinary triggers off (`session_replication_role = replica`, as a
+/// superuser could): the tampering `invoices verify` must notice.
+fn tamper(c: &mut postgres::Client, sql: &str) {
+    c.batch_execute(&format!("BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;")).unwrap();
+}
+
+#[test]
+fn verify_covers_every_billing_table_and_the_database_refuses_rows_without_their_event() {
+    let _serial = serial();
+    let db = fresh_db("billing_index").unwrap();
+    load(&db, &fixtures()).unwrap();
+    load(&db, &[write_json(&adjustments("2026-08", &["rheinbank", "robotik-nord"]))]).unwrap();
+    let out = gpuledger(&db, &["invoices", "close", "--period", "2026-08"]).unwrap();
+    // Issued in the test's present, long after 15 September: the reverse-charge invoice is late
+    // (§ 14a Abs. 1 Satz 2 UStG), the domestic one has no such deadline.
+    assert_eq!(out.matches("warning: ").count(), 1, "{out}");
+    assert!(out.contains("to robotik-nord (reverse charge) is issued on"), "{out}");
+    assert!(
+        out.contains("after the § 14a Abs. 1 Satz 2 UStG deadline of 2026-09-15 for the service of 2026-08"),
+        "{out}"
+    );
+    let out = gpuledger(&db, &["invoices", "verify"]).unwrap();
+    assert!(out.contains("every row matches its ledger event"), "{out}");
+    let mut c = connect(&db);
+    let first = "(SELECT min(number) FROM invoices)";
+
+    // Each table people read, changed behind the triggers' back: verify names it.
+    let cases = [
+        (
+            format!("UPDATE invoices SET gross_total = gross_total + 10 WHERE number = {first}"),
+            "table invoices: row GL-2026-000001: gross_total is",
+        ),
+        (format!("UPDATE invoices SET tenant_id = 'someone-else' WHERE number = {first}"), "tenant_id is someone-else"),
+        (
+            "UPDATE billing_closes SET closed_at = closed_at - interval '1 day'".to_string(),
+            "table billing_closes: row 2026-08: closed_at is",
+        ),
+        (format!("DELETE FROM invoices WHERE number = {first}"), "table invoices: no row for GL-2026-000001"),
+    ];
+    for (sql, expected) in &cases {
+        c.batch_execute("CREATE TEMP TABLE saved_i AS SELECT * FROM invoices; CREATE TEMP TABLE saved_c AS SELECT * FROM billing_closes").unwrap();
+        tamper(&mut c, sql);
+        let e = gpuledger(&db, &["invoices", "verify"]).unwrap_err().to_string();
+        assert!(e.contains(expected), "{sql}: expected {expected:?} in: {e}");
+        assert!(e.contains("differences between the billing tables"), "{e}");
+        tamper(
+            &mut c,
+            "DELETE FROM invoices; INSERT INTO invoices SELECT * FROM saved_i; DELETE FROM billing_closes;
+             INSERT INTO billing_closes SELECT * FROM saved_c; DROP TABLE saved_i; DROP TABLE saved_c",
+        );
+        let out = gpuledger(&db, &["invoices", "verify"]).unwrap();
+        assert!(out.contains("every row matches its ledger event"), "{out}");
+    }
+
+    // A row without its invoice.issued event, or unlike it, is refused by the database itself,
+    // with the ordinary triggers on or off.
+    let n: i64 = c.query_one("SELECT count(*) FROM invoices", &[]).unwrap().get(0);
+    let columns = "number, series, series_no, type_code, tenant_id, period, close_period, issued_at,
+                   net_total, vat_total, gross_total, event_id, stream_id, stream_pos";
+    let no_event = format!(
+        "INSERT INTO invoices ({columns})
+         SELECT 'GL-2026-{:06}', series, {}, type_code, tenant_id, period, close_period, issued_at,
+                net_total, vat_total, gross_total, gen_random_uuid(), stream_id, stream_pos FROM invoices WHERE number = {first}",
+        n + 1,
+        n + 1
+    );
+    let e = c.batch_execute(&no_event).unwrap_err();
+    assert!(format!("{e:?}").contains("has no invoice.issued event"), "{e:?}");
+    let replica = |sql: &str| format!("BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;");
+    let e = c.batch_execute(&replica(&no_event)).unwrap_err();
+    assert!(format!("{e:?}").contains("has no invoice.issued event"), "replica mode: {e:?}");
+    c.batch_execute("ROLLBACK").unwrap();
+    // The row of an existing event, put back with another total.
+    let unlike = format!(
+        "CREATE TEMP TABLE one AS SELECT * FROM invoices WHERE number = {first};
+         DELETE FROM invoices WHERE number = (SELECT number FROM one);
+         INSERT INTO invoices ({columns}) SELECT number, series, series_no, type_code, tenant_id, period,
+                close_period, issued_at, net_total, vat_total, gross_total + 1, event_id, stream_id, stream_pos FROM one"
+    );
+    let e = c.batch_execute(&replica(&unlike)).unwrap_err();
+    assert!(format!("{e:?}").contains("differs from its invoice.issued event"), "{e:?}");
+    c.batch_execute("ROLLBACK").unwrap();
+    let e = c
+        .batch_execute(
+            "INSERT INTO billing_closes (period, event_id, closed_at, stream_id, stream_pos)
+             SELECT '2026-07', gen_random_uuid(), closed_at, stream_id, stream_pos FROM billing_closes",
+        )
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("has no period.closed event"), "{e:?}");
+    let after: i64 = c.query_one("SELECT count(*) FROM invoices", &[]).unwrap().get(0);
+    assert_eq!(after, n);
 }

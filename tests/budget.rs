@@ -15,7 +15,7 @@ fn fixture(dir: &str, names: &[&str]) -> Vec<String> {
 }
 
 fn budget_fixtures() -> Vec<String> {
-    fixture("budget", &["master", "allocations", "bookings"])
+    fixture("budget", &["master", "allocations", "bookings", "sap"])
 }
 
 fn load(db: &str, what: &str, files: &[String]) -> anyhow::Result<String> {
@@ -39,9 +39,9 @@ fn the_programme_loads_and_bad_bookings_are_refused() {
     let _serial = serial();
     let db = fresh_db("budget_refusals").unwrap();
     let out = load(&db, "budget", &budget_fixtures()).unwrap();
-    assert!(out.contains("33 new budget events"), "{out}");
+    assert!(out.contains("41 new budget events"), "{out}");
     let out = load(&db, "budget", &budget_fixtures()).unwrap();
-    assert!(out.contains("0 new budget events, 33 already in the ledger"), "{out}");
+    assert!(out.contains("0 new budget events, 41 already in the ledger"), "{out}");
     let before = head(&db);
     let po = |cc: &str, wbs: &str, amount: &str, currency: &str| {
         json!({ "kind": "purchase_order.committed", "data": { "po_number": unique("PO").to_uppercase().replace('_', "-"),
@@ -151,8 +151,13 @@ fn the_report_of_a_past_date_is_reproducible_and_the_sap_journal_balances() {
         let amount = Decimal::from_str(&r[col("amount")]).unwrap();
         let signed = if &r[col("debit_credit")] == "S" { amount } else { -amount };
         *balance.entry(r[col("reference")].to_string()).or_default() += signed;
-        if &r[col("gl_account")] == "8400" {
+        // Revenue per VAT category (fixtures/budget/sap.json), each line with its tax code.
+        if ["8400", "8336", "8338"].contains(&&r[col("gl_account")]) {
+            assert!(!r[col("tax_code")].is_empty(), "{r:?}");
             revenue_posted -= signed;
+        }
+        if &r[col("account_type")] == "D" {
+            assert!(r[col("customer")].starts_with("1000000"), "the tenant's customer account: {r:?}");
         }
         if &r[col("document_type")] == "AF" {
             depreciation += 1;
@@ -169,4 +174,59 @@ fn the_report_of_a_past_date_is_reproducible_and_the_sap_journal_balances() {
         .get(0);
     assert_eq!(revenue_posted, invoiced);
     assert_eq!(depreciation, 2 * 2, "two assets in service in August, two lines each");
+}
+
+/// August's usage of three tenants (as finance adjustments: no Kafka needed here), closed.
+fn august_closed(db: &str) {
+    load(db, "reference", &fixture("billing", &["seller", "prices", "profiles", "contracts"])).unwrap();
+    let start = Period::parse("2026-08").unwrap().start();
+    let usage: Vec<serde_json::Value> = ["rheinbank", "robotik-nord", "seekr-ai-us"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({ "kind": "usage.adjusted", "data": { "tenant_id": t, "gpu_sku": "nvidia-h200", "project": "p",
+            "hour": (start + chrono::Duration::hours(10 + i as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "gpu_seconds_delta": format!("{}", 3_600_000 + 12_345 * i), "reason": "metered" } })
+        })
+        .collect();
+    load(db, "reference", &[write_json(&serde_json::Value::Array(usage))]).unwrap();
+    gpuledger(db, &["invoices", "close", "--period", "2026-08"]).unwrap();
+}
+
+fn export(db: &str, period: &str) -> anyhow::Result<Vec<u8>> {
+    let path = std::env::temp_dir().join(format!("{}.csv", unique("sap")));
+    gpuledger(db, &["budget", "sap-export", "--period", period, "--out", path.to_str().unwrap()])?;
+    Ok(std::fs::read(&path).unwrap())
+}
+
+#[test]
+fn a_handed_over_month_takes_no_bookings_and_its_journal_reexports_byte_for_byte() {
+    let _serial = serial();
+    let db = fresh_db("budget_period_lock").unwrap();
+    load(&db, "budget", &budget_fixtures()).unwrap();
+    let e = export(&db, "2026-09").unwrap_err().to_string();
+    assert!(e.contains("no billing close"), "{e}");
+    august_closed(&db);
+    let first = export(&db, "2026-08").unwrap();
+    let cost = |document: &str, date: &str| {
+        json!({ "kind": "cost.booked", "data": { "document": document, "supplier": "x", "po_number": null,
+            "cost_center": "OP-RUN", "wbs": "P-KIC-04", "category": "operations", "amount": "1000.00",
+            "currency": "EUR", "date": date } })
+    };
+    let asset = |id: &str, in_service: &str| {
+        json!({ "kind": "asset.commissioned", "data": { "asset_id": id, "description": "late servers", "sku": "nvidia-h200",
+            "gpus": 8, "cost": "400000.00", "cost_center": "OP-GPU", "wbs": "P-KIC-01", "in_service": in_service,
+            "depreciation_months": 60 } })
+    };
+    let before = head(&db);
+    for (item, what) in [(cost("5100000100", "2026-08-20"), "cost"), (asset("AS-LATE-1", "2026-07-01"), "asset")] {
+        let e = load(&db, "budget", &[write_json(&json!([item]))]).unwrap_err().to_string();
+        assert!(e.contains("closed period") && e.contains("from 2026-09-01 on"), "{what}: {e}");
+    }
+    assert_eq!(head(&db), before, "nothing was written");
+    // The open period takes them; August's journal stays the file handed over.
+    load(&db, "budget", &[write_json(&json!([cost("5100000101", "2026-09-02"), asset("AS-LATE-2", "2026-09-01")]))])
+        .unwrap();
+    assert_eq!(export(&db, "2026-08").unwrap(), first);
+    assert_eq!(head(&db), before + 2, "a re-export records nothing new");
 }

@@ -58,6 +58,10 @@ fn seller() -> Seller {
         electronic_address: "rechnung@souveraene-ki-cloud.de".into(),
         iban: "DE02120300000000202051".into(),
         series_prefix: "GL".into(),
+        registered_office: Some("München".into()),
+        register_court: Some("Amtsgericht München".into()),
+        register_number: Some("HRA 98765".into()),
+        managing_directors: vec!["Erika Musterfrau".into(), "Max Mustermann".into()],
     }
 }
 
@@ -263,10 +267,18 @@ fn xrechnung_documents_pass_the_official_rules() {
     assert!(credits.iter().any(|c| c.vat.category == "O"), "a credit note of category O");
     let late: Vec<&InvoiceDoc> = invoices().filter(|d| d.lines.iter().any(|l| l.late)).collect();
     assert!(late.iter().any(|d| d.tenant_id == "fr-ia"), "fr-ia's late usage on its December invoice");
+    // contract-co's late overage is billed; the discount it earns is credited, never netted.
+    assert!(late.iter().any(|d| d.tenant_id == "contract-co"), "contract-co's late overage on its December invoice");
     assert!(
-        late.iter().any(|d| d.lines.iter().any(|l| l.late && l.charge.kind == LineKind::Discount)),
-        "contract-co's late overage with its (negative) discount line"
+        credits.iter().any(|c| c.tenant_id == "contract-co"
+            && c.lines.iter().all(|l| l.charge.kind == LineKind::Discount || l.charge.kind == LineKind::MinimumTopUp)),
+        "contract-co's larger discount of November on a credit note"
     );
+    for d in &docs {
+        for l in d.lines.iter().filter(|l| l.late || d.is_credit_note()) {
+            assert!(!l.net.is_negative() && l.gpu_seconds >= Decimal::ZERO, "{} line {}: {l:?}", d.number, l.line_no);
+        }
+    }
     assert!(
         invoices().any(|d| d.lines.iter().any(|l| l.charge.kind == LineKind::MinimumTopUp)),
         "contract-co's minimum charge in December"
@@ -279,6 +291,8 @@ fn xrechnung_documents_pass_the_official_rules() {
     for (doc, file) in docs.iter().zip(&files) {
         let xml = std::fs::read_to_string(file).unwrap();
         assert_eq!(xml.contains("<cbc:DueDate>"), !doc.is_credit_note(), "{}", file.display());
+        // BG-14 in the header and BG-26 on every line.
+        assert_eq!(xml.matches("<cac:InvoicePeriod>").count(), doc.lines.len() + 1, "{}", file.display());
         assert!(xml.contains("&amp;") || !doc.seller.legal_name.contains('&'), "escaped seller name");
     }
 

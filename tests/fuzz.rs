@@ -22,7 +22,7 @@ fn seeded_db(name: &str) -> String {
     }
     gpuledger(&db, &args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
     let mut args = vec!["budget".to_string(), "load".to_string()];
-    for f in ["master", "allocations", "bookings"] {
+    for f in ["master", "allocations", "bookings", "sap"] {
         args.push(repo_root().join(format!("fixtures/budget/{f}.json")).display().to_string());
     }
     gpuledger(&db, &args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();

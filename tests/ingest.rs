@@ -39,8 +39,8 @@ fn bad_input_is_quarantined_and_everything_else_goes_on() {
     let quarantined = totals["quarantined"].as_object().unwrap();
     assert_eq!(
         quarantined.len(),
-        24,
-        "all 22 poison kinds, conflicts and overlaps are in the traffic: {quarantined:?}"
+        25,
+        "all 23 poison kinds (a repeated member name among them), conflicts and overlaps are in the traffic: {quarantined:?}"
     );
     let messages = totals["messages"].as_i64().unwrap();
     let dlq = format!("{topic}.dlq");
@@ -291,7 +291,7 @@ fn the_ingester_runs_as_a_login_role_that_is_only_a_writer() {
     let url = format!("{scheme}//{login}@{host}/{name}");
     let topic = unique("t.login");
     let totals = produce(&db, &topic, &["--seed", "12", "--gpus", "4", "--tenants", "2", "--minutes", "60"]).unwrap();
-    let child = spawn_ingest(&url, &topic, &unique("g"), &[]).unwrap();
+    let child = integration::spawn_ingest_as(&db, &url, &topic, &unique("g"), &[]).unwrap();
     let waited = wait_accounted(&db, &topic, totals["messages"].as_i64().unwrap(), Duration::from_secs(120));
     stop(child).unwrap();
     waited.unwrap();

@@ -607,3 +607,142 @@ fn a_commit_that_did_not_number_itself_is_still_checked_against() {
     setup.execute("UPDATE ledger_streams SET head_pos = 1 WHERE topic = 'gpuledger.local'", &[]).unwrap();
     assert_eq!(clock(&mut setup), 4);
 }
+
+/// Two writers create the same month's partition at once: the second looked before the first
+/// committed, then waited for its lock. It must find the partition made, not fail with "relation
+/// ... already exists" (as 0001's function did, its check reading a stale catalog cache).
+#[test]
+fn two_writers_creating_one_month_partition_both_succeed() {
+    let url = fresh_db("months").unwrap();
+    for month in 1..=3u32 {
+        let m = chrono::NaiveDate::from_ymd_opt(2031, month, 1).unwrap();
+        let mut first = connect(&url);
+        let mut tx = first.transaction().unwrap();
+        tx.execute("SELECT ledger_ensure_month($1)", &[&m]).unwrap();
+        let second = std::thread::spawn({
+            let url = url.clone();
+            move || connect(&url).execute("SELECT ledger_ensure_month($1)", &[&m]).map_err(|e| store::db_message(&e))
+        });
+        wait_for_the_commit_lock(&url, 1);
+        tx.commit().unwrap();
+        assert_eq!(second.join().unwrap(), Ok(1), "month {m}");
+    }
+    // Many at once through the writers' own path (which retries, and would hide a race but for
+    // the check above), every month made once.
+    let barrier = Arc::new(std::sync::Barrier::new(4));
+    let creators: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut db = connect(&url);
+                barrier.wait();
+                let months =
+                    (0..24).map(|i| Utc.with_ymd_and_hms(2032 + i / 12, 1 + i as u32 % 12, 1, 0, 0, 0).unwrap());
+                store::append::ensure_months_for(&mut db, months).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for c in creators {
+        c.join().unwrap().unwrap();
+    }
+    let months: i64 = connect(&url)
+        .query_one("SELECT count(*) FROM pg_inherits WHERE inhparent = 'ledger_events'::regclass", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(months, 3 + 24);
+}
+
+/// A database error carries the server's own message and code, not only "db error".
+#[test]
+fn database_errors_carry_the_servers_message() {
+    let url = fresh_db("db_message").unwrap();
+    let e = connect(&url).execute("SELECT * FROM no_such_table", &[]).unwrap_err();
+    assert_eq!(e.to_string(), "db error");
+    let m = store::db_message(&e);
+    assert!(m.contains("42P01") && m.contains("relation \"no_such_table\" does not exist"), "{m}");
+    let e = store::StoreError::from(e).to_string();
+    assert!(e.contains("relation \"no_such_table\" does not exist"), "{e}");
+}
+
+/// `gpuledger verify` names where the live projection differs from the log: the first differing
+/// keys (tenant, SKU, project, hour) with both sides' figures, a changed row and a missing one.
+#[test]
+fn verify_names_the_first_keys_where_the_projection_differs() {
+    let url = fresh_db("verify_keys").unwrap();
+    let mut db = connect(&url);
+    let mut w = writer(&url);
+    let c = claim(&mut db, "me", 0);
+    let messages = (0..6i64)
+        .map(|i| {
+            msg(i, &event(i as u128 + 1, ["rheinbank", "falke-drones"][i as usize % 2], i as u128 + 1, i * 30, "60"))
+        })
+        .collect();
+    committed(w.append("me", &[PartitionBatch { claim: c, messages }], Utc::now()).unwrap());
+    let ok = integration::gpuledger(&url, &["verify"]).unwrap();
+    assert!(ok.contains("equal to the live one"), "{ok}");
+    // One event an hour for each tenant from Oct 31 23:00: rheinbank at 23:00, 00:00, 01:00,
+    // falke-drones at 23:30, 00:30, 01:30.
+    db.batch_execute(
+        "UPDATE usage_hourly SET gpu_seconds = gpu_seconds + 0.5
+          WHERE tenant_id = 'rheinbank' AND hour = '2026-11-01T00:00:00Z';
+         DELETE FROM usage_hourly WHERE tenant_id = 'falke-drones' AND hour = '2026-11-01T01:00:00Z';",
+    )
+    .unwrap();
+    let e = integration::gpuledger(&url, &["verify"]).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "differs from the log at 2 keys, the first at tenant falke-drones sku nvidia-h100-sxm project p1 \
+             hour 2026-11-01T01:00:00Z: rebuilt from the log 60 GPU-seconds in 1 event, live no row"
+        ),
+        "{e}"
+    );
+    let out = std::process::Command::new(integration::bin())
+        .args(["verify"])
+        .env("GPULEDGER_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "tenant rheinbank sku nvidia-h100-sxm project p1 hour 2026-11-01T00:00:00Z: \
+             rebuilt from the log 60 GPU-seconds in 1 event, live 60.5 GPU-seconds in 1 event"
+        ),
+        "{stdout}"
+    );
+}
+
+/// Messages that name a member twice (fixtures/usage/rules/duplicate_member--*) are quarantined
+/// with the reason `duplicate_member` and a message naming the member and where it is, their raw
+/// bytes kept; nothing of them is ledgered, whichever value a reader would have taken.
+#[test]
+fn a_message_naming_a_member_twice_is_quarantined_with_its_reason() {
+    let url = fresh_db("duplicate_member").unwrap();
+    let mut db = connect(&url);
+    let mut w = writer(&url);
+    let c = claim(&mut db, "me", 0);
+    let dir = integration::repo_root().join("fixtures/usage/rules");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("duplicate_member--"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let messages = bytes.iter().enumerate().map(|(i, b)| raw(i as i64, b)).collect();
+    let counts = committed(w.append("me", &[PartitionBatch { claim: c, messages }], Utc::now()).unwrap());
+    assert_eq!((counts.ledgered, counts.quarantined), (0, 4), "{counts:?}");
+    let rows = db.query("SELECT reason, message, raw FROM quarantine ORDER BY src_offset", &[]).unwrap();
+    let expected = [
+        "\"id\" appears more than once in the top-level object",
+        "\"gpu_seconds\" appears more than once in data ",
+        "\"team\" appears more than once in data.labels ",
+        "\"tenant_id\" appears more than once in data ",
+    ];
+    for ((r, want), b) in rows.iter().zip(expected).zip(&bytes) {
+        let (reason, message, stored): (String, String, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(reason, "duplicate_member");
+        assert!(message.contains(want) && message.contains("RFC 7493"), "{message}");
+        assert_eq!(&stored, b);
+    }
+}

@@ -84,7 +84,7 @@ fn pages_render_in_chromium_and_show_a_tenant_only_its_own() {
     args.extend(files.iter().map(String::as_str));
     gpuledger(&db, &args).unwrap();
     gpuledger(&db, &["invoices", "close", "--period", "2026-08"]).unwrap();
-    let budget: Vec<String> = ["master", "allocations", "bookings"]
+    let budget: Vec<String> = ["master", "allocations", "bookings", "sap"]
         .iter()
         .map(|f| repo_root().join(format!("fixtures/budget/{f}.json")).display().to_string())
         .collect();
@@ -172,6 +172,8 @@ fn pages_render_in_chromium_and_show_a_tenant_only_its_own() {
         "IBAN",
         "Umsatzsteuer",
         "Gesamtbetrag",
+        // § 35a GmbHG: seat, register court and number, every managing director.
+        "Sitz der Gesellschaft: München; Registergericht: Amtsgericht München, HRB 276543; Geschäftsführer: Dr. Johanna Reiter, Mehmet Aydın",
     ] {
         assert!(text.contains(needle), "the invoice page lacks {needle}: {text}");
     }

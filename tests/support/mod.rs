@@ -61,6 +61,27 @@ pub fn fresh_db(name: &str) -> Result<String> {
     Ok(url)
 }
 
+/// The URL of a test database (from [`fresh_db`]) for another login role, as the commands derive
+/// theirs (crates/gpuledger/src/logins.rs): only the user changes; the test cluster trusts local logins.
+pub fn login_url(db_url: &str, role: &str) -> String {
+    let (scheme, rest) = db_url.split_once("://").expect("a postgres:// URL");
+    let host = rest.split_once('@').map(|(_, h)| h).unwrap_or(rest);
+    format!("{scheme}://{role}@{host}")
+}
+
+/// The environment that points the `gpuledger` binary at a test database as production is set
+/// up (docs/operations.md, "Database roles"): the owner's URL (for `migrate` and the operator's
+/// commands) and each service's own unprivileged login: ingest, serve, and finance's closes,
+/// exports and loads. Set explicitly, so that no variable exported in the shell reaches past it.
+pub fn logins(db_url: &str) -> [(&'static str, String); 4] {
+    [
+        ("GPULEDGER_DATABASE_URL", db_url.to_string()),
+        ("GPULEDGER_INGEST_DATABASE_URL", login_url(db_url, "gpuledger_ingest")),
+        ("GPULEDGER_API_DATABASE_URL", login_url(db_url, "gpuledger_api")),
+        ("GPULEDGER_FINANCE_DATABASE_URL", login_url(db_url, "gpuledger_finance")),
+    ]
+}
+
 pub fn connect(url: &str) -> Client {
     // The tests themselves retry too, because some of them restart PostgreSQL under their feet.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -83,7 +104,7 @@ pub fn produce(db_url: &str, topic: &str, args: &[&str]) -> Result<Value> {
         .args(["produce", "--topic", topic, "--totals"])
         .arg(&totals)
         .args(args)
-        .env("GPULEDGER_DATABASE_URL", db_url)
+        .envs(logins(db_url))
         .env("GPULEDGER_KAFKA_BROKERS", brokers())
         .output()?;
     if !out.status.success() {
@@ -92,15 +113,22 @@ pub fn produce(db_url: &str, topic: &str, args: &[&str]) -> Result<Value> {
     Ok(serde_json::from_slice(&std::fs::read(&totals)?)?)
 }
 
-/// Starts `gpuledger ingest` as a child process; its log goes to a file under target/.
+/// Starts `gpuledger ingest` as a child process, logged in as `gpuledger_ingest`; its log goes to
+/// a file under target/.
 pub fn spawn_ingest(db_url: &str, topic: &str, group: &str, args: &[&str]) -> Result<Child> {
+    spawn_ingest_as(db_url, &login_url(db_url, "gpuledger_ingest"), topic, group, args)
+}
+
+/// [`spawn_ingest`] with the ingester logged in as `login_url` (another database login).
+pub fn spawn_ingest_as(db_url: &str, login_url: &str, topic: &str, group: &str, args: &[&str]) -> Result<Child> {
     let logs = repo_root().join("target/test-logs");
     std::fs::create_dir_all(&logs)?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{topic}.log")))?;
     Ok(Command::new(bin())
         .args(["ingest", "--topic", topic, "--group", group])
         .args(args)
-        .env("GPULEDGER_DATABASE_URL", db_url)
+        .envs(logins(db_url))
+        .env("GPULEDGER_INGEST_DATABASE_URL", login_url)
         .env("GPULEDGER_KAFKA_BROKERS", brokers())
         .env("RUST_LOG", "info,rdkafka=warn")
         .stdout(Stdio::null())
@@ -136,7 +164,7 @@ pub fn ingest_expecting_failure(db_url: &str, topic: &str, args: &[&str], timeou
     let mut child = Command::new(bin())
         .args(["ingest", "--topic", topic, "--group", &unique("g")])
         .args(args)
-        .env("GPULEDGER_DATABASE_URL", db_url)
+        .envs(logins(db_url))
         .env("GPULEDGER_KAFKA_BROKERS", brokers())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -361,7 +389,7 @@ fn run_against(program: PathBuf, db_url: &str, args: &[&str]) -> Result<String> 
     let out = Command::new(program)
         .args(args)
         .current_dir(repo_root())
-        .env("GPULEDGER_DATABASE_URL", db_url)
+        .envs(logins(db_url))
         .env("GPULEDGER_KAFKA_BROKERS", brokers())
         .output()?;
     if !out.status.success() {
@@ -424,7 +452,7 @@ pub fn serve_api_with(db: &str, extra: &[&str]) -> ApiServer {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .args(extra)
-        .env("GPULEDGER_DATABASE_URL", db)
+        .envs(logins(db))
         .env("GPULEDGER_KAFKA_BROKERS", brokers())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -231,7 +231,9 @@ pub async fn listen(database_url: String, cache: std::sync::Arc<UsageCache>) {
                 return;
             }
             Ok(config) => match config.connect(tokio_postgres::NoTls).await {
-                Err(e) => tracing::warn!(error = %e, "usage cache: listener cannot connect, cache off"),
+                Err(e) => {
+                    tracing::warn!(error = %store::db_message(&e), "usage cache: listener cannot connect, cache off")
+                }
                 Ok((client, mut connection)) => {
                     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                     let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -246,14 +248,14 @@ pub async fn listen(database_url: String, cache: std::sync::Arc<UsageCache>) {
                                 }
                                 Ok(_) => {}
                                 Err(e) => {
-                                    tracing::warn!(error = %e, "usage cache: listener connection failed");
+                                    tracing::warn!(error = %store::db_message(&e), "usage cache: listener connection failed");
                                     break;
                                 }
                             }
                         }
                     });
                     match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-                        Err(e) => tracing::warn!(error = %e, "usage cache: LISTEN failed"),
+                        Err(e) => tracing::warn!(error = %store::db_message(&e), "usage cache: LISTEN failed"),
                         Ok(()) => {
                             cache.set_live(true);
                             backoff = Duration::from_millis(100);

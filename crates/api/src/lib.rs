@@ -1,8 +1,11 @@
 //! `gpuledger serve`: the HTTP API. Tenants see their own usage and invoices and nothing else;
 //! finance and auditors read across tenants (every such read is logged). Two walls: the tenant
-//! comes from the bearer token, never from the URL; and every query runs as `gpuledger_api` under
-//! row-level security with the token's tenant set for the transaction, so even a handler bug
-//! cannot read another tenant's rows. Errors are RFC 9457 problem details without database text.
+//! comes from the bearer token, never from the URL; and the server logs in as `gpuledger_api`,
+//! which reads tenants' rows only under row-level security with the wall opened by the token for
+//! the transaction, so even a handler bug cannot read another tenant's rows. Finance's work
+//! across tenants (close, exports, budget, reference loads, audit) runs on a second login,
+//! `gpuledger_finance`; neither is a superuser or the owner (migration 0011). Errors are RFC 9457
+//! problem details without database text.
 //!
 //! This file holds the state, the router and serving; `auth` the walls, `routes` the handlers.
 
@@ -17,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 
 mod access;
 mod auth;
+mod body;
 pub mod cache;
 mod error;
 mod input;
@@ -44,7 +48,10 @@ pub const USAGE_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pool: Pool,
+    /// The API's login (`gpuledger_api`): the pool and the cache's LISTEN.
     database_url: String,
+    /// Finance's login (`gpuledger_finance`), for [`auth::CrossTenant`].
+    finance_url: String,
     brokers: String,
     metrics: Arc<Metrics>,
     limiter: Arc<RateLimiter>,
@@ -54,7 +61,9 @@ pub struct AppState {
     cache: Arc<UsageCache>,
 }
 
-pub fn state(database_url: &str, brokers: &str, pool_size: usize) -> anyhow::Result<AppState> {
+/// The server's state: `database_url` logs in as `gpuledger_api`, `finance_url` as
+/// `gpuledger_finance` (the command line checks both are unprivileged before serving).
+pub fn state(database_url: &str, finance_url: &str, brokers: &str, pool_size: usize) -> anyhow::Result<AppState> {
     let pg: tokio_postgres::Config = database_url.parse()?;
     let mgr =
         Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -62,6 +71,7 @@ pub fn state(database_url: &str, brokers: &str, pool_size: usize) -> anyhow::Res
     Ok(AppState {
         pool,
         database_url: database_url.to_string(),
+        finance_url: finance_url.to_string(),
         brokers: brokers.to_string(),
         metrics: Arc::new(Metrics::default()),
         limiter: Arc::new(RateLimiter::default()),

@@ -55,7 +55,9 @@ fn reference(spec: &CloseBenchSpec) -> Vec<ReferenceInput> {
             "legal_name": "Souveräne KI-Cloud Deutschland GmbH", "street": "Ridlerstraße 55", "city": "München",
             "postal_code": "80339", "country": "DE", "vat_id": "DE123456789", "tax_number": "143/123/45678",
             "contact_name": "Billing Desk", "contact_phone": "+49 89 1234560", "contact_email": "billing@ki-cloud.example",
-            "electronic_address": "e-invoice@ki-cloud.example", "iban": "DE02120300000000202051", "series_prefix": "GL"
+            "electronic_address": "e-invoice@ki-cloud.example", "iban": "DE02120300000000202051", "series_prefix": "GL",
+            "registered_office": "München", "register_court": "Amtsgericht München", "register_number": "HRB 276543",
+            "managing_directors": ["Dr. Johanna Reiter", "Mehmet Aydın"]
         }),
     }];
     for (i, sku) in domain::sku::SKUS.iter().enumerate() {

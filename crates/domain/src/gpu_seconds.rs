@@ -18,7 +18,7 @@ pub enum GpuSecondsError {
     #[error("negative GPU-seconds: {0}")]
     Negative(Decimal),
     #[error("more than {GPU_SECONDS_SCALE_MAX} fractional digits: {0}")]
-    TooPrecise(Decimal),
+    TooPrecise(String),
 }
 
 impl GpuSeconds {
@@ -32,25 +32,27 @@ impl GpuSeconds {
         }
         let value = value.normalize();
         if value.scale() > GPU_SECONDS_SCALE_MAX {
-            return Err(GpuSecondsError::TooPrecise(value));
+            return Err(GpuSecondsError::TooPrecise(value.to_string()));
         }
         // Negative zero normalizes to zero.
         Ok(GpuSeconds(value.abs()))
     }
 
-    /// Parses the wire form: a plain decimal string such as `"60"` or `"59.25"`.
+    /// Parses the wire form: a plain decimal string such as `"60"` or `"59.25"`, with at most 20
+    /// integer and [`GPU_SECONDS_SCALE_MAX`] fractional digits (as the JSON Schema's pattern says:
+    /// `"60.0000000"` has seven, and is refused like `"60.0000001"`).
     /// Exponents, `NaN`, `Infinity`, signs other than a leading `-`, and blanks are refused.
     pub fn parse(text: &str) -> Result<Self, GpuSecondsError> {
-        let plain = !text.is_empty()
-            && text.len() <= 40
-            && text.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || b == b'.' || (b == b'-' && i == 0))
-            && text.bytes().filter(|b| *b == b'.').count() <= 1
-            && !text.starts_with('.')
-            && !text.ends_with('.')
-            && text != "-"
-            // The JSON Schema's bounds: at most 20 integer and 19 fractional digits.
-            && text.trim_start_matches('-').split('.').next().is_some_and(|i| i.len() <= 20)
-            && text.split('.').nth(1).is_none_or(|f| f.len() <= 19);
+        let (int, frac) = match text.trim_start_matches('-').split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (text.trim_start_matches('-'), None),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let plain = text.len() <= 40
+            && text.len() - int.len() - frac.map_or(0, |f| f.len() + 1) <= 1
+            && digits(int)
+            && int.len() <= 20
+            && frac.is_none_or(digits);
         if !plain {
             return Err(GpuSecondsError::NotDecimal(text.to_string()));
         }
@@ -59,16 +61,11 @@ impl GpuSeconds {
             let value = Decimal::from_str(text).map_err(|_| GpuSecondsError::NotDecimal(text.to_string()))?;
             return Err(GpuSecondsError::Negative(value));
         }
-        let value = Decimal::from_str_exact(text)
-            .or_else(|_| Decimal::from_str(text))
-            .map_err(|_| GpuSecondsError::NotDecimal(text.to_string()))?;
-        // from_str may round away digits beyond 28; refuse anything that did not survive exactly.
-        if text.contains('.') {
-            let frac = text.split('.').nth(1).unwrap_or("");
-            if frac.trim_end_matches('0').len() > GPU_SECONDS_SCALE_MAX as usize {
-                return Err(GpuSecondsError::TooPrecise(value));
-            }
+        if frac.is_some_and(|f| f.len() > GPU_SECONDS_SCALE_MAX as usize) {
+            return Err(GpuSecondsError::TooPrecise(text.to_string()));
         }
+        // At most 26 digits: exact in a Decimal (28 significant digits).
+        let value = Decimal::from_str_exact(text).map_err(|_| GpuSecondsError::NotDecimal(text.to_string()))?;
         Self::new(value)
     }
 
@@ -106,6 +103,14 @@ mod tests {
         check("-0", Err(()));
         check("59.5", Ok("59.5"));
         check("0.0000001", Err(()));
+        // Seven fractional digits are too many even when they are zeros (the schema's pattern).
+        check("60.0000000", Err(()));
+        check("60.000000", Ok("60"));
+        check("-", Err(()));
+        check("--1", Err(()));
+        check("1-", Err(()));
+        check("00000000000000000060", Ok("60"));
+        check("000000000000000000060", Err(()));
         check("-1", Err(()));
         check("NaN", Err(()));
         check("Infinity", Err(()));
@@ -135,7 +140,7 @@ mod tests {
         }
 
         #[test]
-        fn trailing_zeros_do_not_change_value(units in 0u64..=3_600_000u64, zeros in 0usize..5) {
+        fn trailing_zeros_do_not_change_value(units in 0u64..=3_600_000u64, zeros in 0usize..=3) {
             let base = Decimal::new(units as i64, 3).to_string();
             let padded = if base.contains('.') { format!("{base}{}", "0".repeat(zeros)) } else { base.clone() };
             prop_assert_eq!(GpuSeconds::parse(&base).unwrap(), GpuSeconds::parse(&padded).unwrap());

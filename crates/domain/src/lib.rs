@@ -11,6 +11,7 @@ pub mod chain;
 pub mod decide;
 pub mod gpu_hours;
 pub mod gpu_seconds;
+pub mod ijson;
 pub mod money;
 pub mod projection;
 pub mod simulate;

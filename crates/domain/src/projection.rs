@@ -7,6 +7,7 @@ use crate::usage::UsageRecorded;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::collections::BTreeMap;
+use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HourKey {
@@ -64,6 +65,34 @@ pub fn split_by_hour(
         hour = next;
     }
     parts
+}
+
+/// One key where two hourly projections differ (see [`HourlyUsage::differences`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourDifference<'a> {
+    pub key: &'a HourKey,
+    pub ours: Option<HourTotals>,
+    pub theirs: Option<HourTotals>,
+}
+
+impl fmt::Display for HourKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tenant {} sku {} project {} hour {}",
+            self.tenant_id,
+            self.gpu_sku,
+            self.project,
+            self.hour.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        )
+    }
+}
+
+impl fmt::Display for HourTotals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = if self.events == 1 { "event" } else { "events" };
+        write!(f, "{} GPU-seconds in {} {unit}", self.gpu_seconds.normalize(), self.events)
+    }
 }
 
 /// The hourly projection as a value: a fold of `apply` over usage events.
@@ -143,6 +172,18 @@ impl HourlyUsage {
         p
     }
 
+    /// Every key where `self` and `other` differ, in key order: a row on one side only, or other
+    /// figures. Each side's row, `None` where it has none.
+    pub fn differences<'a>(&'a self, other: &'a HourlyUsage) -> Vec<HourDifference<'a>> {
+        let keys: std::collections::BTreeSet<&HourKey> = self.rows.keys().chain(other.rows.keys()).collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let (ours, theirs) = (self.rows.get(key), other.rows.get(key));
+                (ours != theirs).then_some(HourDifference { key, ours: ours.copied(), theirs: theirs.copied() })
+            })
+            .collect()
+    }
+
     /// Total GPU-seconds per (tenant, SKU).
     pub fn per_tenant_sku(&self) -> BTreeMap<(String, String), Decimal> {
         let mut out = BTreeMap::new();
@@ -158,6 +199,37 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use proptest::prelude::*;
+
+    #[test]
+    fn differences_name_each_key_and_both_sides() {
+        let key = |t: &str, h: u32| HourKey {
+            tenant_id: t.into(),
+            gpu_sku: "nvidia-l40s".into(),
+            project: "p".into(),
+            hour: Utc.with_ymd_and_hms(2026, 10, 1, h, 0, 0).unwrap(),
+        };
+        let row = |s: i64, e: i64| HourTotals { gpu_seconds: Decimal::new(s, 1), events: e };
+        let mut a = HourlyUsage::default();
+        let mut b = HourlyUsage::default();
+        a.rows.insert(key("alpha", 0), row(600, 1));
+        b.rows.insert(key("alpha", 0), row(600, 1));
+        a.rows.insert(key("alpha", 1), row(605, 2));
+        b.rows.insert(key("alpha", 1), row(600, 2));
+        a.rows.insert(key("beta", 0), row(10, 1));
+        b.rows.insert(key("gamma", 0), row(20, 1));
+        assert!(a.differences(&a.clone()).is_empty());
+        let d = a.differences(&b);
+        assert_eq!(d.len(), 3);
+        assert_eq!(*d[0].key, key("alpha", 1));
+        assert_eq!((d[0].ours, d[0].theirs), (Some(row(605, 2)), Some(row(600, 2))));
+        assert_eq!((d[1].ours, d[1].theirs), (Some(row(10, 1)), None));
+        assert_eq!((d[2].ours, d[2].theirs), (None, Some(row(20, 1))));
+        assert_eq!(d[0].key.to_string(), "tenant alpha sku nvidia-l40s project p hour 2026-10-01T01:00:00Z");
+        assert_eq!(row(605, 2).to_string(), "60.5 GPU-seconds in 2 events");
+        // Each difference seen from the other side is the same key, sides swapped.
+        let back = b.differences(&a);
+        assert!(d.iter().zip(&back).all(|(x, y)| x.key == y.key && x.ours == y.theirs && x.theirs == y.ours));
+    }
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()

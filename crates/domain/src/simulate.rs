@@ -167,6 +167,7 @@ const POISON_CODES: &[RejectionCode] = &[
     RejectionCode::GpuSecondsOutOfRange,
     RejectionCode::GpuSecondsExceedInterval,
     RejectionCode::UnknownSku,
+    RejectionCode::DuplicateMember,
 ];
 
 /// Every kind of poison the generator can make, in the order it cycles through them.
@@ -396,6 +397,12 @@ impl Simulator {
             RejectionCode::UnknownSku => {
                 set(&mut v, "gpu_sku", Value::String("nvidia-rtx-9090".into()));
                 serde_json::to_vec(&v).expect("json")
+            }
+            RejectionCode::DuplicateMember => {
+                // The valid value last: a reader that keeps the last of repeated names would
+                // accept the message, one that keeps the first would not.
+                let text = serde_json::to_string(&v).expect("json");
+                text.replacen("\"data\":{", "\"data\":{\"gpu_seconds\":\"7200\",", 1).into_bytes()
             }
             RejectionCode::Conflict | RejectionCode::Overlap | RejectionCode::RefusedByDatabase => {
                 unreachable!("not poison")

@@ -362,7 +362,8 @@ fn event_record(r: &ExportRow) -> Result<Vec<String>> {
 }
 
 fn event_json(r: &ExportRow) -> Result<serde_json::Value> {
-    let payload: serde_json::Value = serde_json::from_slice(&r.payload)?;
+    // Read as I-JSON, as every reader of event JSON: a repeated name is refused, not resolved.
+    let payload: serde_json::Value = domain::ijson::from_slice(&r.payload)?;
     // serde_json (without preserve_order) writes object keys sorted, like the payload's canonical form.
     Ok(serde_json::json!({
         "seq": r.seq,

@@ -5,7 +5,7 @@ use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
 use domain::billing::invoice::InvoiceDoc;
 use domain::billing::reference::ReferenceInput;
-use domain::billing::{export, focus, ubl, Period};
+use domain::billing::{export, focus, reverse_charge, ubl, Period};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -65,8 +65,9 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<ReferenceInput>> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        // I-JSON: a member name that repeats is refused, never read as its last value.
         let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", f.display()))?;
+            domain::ijson::from_str(&text).with_context(|| format!("{} is not I-JSON", f.display()))?;
         let items = match v {
             serde_json::Value::Array(items) => items,
             other => vec![other],
@@ -131,6 +132,11 @@ pub fn invoices(db: &mut postgres::Client, cmd: InvoicesCmd) -> Result<()> {
                 println!("closed {p}: {} documents issued", outcome.documents.len());
             }
             summary(&outcome.documents);
+            if !outcome.already_closed {
+                for w in outcome.documents.iter().filter_map(reverse_charge::late_invoice_warning) {
+                    println!("warning: {w}");
+                }
+            }
         }
         InvoicesCmd::List { period: p, tenant } => {
             let p = p.as_deref().map(period).transpose()?;
@@ -160,10 +166,20 @@ pub fn invoices(db: &mut postgres::Client, cmd: InvoicesCmd) -> Result<()> {
                     }
                 }
             }
+            // The tables the API and the pages read, against the events they index.
+            let index = store::billing_index::verify_index(db)?;
             if bad > 0 {
                 bail!("{bad} of {} closes differ from their replay", checks.len());
             }
+            if !index.is_empty() {
+                bail!(
+                    "{} differences between the billing tables the API reads and the ledger:\n{}",
+                    index.len(),
+                    index.join("\n")
+                );
+            }
             println!("{} closes replayed, every document byte-identical", checks.len());
+            println!("tables invoices and billing_closes: every row matches its ledger event");
         }
     }
     Ok(())
@@ -205,4 +221,31 @@ pub fn write_exports(docs: &[InvoiceDoc], p: Period, format: ExportFormat, dir: 
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_inputs;
+    use std::path::PathBuf;
+
+    fn fixture(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(path)
+    }
+
+    /// Reference and budget loads read their files as I-JSON: the fixtures load, and each one
+    /// of `fixtures/duplicates` (a fixture with one member named twice) is refused, naming it.
+    #[test]
+    fn loads_refuse_a_member_named_twice() {
+        for ok in ["billing/prices.json", "budget/bookings.json"] {
+            assert!(!read_inputs(&[fixture(ok)]).unwrap().is_empty(), "{ok}");
+        }
+        for (file, member) in [
+            ("duplicates/reference-currency-twice.json", "\"currency\" appears more than once in [0].data"),
+            ("duplicates/budget-amount-twice.json", "\"amount\" appears more than once in [0].data"),
+            ("duplicates/budget-kind-twice.json", "\"kind\" appears more than once in [0]"),
+        ] {
+            let e = read_inputs(&[fixture(file)]).unwrap_err();
+            assert!(format!("{e:#}").contains(member), "{file}: {e:#}");
+        }
+    }
 }

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{NaiveDate, Utc};
 use clap::{Subcommand, ValueEnum};
 use domain::billing::Period;
-use domain::budget::sap::{imbalances, journal_csv, revenue_total};
+use domain::budget::sap::revenue_total;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -20,7 +20,9 @@ pub enum BudgetCmd {
         #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
         format: ReportFormat,
     },
-    /// The journal-entry CSV of a period for SAP S/4HANA (docs/sap-export.md).
+    /// The journal-entry CSV of a period for SAP S/4HANA (docs/sap-export.md). Hands the period
+    /// over: from then on it and every month before it take no budget events, and a later export
+    /// must be the same file.
     SapExport {
         #[arg(long)]
         period: String,
@@ -59,12 +61,7 @@ pub fn budget(db: &mut postgres::Client, cmd: BudgetCmd) -> Result<()> {
         }
         BudgetCmd::SapExport { period, out } => {
             let period = Period::parse(&period).map_err(anyhow::Error::msg)?;
-            let lines = store::budget::sap_journal(db, period)?;
-            let bad = imbalances(&lines);
-            if !bad.is_empty() {
-                bail!("the journal does not balance: {bad:?}");
-            }
-            let csv = journal_csv(&lines);
+            let (lines, csv) = store::budget::export_sap_journal(db, period, Utc::now())?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &csv).with_context(|| format!("writing {}", path.display()))?;

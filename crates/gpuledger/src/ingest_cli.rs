@@ -40,6 +40,11 @@ pub fn ingest(args: IngestArgs, database_url: String, brokers: String, topic: St
     if !(1..=ingest::WRITERS_MAX).contains(&writers) {
         bail!("--writers must be between 1 and {}", ingest::WRITERS_MAX);
     }
+    // Not as a superuser or the owner: the writer role it sets could be reset to those.
+    // (A database that is down is waited for by the ingester itself.)
+    if let Ok(mut db) = store::connect(&database_url) {
+        store::roles::refuse_privileged(&mut db).context("checking the ingester's login")?;
+    }
     let cfg = ingest::IngestConfig {
         brokers,
         group,

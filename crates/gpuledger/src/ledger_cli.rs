@@ -47,7 +47,7 @@ pub fn status(database_url: &str, topic: &str) -> Result<()> {
 }
 
 pub fn check(database_url: &str, totals: &Path) -> Result<()> {
-    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(totals)?)?;
+    let expected: serde_json::Value = domain::ijson::from_slice(&std::fs::read(totals)?)?;
     let want = domain::simulate::Totals::gpu_seconds_from_json(&expected)
         .context("the totals file has no gpu_seconds by tenant and SKU")?;
     let mut db = store::connect(database_url)?;
@@ -74,16 +74,33 @@ pub fn verify(database_url: &str) -> Result<()> {
     }
     let live = store::read::live_hourly(&mut db)?;
     let rebuilt = store::read::rebuild_hourly(&mut db)?;
-    if live == rebuilt {
+    let differences = rebuilt.differences(&live);
+    if differences.is_empty() {
         println!("hourly projection: rebuilt from the log, {} rows, equal to the live one", live.rows.len());
     } else {
-        ok = false;
-        println!("hourly projection: rebuilt from the log DIFFERS from the live one");
+        println!("hourly projection: rebuilt from the log DIFFERS from the live one at {} keys", differences.len());
+        for line in differences.iter().take(DIFFERENCES_SHOWN).map(difference_line) {
+            println!("  {line}");
+        }
+        bail!(
+            "verification failed: the hourly projection differs from the log at {} keys, the first at {}",
+            differences.len(),
+            difference_line(&differences[0])
+        );
     }
     if !ok {
         bail!("verification failed");
     }
     Ok(())
+}
+
+/// Differing keys `verify` lists (all are counted).
+const DIFFERENCES_SHOWN: usize = 20;
+
+/// One differing key of the hourly projection, with both sides' figures.
+fn difference_line(d: &domain::projection::HourDifference<'_>) -> String {
+    let side = |t: Option<domain::projection::HourTotals>| t.map_or("no row".to_string(), |t| t.to_string());
+    format!("{}: rebuilt from the log {}, live {}", d.key, side(d.ours), side(d.theirs))
 }
 
 pub fn report(database_url: &str, format: Format) -> Result<()> {

@@ -53,8 +53,9 @@ pub enum TokensCmd {
     },
 }
 
-/// Serves until SIGTERM or Ctrl-C.
-pub fn serve(args: ServeArgs, database_url: &str, brokers: &str) -> Result<()> {
+/// Serves until SIGTERM or Ctrl-C, on two unprivileged logins (`api_url` for everything behind
+/// the tenant wall, `finance_url` for finance's work across tenants); refuses privileged ones.
+pub fn serve(args: ServeArgs, api_url: &str, finance_url: &str, brokers: &str) -> Result<()> {
     let ServeArgs {
         listen,
         pool_size,
@@ -64,7 +65,12 @@ pub fn serve(args: ServeArgs, database_url: &str, brokers: &str) -> Result<()> {
         request_timeout_secs,
         max_connections,
     } = args;
-    let state = api::state(database_url, brokers, pool_size)?;
+    let mut api_db = store::connect(api_url).context("connecting to PostgreSQL as gpuledger_api")?;
+    store::roles::refuse_privileged_api(&mut api_db)?;
+    let mut finance_db = store::connect(finance_url).context("connecting to PostgreSQL as gpuledger_finance")?;
+    store::roles::refuse_privileged(&mut finance_db)?;
+    drop((api_db, finance_db));
+    let state = api::state(api_url, finance_url, brokers, pool_size)?;
     let limits = api::Limits {
         header_read_timeout: std::time::Duration::from_secs(header_timeout_secs),
         request_timeout: std::time::Duration::from_secs(request_timeout_secs),

@@ -241,7 +241,7 @@ pub fn load_reference(
     items: &[ReferenceInput],
     now: DateTime<Utc>,
 ) -> Result<Vec<LoadedRef>, StoreError> {
-    let parsed = parse_items(items, Reference::parse)?;
+    let parsed = parse_items(items, Reference::parse_new)?;
     ensure_months_for(client, std::iter::once(now))?;
     let mut tx = client.transaction()?;
     lock_stream(&mut tx, REFERENCE_STREAM)?;

@@ -3,16 +3,21 @@
 //! none; the report as of a date and the SAP journal of a period.
 
 use crate::append::ensure_months_for;
-use crate::billing::{append_local, documents, is_known, lock_stream, parse_items, LoadedRef, LocalEvent};
+use crate::billing::{
+    append_local, documents, documents_where, is_known, lock_stream, parse_items, LoadedRef, LocalEvent,
+};
 use crate::{Refusal, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::billing::reference::{ReferenceInput, NO_TENANT};
 use domain::billing::Period;
 use domain::budget::events::BUDGET_VERSION;
+use domain::budget::lock::JournalExported;
 use domain::budget::report::{report, BudgetReport};
-use domain::budget::sap::{journal, JournalLine};
+use domain::budget::sap::{imbalances, journal, journal_csv, JournalLine};
 use domain::budget::{BudgetEvent, BudgetState};
 use postgres::{Client, IsolationLevel, Transaction};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 pub const BUDGET_STREAM: &str = "gpuledger.budget";
 
@@ -91,4 +96,58 @@ pub fn sap_journal(client: &mut Client, period: Period) -> Result<Vec<JournalLin
     let docs = documents(client, Some(period), None)?;
     let state = BudgetState::as_of(&events, period.last_day());
     Ok(journal(&state, &docs, period).map_err(Refusal::Journal)?)
+}
+
+/// Hands a period's SAP journal over: builds it as `sap_journal` does, and in the same
+/// transaction (the budget stream locked) records `journal.exported` with the file's SHA-256 the
+/// first time, which closes the period and every month before it for budget events
+/// (`domain::budget::lock`). A later export must produce the same bytes, or it is refused. Only a
+/// period whose billing close has run can be handed over: its documents are then final.
+pub fn export_sap_journal(
+    client: &mut Client,
+    period: Period,
+    now: DateTime<Utc>,
+) -> Result<(Vec<JournalLine>, Vec<u8>), StoreError> {
+    ensure_months_for(client, std::iter::once(now))?;
+    let mut tx = client.transaction()?;
+    lock_stream(&mut tx, BUDGET_STREAM)?;
+    let p = period.to_string();
+    if tx.query_opt("SELECT 1 FROM billing_closes WHERE period = $1", &[&p])?.is_none() {
+        return Err(Refusal::Journal(domain::budget::events::BudgetError {
+            field: "period".into(),
+            message: format!("{period} has no billing close yet; close it (gpuledger invoices close) before handing its journal over"),
+        })
+        .into());
+    }
+    let events = budget_events(&mut tx)?;
+    let docs = documents_where(&mut tx, "i.close_period = $1", &[&p])?;
+    let lines = journal(&BudgetState::as_of(&events, period.last_day()), &docs, period).map_err(Refusal::Journal)?;
+    let bad = imbalances(&lines);
+    if !bad.is_empty() {
+        return Err(StoreError::Invariant(format!("the journal of {period} does not balance: {bad:?}")));
+    }
+    let csv = journal_csv(&lines);
+    let record = BudgetEvent::JournalExported(JournalExported {
+        period,
+        sha256: hex::encode(Sha256::digest(&csv)),
+        lines: u32::try_from(lines.len()).expect("fewer than 4 billion journal lines"),
+        date: domain::billing::period::berlin_date(now),
+    });
+    record.validate().map_err(Refusal::Journal)?;
+    let state = BudgetState::fold(&events);
+    state.admits(&record).map_err(Refusal::Journal)?;
+    if !state.exported.contains_key(&period) {
+        let id = Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("gpuledger.budget/journal.exported/{period}").as_bytes());
+        let event = LocalEvent {
+            event_id: id,
+            tenant_id: NO_TENANT.to_string(),
+            kind: record.kind().to_string(),
+            version: BUDGET_VERSION,
+            occurred_at: now,
+            data: record.data(),
+        };
+        append_local(&mut tx, BUDGET_STREAM, &[event], now)?;
+    }
+    tx.commit()?;
+    Ok((lines, csv))
 }

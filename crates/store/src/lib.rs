@@ -5,6 +5,7 @@
 pub mod append;
 pub mod audit;
 pub mod billing;
+pub mod billing_index;
 pub mod budget;
 mod copy;
 pub mod ledger_row;
@@ -12,6 +13,7 @@ pub mod migrate;
 pub mod read;
 pub mod refusal;
 pub mod replay;
+pub mod roles;
 pub mod tokens;
 
 pub use append::{append_batch, claim_partitions, AppendOutcome, BatchCounts, Claim, InMessage, PartitionBatch};
@@ -21,7 +23,7 @@ pub use refusal::{ItemError, Refusal, RefusalKind};
 /// Errors from the database. Whether to retry is a property of the error, not of the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error")]
+    #[error("database error: {}", db_message(.0))]
     Db(#[from] postgres::Error),
     #[error("migration {name} was changed after it was applied")]
     MigrationChanged { name: String },
@@ -33,12 +35,38 @@ pub enum StoreError {
     /// is); nothing was written. Boxed: it is the largest variant, and errors are rare.
     #[error(transparent)]
     Refused(Box<Refusal>),
+    /// A command that must not run with such rights was given a login that has them.
+    #[error("the database login {role} {why}; this command runs as an unprivileged role (docs/operations.md, \"Database roles\")")]
+    Privileged { role: String, why: &'static str },
     #[error("ledger invariant broken: {0}")]
     Invariant(String),
     /// Another writer committed GPU time the batch also claims, while the batch was written; it
     /// was rolled back and is decided again (see `append::append_batch`).
     #[error("another writer's commit overlapped the batch")]
     Raced,
+}
+
+/// The database's own words for an error, for logs and warnings: `postgres::Error` displays only
+/// "db error" and keeps the server's message (and its SQLSTATE) underneath.
+pub fn db_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                m.push_str(&format!(" (detail: {detail})"));
+            }
+            m
+        }
+        None => {
+            let mut parts = vec![e.to_string()];
+            let mut next = std::error::Error::source(e);
+            while let Some(c) = next {
+                parts.push(c.to_string());
+                next = c.source();
+            }
+            parts.join(": ")
+        }
+    }
 }
 
 impl From<Refusal> for StoreError {

@@ -15,6 +15,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_writer_reads_migrations", include_str!("../../../migrations/0006_writer_reads_migrations.sql")),
     ("0007_commit_clock", include_str!("../../../migrations/0007_commit_clock.sql")),
     ("0008_sessions", include_str!("../../../migrations/0008_sessions.sql")),
+    ("0009_invoice_guard", include_str!("../../../migrations/0009_invoice_guard.sql")),
+    ("0011_runtime_roles", include_str!("../../../migrations/0011_runtime_roles.sql")),
+    ("0012_ingest", include_str!("../../../migrations/0012_ingest.sql")),
 ];
 
 /// The migration that lets `gpuledger_writer` read `schema_migrations` (see `check_migrated`).

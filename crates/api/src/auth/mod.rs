@@ -29,6 +29,19 @@ pub struct Caller {
     pub token_id: Uuid,
     pub role: Role,
     pub tenant: Option<String>,
+    /// What opens the wall for this caller's transactions (see [`Walled`]).
+    pub(crate) wall_key: WallKey,
+}
+
+/// The SHA-256 of the caller's token, which `api_open_wall` takes to set the wall's scope; kept
+/// out of `Debug` output like the token itself.
+#[derive(Clone)]
+pub(crate) struct WallKey(pub(crate) Vec<u8>);
+
+impl std::fmt::Debug for WallKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallKey(..)")
+    }
 }
 
 pub(crate) const FINANCE: &[Role] = &[Role::Finance, Role::Admin];

@@ -1,39 +1,37 @@
 //! The pooled connection before the wall: it authenticates the bearer token and then opens the
 //! tenant wall for the caller.
 
-use super::{Caller, Role, Walled};
+use super::{Caller, Role, WallKey, Walled};
 use crate::error::{internal, ApiError};
 use crate::limit::RATE_PER_SECOND;
 use crate::AppState;
 use axum::http::{header, HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 
-/// A pooled connection as the server's own role, before the wall. That role reads every tenant's
-/// rows, so this type runs only the token lookup, the access log of an answer served from the
-/// cache (which read nothing), and [`TokenLookup::wall`], which turns it into a [`Walled`]
-/// transaction for everything else.
+/// A pooled connection as the API's login role (`gpuledger_api`), before the wall. Until a wall
+/// is opened that role sees no tenant's rows and no token table, so this type runs only the token
+/// lookup (`api_token_lookup`, one token by the hash of its secret), the access log of an answer
+/// served from the cache (which read nothing), and [`TokenLookup::wall`], which turns it into a
+/// [`Walled`] transaction for everything else.
 pub(crate) struct TokenLookup(deadpool_postgres::Object);
 
 /// Hours a web page sign-in lasts (a working day).
 pub(crate) const SESSION_HOURS: i32 = 8;
 
-/// A token by its hash: (id, role, tenant, expiry, revoked).
-const TOKEN_SQL: &str = "SELECT t.token_id, t.role, t.tenant_id, t.expires_at, r.token_id IS NOT NULL
-   FROM api_tokens t LEFT JOIN api_token_revocations r USING (token_id) WHERE t.token_hash = $1";
+/// A token by its hash: (id, role, tenant, expiry, revoked, the hash again).
+const TOKEN_SQL: &str = "SELECT token_id, role, tenant_id, expires_at, revoked, $1::bytea FROM api_token_lookup($1)";
 
 /// A sign-in session by its hash, as its token: (id, role, tenant, the earlier expiry, revoked or
-/// signed out).
-const SESSION_SQL: &str = "SELECT t.token_id, t.role, t.tenant_id, least(t.expires_at, s.expires_at),
-        r.token_id IS NOT NULL OR s.ended_at IS NOT NULL
-   FROM ui_sessions s JOIN api_tokens t USING (token_id)
-   LEFT JOIN api_token_revocations r USING (token_id) WHERE s.session_hash = $1";
+/// signed out, the token's hash, which opens the wall).
+const SESSION_SQL: &str =
+    "SELECT token_id, role, tenant_id, expires_at, revoked, token_hash FROM api_session_lookup($1)";
 
 impl TokenLookup {
     pub(crate) async fn get(state: &AppState) -> Result<TokenLookup, ApiError> {
         Ok(TokenLookup(state.pool.get().await.map_err(internal)?))
     }
 
-    /// Opens the request's transaction as `gpuledger_api` with its limits, authenticates the bearer
+    /// Opens the request's transaction with its limits, authenticates the bearer
     /// token and sets the tenant wall for the transaction.
     pub(crate) async fn begin(
         &mut self,
@@ -75,7 +73,7 @@ impl TokenLookup {
             "auditor" => Role::Auditor,
             _ => Role::Admin,
         };
-        let caller = Caller { token_id: row.get(0), role, tenant: row.get(2) };
+        let caller = Caller { token_id: row.get(0), role, tenant: row.get(2), wall_key: WallKey(row.get(5)) };
         crate::access::note_caller(&caller);
         if !state.limiter.allow(caller.token_id) {
             return Err(ApiError::new(
@@ -93,25 +91,25 @@ impl TokenLookup {
         let mut bytes = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
         let secret = format!("gls_{}", hex::encode(bytes));
-        self.0
-            .execute(
-                "WITH gone AS (DELETE FROM ui_sessions WHERE expires_at < now() - interval '1 day')
-                 INSERT INTO ui_sessions (session_hash, token_id, created_at, expires_at)
-                 SELECT $1, token_id, now(), least(now() + make_interval(hours => $3), expires_at)
-                   FROM api_tokens WHERE token_id = $2",
-                &[&store::tokens::hash_token(&secret), &caller.token_id, &SESSION_HOURS],
+        let opened: bool = self
+            .0
+            .query_one(
+                "SELECT api_session_open($1, $2, $3)",
+                &[&caller.wall_key.0, &store::tokens::hash_token(&secret), &SESSION_HOURS],
             )
             .await
-            .map_err(internal)?;
+            .map_err(internal)?
+            .get(0);
+        if !opened {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the token is no longer valid"));
+        }
         Ok(secret)
     }
 
     /// Ends a sign-in session (signing out); an unknown or ended one is left as it is.
     pub(crate) async fn end_session(&self, secret: &str) -> Result<(), ApiError> {
         self.0
-            .execute(
-                "UPDATE ui_sessions SET ended_at = now() WHERE session_hash = $1 AND ended_at IS NULL",
-                &[&store::tokens::hash_token(secret)],
+            .execute("SELECT api_session_end($1)", &[&store::tokens::hash_token(secret)],
             )
             .await
             .map_err(internal)?;

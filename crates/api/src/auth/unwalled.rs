@@ -4,17 +4,18 @@
 use crate::error::{internal, ApiError};
 use crate::AppState;
 
-/// The store's own (blocking) connection as the server's role, without the tenant wall: it reads
-/// and writes across tenants. Only for routes whose caller [`super::authorize`] admitted (finance,
-/// auditors) and for the reference data (prices, contracts, profiles) a tenant's estimate is
-/// rated with.
+/// The store's own (blocking) connection as finance's login role (`gpuledger_finance`), without
+/// the tenant wall: it reads and appends across tenants, but is no superuser, owns nothing and
+/// cannot read the API tokens, so it cannot rewrite what was issued. Only for routes whose caller
+/// [`super::authorize`] admitted (finance, auditors) and for the reference data (prices,
+/// contracts, profiles) a tenant's estimate is rated with.
 pub(crate) struct CrossTenant {
     database_url: String,
 }
 
 impl CrossTenant {
     pub(crate) fn new(s: &AppState) -> CrossTenant {
-        CrossTenant { database_url: s.database_url.clone() }
+        CrossTenant { database_url: s.finance_url.clone() }
     }
 
     /// Runs a store (blocking) call on its own connection.
@@ -33,8 +34,9 @@ impl CrossTenant {
     }
 }
 
-/// A pooled connection as the server's role for `/readyz` and `/metrics`: it only asks whether
-/// the database answers and reads the ingest counters per stream, none of a tenant's rows.
+/// A pooled connection as the API's role for `/readyz` and `/metrics`: it only asks whether the
+/// database answers and reads the ingest counters per stream (`ledger_streams`), none of a
+/// tenant's rows.
 pub(crate) struct Telemetry(deadpool_postgres::Object);
 
 /// One stream's counters, as every ingester reports them.

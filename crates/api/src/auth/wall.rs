@@ -2,12 +2,16 @@
 
 use super::{Caller, Role};
 use crate::error::{internal, ApiError};
+use axum::http::StatusCode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-/// A transaction behind the wall, for an authenticated caller: as `gpuledger_api` (no BYPASSRLS)
-/// with a statement timeout, the caller's tenant (or the all-tenants scope of finance and
-/// auditors) set for row-level security, so even a handler bug cannot read another tenant's rows.
+/// A transaction behind the wall, for an authenticated caller: on the API's login role
+/// (`gpuledger_api`: no superuser, no BYPASSRLS, not the owner, so there is no other role to
+/// reset to) with a statement timeout, and the wall opened for the transaction by
+/// `api_open_wall` with the caller's token: the caller's tenant, or all tenants for finance and
+/// auditors. The scope lives where this role cannot write (migration 0011), so even a handler bug
+/// that ran SQL of its own could not widen it or read another tenant's rows.
 pub(crate) struct Walled<'a>(deadpool_postgres::Transaction<'a>);
 
 impl<'a> Walled<'a> {
@@ -16,17 +20,15 @@ impl<'a> Walled<'a> {
         caller: &Caller,
     ) -> Result<Walled<'a>, ApiError> {
         let tx = client.transaction().await.map_err(internal)?;
-        tx.batch_execute("SET LOCAL ROLE gpuledger_api; SET LOCAL statement_timeout = '5s'").await.map_err(internal)?;
-        let (tenant, scope) = match caller.role {
-            Role::Tenant => (caller.tenant.clone().unwrap_or_default(), "tenant"),
-            _ => (String::new(), "all"),
-        };
-        tx.execute(
-            "SELECT set_config('gpuledger.tenant', $1, true), set_config('gpuledger.scope', $2, true)",
-            &[&tenant, &scope],
-        )
-        .await
-        .map_err(internal)?;
+        tx.batch_execute("SET LOCAL statement_timeout = '5s'").await.map_err(internal)?;
+        tx.execute("SELECT api_open_wall($1)", &[&caller.wall_key.0]).await.map_err(|e| {
+            // Revoked or expired since it was authenticated a moment ago.
+            if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+                ApiError::new(StatusCode::UNAUTHORIZED, "the token is no longer valid")
+            } else {
+                internal(e)
+            }
+        })?;
         Ok(Walled(tx))
     }
 

@@ -115,7 +115,7 @@ fn invoice_markup(d: &InvoiceDoc) -> Markup {
                 }
             }
             @match d.vat_treatment {
-                VatTreatment::ReverseCharge => p.vatnote { "Steuerschuldnerschaft des Leistungsempfängers (§ 13b UStG) · Reverse charge: VAT is due from the recipient (Art. 196 Directive 2006/112/EC)." }
+                VatTreatment::ReverseCharge => p.vatnote { "Steuerschuldnerschaft des Leistungsempfängers · Reverse charge: taxable where the recipient is established, VAT due from the recipient (Art. 44 and 196 Directive 2006/112/EC)." }
                 VatTreatment::NotTaxable => p.vatnote { "Nicht im Inland steuerbare Leistung (§ 3a Abs. 2 UStG) · Not taxable in Germany: place of supply is the customer's country." }
                 VatTreatment::Domestic => {}
             }
@@ -132,6 +132,7 @@ fn invoice_markup(d: &InvoiceDoc) -> Markup {
                 p { (s.legal_name) " · " (s.street) " · " (s.postal_code) " " (s.city) " · " (s.country) }
                 p { "USt-IdNr. " (s.vat_id) " · Steuernummer " (s.tax_number) " · IBAN " (s.iban) }
                 p { (s.contact_name) " · " (s.contact_phone) " · " (s.contact_email) }
+                @if let Some(legal) = s.legal_information() { p #seller-register { (legal) } }
             }
         }
         p.noprint.downloads {

@@ -152,10 +152,10 @@ pub struct LoadedItem {
 pub(crate) async fn finance_reference(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<Vec<serde_json::Value>>, axum::extract::rejection::JsonRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Vec<LoadedItem>>, ApiError> {
     authorize(&s, &headers, FINANCE).await?;
-    let Json(items) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let items: Vec<serde_json::Value> = crate::body::ijson_body(&headers, body)?;
     if items.is_empty() || items.len() > LOAD_MAX_ITEMS {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("send 1 to {LOAD_MAX_ITEMS} items")));
     }

@@ -3,13 +3,16 @@
 //! For every tenant with usage or a minimum charge in the period: an invoice of the period's
 //! rated lines. For every earlier closed period whose usage changed since it was billed (late
 //! usage, corrections): the difference between its rating now and what its documents billed,
-//! line by line. A positive difference is billed on this period's invoice as late-usage lines
-//! naming their period; a negative one is a credit note (381) referring to that period's invoice.
+//! line by line. Each difference still to bill (more GPU-seconds, or less discount) is a late line
+//! on this period's invoice naming its period; each billed too much (fewer GPU-seconds, a smaller
+//! minimum top-up, more discount) is a line of a credit note (381) referring to that period's
+//! invoice. The two are never netted: an invoice's late lines and a credit note's lines are
+//! all positive.
 //! So for every period, the documents together always bill exactly the rating of all usage known
 //! at the last close, each line rounded once.
 
 use super::invoice::{
-    billed_lines, make_line, totals, InvoiceDoc, InvoiceLine, InvoiceRef, TYPE_CREDIT_NOTE, TYPE_INVOICE,
+    billed_lines, make_line, totals, InvoiceDoc, InvoiceLine, InvoiceRef, ListPrice, TYPE_CREDIT_NOTE, TYPE_INVOICE,
 };
 use super::period::{berlin_date, Period};
 use super::rating::{rate_period, LineKey, LineKind, RatedLines, RatingError, UsageRow};
@@ -152,7 +155,9 @@ pub fn plan_close(
         let current =
             rate_period(tenant, period, usage.and_then(|u| u.get(&period)).unwrap_or(&empty), &input.refs, by_project)?;
         for (key, secs, net) in differences(&current, &BTreeMap::new()) {
-            lines.push(make_line(lines.len() as u32 + 1, period, false, "", &key, secs, net));
+            let mut line = make_line(lines.len() as u32 + 1, period, false, "", &key, secs, net);
+            line.list = current.get(&key).and_then(ListPrice::of);
+            lines.push(line);
         }
         // Earlier closed periods: late usage and corrections.
         for &q in input.closed.range(..period) {
@@ -169,51 +174,18 @@ pub fn plan_close(
             if diff.is_empty() {
                 continue;
             }
-            let sum: Money = diff.iter().map(|d| d.2).sum();
-            if sum >= Money::ZERO {
-                for (key, secs, net) in diff {
-                    let prefix = format!("Late usage of {q}: ");
-                    lines.push(make_line(lines.len() as u32 + 1, q, true, &prefix, &key, secs, net));
-                }
-            } else {
-                // The invoice that billed the period, or failing that the last document with its lines.
-                let original = input
-                    .issued
-                    .iter()
-                    .find(|d| d.tenant_id == tenant && d.period == q && !d.is_credit_note())
-                    .or_else(|| {
-                        input
-                            .issued
-                            .iter()
-                            .rev()
-                            .find(|d| d.tenant_id == tenant && d.lines.iter().any(|l| l.period == q))
-                    });
-                let treatment = original.map_or(profile.vat_treatment, |o| o.vat_treatment);
-                let credit_lines: Vec<InvoiceLine> = diff
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (key, secs, net))| {
-                        make_line(i as u32 + 1, q, q != period, &format!("Correction of {q}: "), key, -*secs, -*net)
-                    })
-                    .collect();
-                let mut credit = document(
-                    TYPE_CREDIT_NOTE,
-                    tenant,
-                    q,
-                    issued_at,
-                    close_event_id,
-                    input,
-                    treatment,
-                    original.map(|o| InvoiceRef { number: o.number.clone(), issue_date: o.issue_date }),
-                    credit_lines,
-                    profile_event,
-                )?;
-                // A credit note names the buyer as the invoice it corrects did.
-                if let Some(o) = original {
-                    credit.buyer = o.buyer.clone();
-                    credit.buyer_profile_event = o.buyer_profile_event;
-                }
-                credits.push(credit);
+            // Line by line: what is still to bill goes on this period's invoice, what was billed
+            // too much on a credit note; neither document carries a line of the other's sign.
+            let (charges, credits_due): (Vec<_>, Vec<_>) = diff.into_iter().partition(|d| bills(d.1, d.2));
+            for (key, secs, net) in charges {
+                let prefix = match key.kind {
+                    LineKind::Usage | LineKind::Commitment | LineKind::Overage => format!("Late usage of {q}: "),
+                    LineKind::MinimumTopUp | LineKind::Discount => format!("Correction of {q}: "),
+                };
+                lines.push(make_line(lines.len() as u32 + 1, q, true, &prefix, &key, secs, net));
+            }
+            if !credits_due.is_empty() {
+                credits.push(credit_note(tenant, q, period, issued_at, close_event_id, input, credits_due)?);
             }
         }
         if !lines.is_empty() {
@@ -243,6 +215,64 @@ pub fn plan_close(
         out.push(d);
     }
     Ok(out)
+}
+
+/// Whether a difference (GPU-seconds, net) still to bill is a charge (to invoice) rather than a
+/// credit: by its GPU-seconds, or by its net where it has none (a discount, whose net is
+/// negative when the discount grows). A line's net never has the opposite sign of its GPU-seconds:
+/// what was billed of a line is always the rounding of its billed GPU-seconds at its one price.
+pub fn bills(secs: Decimal, net: Money) -> bool {
+    if secs.is_zero() {
+        !net.is_negative()
+    } else {
+        secs.is_sign_positive()
+    }
+}
+
+/// The credit note of a tenant's earlier period `q`: the differences billed too much, credited
+/// (positive), referring to the invoice that billed the period.
+#[allow(clippy::too_many_arguments)]
+fn credit_note(
+    tenant: &str,
+    q: Period,
+    period: Period,
+    issued_at: DateTime<Utc>,
+    close_event_id: Uuid,
+    input: &CloseInput,
+    diff: Vec<(LineKey, Decimal, Money)>,
+) -> Result<InvoiceDoc, CloseError> {
+    let (profile, profile_event) = &input.refs.profiles[tenant];
+    // The invoice that billed the period, or failing that the last document with its lines.
+    let original =
+        input.issued.iter().find(|d| d.tenant_id == tenant && d.period == q && !d.is_credit_note()).or_else(|| {
+            input.issued.iter().rev().find(|d| d.tenant_id == tenant && d.lines.iter().any(|l| l.period == q))
+        });
+    let treatment = original.map_or(profile.vat_treatment, |o| o.vat_treatment);
+    let credit_lines: Vec<InvoiceLine> = diff
+        .iter()
+        .enumerate()
+        .map(|(i, (key, secs, net))| {
+            make_line(i as u32 + 1, q, q != period, &format!("Correction of {q}: "), key, -*secs, -*net)
+        })
+        .collect();
+    let mut credit = document(
+        TYPE_CREDIT_NOTE,
+        tenant,
+        q,
+        issued_at,
+        close_event_id,
+        input,
+        treatment,
+        original.map(|o| InvoiceRef { number: o.number.clone(), issue_date: o.issue_date }),
+        credit_lines,
+        profile_event,
+    )?;
+    // A credit note names the buyer as the invoice it corrects did.
+    if let Some(o) = original {
+        credit.buyer = o.buyer.clone();
+        credit.buyer_profile_event = o.buyer_profile_event;
+    }
+    Ok(credit)
 }
 
 #[allow(clippy::too_many_arguments)]

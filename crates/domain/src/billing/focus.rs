@@ -3,24 +3,37 @@
 //! One row per document line and one tax row per document, for the documents (invoices and
 //! credit notes) issued for one tenant at the close of one billing period; the caller picks them.
 //!
-//! How our charges map onto FOCUS:
+//! How our charges map onto FOCUS (checked against the FOCUS 1.2 columns and the "Discount
+//! Handling" attribute and commitment-discount examples of the specification):
 //!
-//! - Commitments are modelled without the FOCUS commitment-discount columns: every invoice line is
-//!   one row. Usage, commitment and overage lines are `Usage` (`Usage-Based`, pricing category
-//!   `Standard`; a commitment line's unit price is the committed rate). The unused part of a
-//!   commitment (minimum top-up) is an `Adjustment` (`Recurring`) priced per unused GPU-hour with
-//!   nothing consumed. A contract discount is a `Credit` (`Recurring`) with no quantity, price or SKU.
+//! - Every line is GPU time consumed or its price: `ChargeCategory` "Usage", "Usage-Based".
+//!   A list-price line is `PricingCategory` "Standard" at its tier's price.
+//! - A contract is a usage-based commitment discount (`CommitmentDiscountId` = contract id,
+//!   category "Usage", unit GPU-hours, type [`COMMITMENT_TYPE`]). Its commitment lines are
+//!   "Committed" usage with status "Used"; its minimum top-up (the unused part, take-or-pay) is the
+//!   spec's "Unused" usage row: the unused GPU-hours as commitment and pricing quantity, nothing
+//!   consumed. Overage is outside the commitment ("Standard", no commitment columns), as in the
+//!   spec's example of usage beyond a commitment.
+//! - A contract's percentage discount is a negotiated discount, which FOCUS applies to the rows it
+//!   pertains to rather than negating it in a row of its own: the invoice's discount line is split
+//!   over its contract's rows of that period to the cent ([`fold_discounts`]), so the rows of a
+//!   document still add up to it; `ContractedUnitPrice` is the contract rate less the discount.
+//! - `ListUnitPrice` and `ListCost` come from the published price list: the price-list amount of the
+//!   line's GPU-hours, tier by tier, in force at each hour, as rating recorded it on the line
+//!   (`InvoiceLine::list`); the unit price is the average where tiers or price lists changed within
+//!   the line. The unused part of a commitment uses no GPU and has no list price of its own; its
+//!   list price is the committed rate (as in the spec's SaaS example of a monthly unused fee).
 //! - Late lines on an invoice and every line of a credit note are `Correction`s, charged in the
 //!   period of the usage they correct. A credit note credits: its amounts and quantities are
-//!   negated, so that the rows of all documents add up to what the tenant owes.
+//!   negated, so that the rows of all documents add up to what the tenant owes. A correction's list
+//!   cost is its billed cost (FOCUS allows discrepancies on corrections), and a discount difference
+//!   stays a row of its own (a correction of the usage's price, with no quantity).
 //! - Each document has one `Tax` row of its VAT (0.00 for reverse charge and not taxable, so that
 //!   every document has one), negated for a credit note. So per `InvoiceId` the `BilledCost`s add
-//!   up to the document's gross total (negated for a credit note).
-//! - `BilledCost`, `EffectiveCost`, `ContractedCost` and `ListCost` are all the line's net amount,
-//!   and `ListUnitPrice` equals `ContractedUnitPrice`: a line is priced either at the public list
-//!   price of a tier (there is no negotiated rate below it) or at a contract's rate (whose list
-//!   counterpart we do not price per hour; the contract replaces the list price). Rating keeps no
-//!   second, hypothetical amount to report as a list cost, so none is invented here.
+//!   up to the document's gross total (negated for a credit note). Its list cost is the rate on the
+//!   rows' list costs.
+//! - `EffectiveCost` and `ContractedCost` are the billed cost (billed in arrears, nothing to
+//!   amortize).
 //! - Text from outside (names, descriptions, projects, ids) is escaped against CSV injection with
 //!   [`escape_cell`]; figures are written as plain decimals (a negative amount stays a number).
 //!   Null is an empty field. Date-times are UTC, `YYYY-MM-DDTHH:MM:SSZ`; the periods are Berlin
@@ -30,9 +43,10 @@ use super::export::escape_cell;
 use super::invoice::{InvoiceDoc, InvoiceLine};
 use super::period::Period;
 use super::rating::LineKind;
+use crate::money::Money;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The FOCUS columns written: the 21 mandatory columns of FOCUS 1.2, then the recommended and
 /// conditional ones that apply to us.
@@ -74,6 +88,14 @@ pub const FOCUS_COLUMNS: &[&str] = &[
     "SkuPriceId",
     "SubAccountId",
     "SubAccountName",
+    // Conditional: we support commitment discounts (contracts).
+    "CommitmentDiscountCategory",
+    "CommitmentDiscountId",
+    "CommitmentDiscountName",
+    "CommitmentDiscountQuantity",
+    "CommitmentDiscountStatus",
+    "CommitmentDiscountType",
+    "CommitmentDiscountUnit",
 ];
 
 /// Our own columns (FOCUS custom columns are prefixed `x_`), after all FOCUS columns.
@@ -98,6 +120,8 @@ pub const SERVICE_SUBCATEGORY: &str = "Other (Compute)";
 pub const REGION_ID: &str = "de-sovereign-1";
 pub const REGION_NAME: &str = "Germany (sovereign)";
 pub const TAX_SERVICE_NAME: &str = "Value Added Tax";
+/// CommitmentDiscountType: our one kind of commitment, GPU-hours per month of one SKU.
+pub const COMMITMENT_TYPE: &str = "Committed GPU-Hours";
 
 /// All columns in order: FOCUS, then custom.
 pub fn header() -> impl Iterator<Item = &'static str> {
@@ -167,25 +191,112 @@ fn common(doc: &InvoiceDoc, billing_period: Period) -> Row {
     r
 }
 
-fn line_row(doc: &InvoiceDoc, line: &InvoiceLine, billing_period: Period) -> Row {
+/// How one document line becomes a row: its share of its contract's discount (folded into it),
+/// and that discount's percentage.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fold {
+    share: Money,
+    percent: Option<Decimal>,
+}
+
+/// The contract discounts of an invoice's own period, folded into the rows they reduce (FOCUS
+/// discount handling: a discount is applied to each row it pertains to, not negated in a
+/// separate row). Each discount line's amount, as the invoice rounded it, is split over the
+/// commitment, overage and minimum top-up lines of its contract and period in proportion to
+/// their nets, to the cent (largest remainder), so the rows still add up to the invoice. Returns
+/// the folds per line index and the indices of the discount lines folded away. Late lines and
+/// credit notes are corrections and keep their discount differences as rows of their own.
+fn fold_discounts(doc: &InvoiceDoc) -> (BTreeMap<usize, Fold>, BTreeSet<usize>) {
+    let mut folds = BTreeMap::new();
+    let mut folded = BTreeSet::new();
+    if doc.is_credit_note() {
+        return (folds, folded);
+    }
+    for (di, d) in doc.lines.iter().enumerate().filter(|(_, l)| l.charge.kind == LineKind::Discount && !l.late) {
+        let targets: Vec<usize> = doc
+            .lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                !l.late
+                    && l.period == d.period
+                    && l.charge.contract_id == d.charge.contract_id
+                    && matches!(l.charge.kind, LineKind::Commitment | LineKind::Overage | LineKind::MinimumTopUp)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let base: Decimal = targets.iter().map(|&i| doc.lines[i].net.amount()).sum();
+        if base <= Decimal::ZERO {
+            continue;
+        }
+        let total = d.net.amount();
+        let cent = Decimal::new(1, 2);
+        let exact: Vec<Decimal> = targets.iter().map(|&i| total * doc.lines[i].net.amount() / base).collect();
+        let mut shares: Vec<Decimal> = exact.iter().map(|e| (e / cent).trunc() * cent).collect();
+        // The cents left over go to the largest remainders (ties: the earlier line).
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        order.sort_by(|&a, &b| (exact[b] - shares[b]).abs().cmp(&(exact[a] - shares[a]).abs()).then(a.cmp(&b)));
+        let left = ((total - shares.iter().sum::<Decimal>()) / cent).round();
+        let step = if left.is_sign_negative() { -cent } else { cent };
+        for &j in order.iter().cycle().take(left.abs().try_into().unwrap_or(0usize)) {
+            shares[j] += step;
+        }
+        for (&i, share) in targets.iter().zip(shares) {
+            folds.insert(i, Fold { share: Money::new(share).round_cents(), percent: Some(d.charge.unit_price) });
+        }
+        folded.insert(di);
+    }
+    (folds, folded)
+}
+
+/// The commitment-discount columns of a contract's commitment line ("Used") or minimum top-up
+/// ("Unused"); other rows have none (an overage is outside the commitment, FOCUS's scenario of
+/// usage beyond a commitment).
+fn commitment_columns(r: &mut Row, line: &InvoiceLine, hours: Decimal) {
+    let status = match line.charge.kind {
+        LineKind::Commitment => "Used",
+        LineKind::MinimumTopUp => "Unused",
+        _ => return,
+    };
+    let Some(id) = &line.charge.contract_id else { return };
+    r.text("CommitmentDiscountId", id);
+    r.text("CommitmentDiscountName", &format!("Contract {id}: committed GPU-hours of {}", line.charge.sku));
+    r.set("CommitmentDiscountCategory", "Usage");
+    r.set("CommitmentDiscountType", COMMITMENT_TYPE);
+    r.set("CommitmentDiscountStatus", status);
+    r.number("CommitmentDiscountQuantity", hours);
+    r.set("CommitmentDiscountUnit", GPU_HOURS);
+}
+
+/// A line's row; its `BilledCost` (with any folded discount) and `ListCost`, as they count.
+fn line_row(doc: &InvoiceDoc, line: &InvoiceLine, billing_period: Period, fold: Fold) -> (Row, Decimal) {
     let credit = doc.is_credit_note();
+    let correction = credit || line.late;
     let key = &line.charge;
     let mut r = common(doc, billing_period);
-    let net = signed(credit, line.net.amount());
-    for cost in ["BilledCost", "EffectiveCost", "ContractedCost", "ListCost"] {
+    let net = signed(credit, (line.net + fold.share).amount());
+    for cost in ["BilledCost", "EffectiveCost", "ContractedCost"] {
         r.number(cost, net);
     }
-    let (category, frequency) = match key.kind {
-        LineKind::Usage | LineKind::Commitment | LineKind::Overage => ("Usage", "Usage-Based"),
-        LineKind::MinimumTopUp => ("Adjustment", "Recurring"),
-        LineKind::Discount => ("Credit", "Recurring"),
-    };
-    r.set("ChargeCategory", category);
-    r.set("ChargeFrequency", frequency);
-    if credit || line.late {
+    // The list cost from the published price list, recorded at issue; a correction's, and a line
+    // issued before it was recorded, is its billed cost (FOCUS: discrepancies may exist for
+    // corrections; a row without a list unit price has its billed cost as list cost).
+    let list = line.list.filter(|_| !correction);
+    let list_cost = list.map_or(net, |l| signed(credit, l.cost.amount()));
+    r.number("ListCost", list_cost);
+    // Everything is GPU time consumed, or its price: FOCUS "Usage" (a discount correction
+    // corrects the price of usage). The unused part of a commitment is "Usage" too, marked
+    // "Unused" in the commitment columns.
+    r.set("ChargeCategory", "Usage");
+    r.set("ChargeFrequency", "Usage-Based");
+    if correction {
         r.set("ChargeClass", "Correction");
     }
-    r.text("ChargeDescription", &line.description);
+    let mut description = line.description.clone();
+    if let (Some(p), false) = (fold.percent, fold.share.is_zero()) {
+        description.push_str(&format!(", less the contract's {} % discount ({} EUR)", p.normalize(), fold.share));
+    }
+    r.text("ChargeDescription", &description);
     r.set("ChargePeriodStart", instant(line.period.start()));
     r.set("ChargePeriodEnd", instant(line.period.end()));
     r.set("ServiceCategory", SERVICE_CATEGORY);
@@ -201,11 +312,29 @@ fn line_row(doc: &InvoiceDoc, line: &InvoiceLine, billing_period: Period) -> Row
             r.number("ConsumedQuantity", hours);
             r.set("ConsumedUnit", GPU_HOURS);
         }
-        r.number("ListUnitPrice", line.unit_price.value());
-        r.number("ContractedUnitPrice", line.unit_price.value());
-        r.set("PricingCategory", "Standard");
+        // A list-price line's unit price is its tier's list price; a contract line's list price
+        // is recorded with it (old documents: none).
+        let list_unit = match (list, key.kind) {
+            (Some(l), _) => Some(l.unit_price),
+            (None, LineKind::Usage) => Some(line.unit_price.value()),
+            (None, _) => None,
+        };
+        if let Some(u) = list_unit {
+            r.number("ListUnitPrice", u);
+        }
+        let contracted = match fold.percent {
+            Some(p) => (line.unit_price.value() * (Decimal::ONE_HUNDRED - p) / Decimal::ONE_HUNDRED).normalize(),
+            None => line.unit_price.value(),
+        };
+        r.number("ContractedUnitPrice", contracted);
+        let category = match key.kind {
+            LineKind::Commitment | LineKind::MinimumTopUp => "Committed",
+            _ => "Standard",
+        };
+        r.set("PricingCategory", category);
         r.text("SkuId", &key.sku);
         r.text("SkuPriceId", &format!("{}:{}:{}:{}", key.sku, kind_name(key.kind), key.tier, key.unit_price));
+        commitment_columns(&mut r, line, hours);
     }
     if let Some(p) = &key.project {
         r.text("SubAccountId", p);
@@ -219,16 +348,20 @@ fn line_row(doc: &InvoiceDoc, line: &InvoiceLine, billing_period: Period) -> Row
     }
     r.set("x_ChargeKind", kind_name(key.kind));
     r.number("x_GpuSeconds", signed(credit, line.gpu_seconds));
-    r
+    (r, list_cost)
 }
 
-fn tax_row(doc: &InvoiceDoc, billing_period: Period) -> Row {
+/// The document's VAT row. Its list cost is the VAT rate on the rows' list costs (FOCUS: a
+/// charge computed from other charges takes its list cost from theirs).
+fn tax_row(doc: &InvoiceDoc, billing_period: Period, list_base: Decimal) -> Row {
     let credit = doc.is_credit_note();
     let mut r = common(doc, billing_period);
     let vat = signed(credit, doc.vat_total.amount());
-    for cost in ["BilledCost", "EffectiveCost", "ContractedCost", "ListCost"] {
+    for cost in ["BilledCost", "EffectiveCost", "ContractedCost"] {
         r.number(cost, vat);
     }
+    let list_vat = Money::new(list_base).percent(doc.vat.rate.unwrap_or(Decimal::ZERO)).round_cents().amount();
+    r.number("ListCost", signed(credit, list_vat));
     r.set("ChargeCategory", "Tax");
     if credit {
         r.set("ChargeClass", "Correction");
@@ -258,10 +391,14 @@ pub fn focus_csv(docs: &[InvoiceDoc], billing_period: Period) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
     w.write_record(header()).expect("write to memory");
     for d in docs {
-        for l in &d.lines {
-            w.write_record(&line_row(d, l, billing_period).0).expect("write to memory");
+        let (folds, folded) = fold_discounts(d);
+        let mut list_base = Decimal::ZERO;
+        for (i, l) in d.lines.iter().enumerate().filter(|(i, _)| !folded.contains(i)) {
+            let (row, list_cost) = line_row(d, l, billing_period, folds.get(&i).copied().unwrap_or_default());
+            list_base += list_cost;
+            w.write_record(&row.0).expect("write to memory");
         }
-        w.write_record(&tax_row(d, billing_period).0).expect("write to memory");
+        w.write_record(&tax_row(d, billing_period, list_base).0).expect("write to memory");
     }
     w.into_inner().expect("flush to memory")
 }
@@ -350,16 +487,25 @@ mod tests {
             electronic_address: "billing@example.com".into(),
             iban: "DE89370400440532013000".into(),
             series_prefix: "GL".into(),
+            registered_office: Some("München".into()),
+            register_court: Some("Amtsgericht Charlottenburg".into()),
+            register_number: Some("HRB 12345 B".into()),
+            managing_directors: vec!["Anna Schmidt".into()],
         };
-        let prices = PriceList {
-            sku: "nvidia-h100-sxm".into(),
+        let list = |sku: &str, tiers: &[(&str, &str)]| PriceList {
+            sku: sku.into(),
             effective_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             currency: "EUR".into(),
-            tiers: vec![
-                PriceTier { from_gpu_hours: d("0"), eur_per_gpu_hour: d("2.50") },
-                PriceTier { from_gpu_hours: d("100"), eur_per_gpu_hour: d("2.00") },
-            ],
+            tiers: tiers
+                .iter()
+                .map(|(from, price)| PriceTier { from_gpu_hours: d(from), eur_per_gpu_hour: d(price) })
+                .collect(),
         };
+        let prices = list("nvidia-h100-sxm", &[("0", "2.50"), ("100", "2.00")]);
+        // The published prices of the contracted SKUs: B200's second tier starts within the
+        // commitment of 50 GPU-hours.
+        let b200 = list("nvidia-b200", &[("0", "4.90"), ("40", "4.60")]);
+        let gb200 = list("nvidia-gb200", &[("0", "6.50")]);
         let profile = BillingProfile {
             tenant_id: TENANT.into(),
             legal_name: "=HYPERLINK(\"http://evil.example\",\"ACME\")".into(),
@@ -388,6 +534,8 @@ mod tests {
         for r in [
             Reference::Seller(seller),
             Reference::PriceList(prices),
+            Reference::PriceList(b200),
+            Reference::PriceList(gb200),
             Reference::Profile(profile),
             Reference::Contract(contract("C-B200", "nvidia-b200", "50", "4.00", "5.00", "10")),
             Reference::Contract(contract("C-GB200", "nvidia-gb200", "100", "6.00", "7.00", "0")),
@@ -502,10 +650,11 @@ mod tests {
             assert_eq!(sums[&doc.number], (doc.sign() * doc.gross_total).amount(), "{}", doc.number);
         }
         let (_, rows) = parse(&csv);
+        // One row per line and a tax row per document, less the one discount folded into its rows.
         let lines: usize = docs.iter().map(|d| d.lines.len() + 1).sum();
-        assert_eq!(rows.len(), lines);
+        assert_eq!(rows.len(), lines - 1);
         for r in &rows {
-            for c in ["EffectiveCost", "ContractedCost", "ListCost"] {
+            for c in ["EffectiveCost", "ContractedCost"] {
                 assert_eq!(r[c], r["BilledCost"], "{c}");
             }
         }
@@ -519,60 +668,135 @@ mod tests {
         let of_kind = |kind: &str| -> Vec<&BTreeMap<String, String>> {
             rows.iter().filter(|r| r["x_ChargeKind"] == kind && r["InvoiceId"] == invoice.number).collect()
         };
-        for kind in ["usage", "commitment", "overage"] {
+        for kind in ["usage", "commitment", "overage", "minimum_top_up"] {
             for r in of_kind(kind) {
-                assert_eq!(r["ChargeCategory"], "Usage");
+                assert_eq!(r["ChargeCategory"], "Usage", "{kind}");
                 assert_eq!(r["ChargeFrequency"], "Usage-Based");
-                assert_eq!(r["PricingCategory"], "Standard");
-                assert_eq!(r["ConsumedQuantity"], r["PricingQuantity"]);
-                assert_eq!(r["ConsumedUnit"], GPU_HOURS);
+                assert_eq!(r["PricingUnit"], GPU_HOURS);
                 assert!(r["SkuPriceId"].starts_with(&format!("{}:{kind}:", r["SkuId"])), "{}", r["SkuPriceId"]);
-                assert!(!r["SubAccountId"].is_empty());
+                if kind != "minimum_top_up" {
+                    assert_eq!(r["ConsumedQuantity"], r["PricingQuantity"]);
+                    assert_eq!(r["ConsumedUnit"], GPU_HOURS);
+                    assert!(!r["SubAccountId"].is_empty());
+                }
             }
         }
+        // List price: a list-price line's is its tier's, and nothing is taken off it.
+        for r in of_kind("usage").into_iter().filter(|r| r["x_LateUsage"] == "false") {
+            assert_eq!(r["PricingCategory"], "Standard");
+            assert_eq!(d(&r["ListUnitPrice"]), d(&r["ContractedUnitPrice"]));
+            assert_eq!(r["ListCost"], r["BilledCost"]);
+            assert_eq!(r["CommitmentDiscountId"], "");
+        }
+        // 60 of 50 committed GPU-hours of B200 at 4.00 and 5.00, 10 % discount: the published
+        // list prices are 4.90 up to 40 GPU-hours, 4.60 beyond.
         let commitment = of_kind("commitment");
         assert_eq!(commitment.len(), 2);
         let b200 = commitment.iter().find(|r| r["x_ContractId"] == "C-B200").unwrap();
-        assert_eq!(b200["ContractedUnitPrice"], "4.0000");
+        assert_eq!(b200["PricingCategory"], "Committed");
         assert_eq!(b200["PricingQuantity"], "50.000000");
-        assert_eq!(b200["BilledCost"], "200.00");
+        assert_eq!(b200["ListCost"], "242.00", "40 h × 4.90 + 10 h × 4.60");
+        assert_eq!(b200["ListUnitPrice"], "4.84");
+        // Its net of 200.00 less its share of the discount (200 / 250 of 25.00).
+        assert_eq!(b200["BilledCost"], "180.00");
+        assert_eq!(b200["ContractedUnitPrice"], "3.6", "4.00 less 10 %");
+        assert!(
+            b200["ChargeDescription"].ends_with("less the contract's 10 % discount (-20.00 EUR)"),
+            "{}",
+            b200["ChargeDescription"]
+        );
+        let expected = [
+            ("CommitmentDiscountId", "C-B200"),
+            ("CommitmentDiscountName", "Contract C-B200: committed GPU-hours of nvidia-b200"),
+            ("CommitmentDiscountCategory", "Usage"),
+            ("CommitmentDiscountType", COMMITMENT_TYPE),
+            ("CommitmentDiscountStatus", "Used"),
+            ("CommitmentDiscountQuantity", "50.000000"),
+            ("CommitmentDiscountUnit", GPU_HOURS),
+        ];
+        for (c, v) in expected {
+            assert_eq!(b200[c], v, "{c}");
+        }
+        let gb200 = commitment.iter().find(|r| r["x_ContractId"] == "C-GB200").unwrap();
+        assert_eq!((gb200["ListUnitPrice"].as_str(), gb200["ListCost"].as_str()), ("6.50", "65.00"));
+        assert_eq!((gb200["ContractedUnitPrice"].as_str(), gb200["BilledCost"].as_str()), ("6.0000", "60.00"));
+        // The overage is outside the commitment: standard pricing at the contract's rate.
         let overage = of_kind("overage");
         assert_eq!(overage.len(), 1);
-        assert_eq!((overage[0]["PricingQuantity"].as_str(), overage[0]["BilledCost"].as_str()), ("10.000000", "50.00"));
+        let o = overage[0];
+        assert_eq!((o["PricingQuantity"].as_str(), o["BilledCost"].as_str()), ("10.000000", "45.00"));
+        assert_eq!((o["ListUnitPrice"].as_str(), o["ListCost"].as_str()), ("4.60", "46.00"));
+        assert_eq!((o["PricingCategory"].as_str(), o["CommitmentDiscountId"].as_str()), ("Standard", ""));
+        assert_eq!(o["ContractedUnitPrice"], "4.5");
+        // The unused commitment: FOCUS's "Unused" usage row, nothing consumed.
         let top_up = of_kind("minimum_top_up");
         assert_eq!(top_up.len(), 1);
         let t = top_up[0];
-        assert_eq!(t["ChargeCategory"], "Adjustment");
-        assert_eq!(t["ChargeFrequency"], "Recurring");
         assert_eq!((t["ConsumedQuantity"].as_str(), t["ConsumedUnit"].as_str()), ("", ""));
-        assert_eq!((t["PricingQuantity"].as_str(), t["PricingUnit"].as_str()), ("90.000000", GPU_HOURS));
-        assert_eq!((t["ListUnitPrice"].as_str(), t["ContractedUnitPrice"].as_str()), ("6.0000", "6.0000"));
-        assert_eq!(t["BilledCost"], "540.00");
-        let discount = of_kind("discount");
-        assert_eq!(discount.len(), 1);
-        let x = discount[0];
-        assert_eq!(x["ChargeCategory"], "Credit");
-        assert_eq!(x["ChargeFrequency"], "Recurring");
-        // 10 % of 50 h × 4.00 + 10 h × 5.00.
-        assert_eq!(x["BilledCost"], "-25.00");
-        for c in [
-            "PricingQuantity",
-            "PricingUnit",
-            "ConsumedQuantity",
-            "ConsumedUnit",
-            "ListUnitPrice",
-            "ContractedUnitPrice",
-            "PricingCategory",
-            "SkuId",
-            "SkuPriceId",
-        ] {
-            assert_eq!(x[c], "", "{c}");
-        }
+        assert_eq!((t["PricingQuantity"].as_str(), t["PricingCategory"].as_str()), ("90.000000", "Committed"));
+        assert_eq!(
+            (t["CommitmentDiscountStatus"].as_str(), t["CommitmentDiscountQuantity"].as_str()),
+            ("Unused", "90.000000")
+        );
+        assert_eq!(t["CommitmentDiscountId"], "C-GB200");
+        assert_eq!((t["ListUnitPrice"].as_str(), t["ContractedUnitPrice"].as_str()), ("6.00", "6.0000"));
+        assert_eq!((t["BilledCost"].as_str(), t["ListCost"].as_str()), ("540.00", "540.00"));
+        // The discount is folded into the rows it reduces: no row of its own, and the invoice's
+        // rows still add up to it.
+        assert!(of_kind("discount").is_empty());
+        let contract: Decimal = rows
+            .iter()
+            .filter(|r| r["x_ContractId"] == "C-B200" && r["InvoiceId"] == invoice.number)
+            .map(|r| d(&r["BilledCost"]))
+            .sum();
+        assert_eq!(contract, d("225.00"), "200.00 + 50.00 - 25.00");
         // Tiers: 100 GPU-hours at 2.50 (60 + 40 over two projects), 20 at 2.00.
-        let tier2: Vec<_> = of_kind("usage").into_iter().filter(|r| r["ListUnitPrice"] == "2.0000").collect();
+        let tier2: Vec<_> = of_kind("usage").into_iter().filter(|r| r["ListUnitPrice"] == "2.00").collect();
         assert_eq!(tier2.len(), 1);
         assert_eq!(tier2[0]["PricingQuantity"], "20.000000");
         assert_eq!(tier2[0]["SkuPriceId"], "nvidia-h100-sxm:usage:2:2.00");
+    }
+
+    /// FOCUS 1.2's rules that one row can break, on every row.
+    #[test]
+    fn every_row_keeps_the_focus_rules() {
+        let (_, csv) = focus();
+        let (_, rows) = parse(&csv);
+        let allowed = |c: &str, v: &str, values: &[&str]| assert!(v.is_empty() || values.contains(&v), "{c}: {v}");
+        for r in &rows {
+            let correction = r["ChargeClass"] == "Correction";
+            let usage = r["ChargeCategory"] == "Usage";
+            allowed("ChargeCategory", &r["ChargeCategory"], &["Usage", "Purchase", "Tax", "Credit", "Adjustment"]);
+            allowed("PricingCategory", &r["PricingCategory"], &["Standard", "Dynamic", "Committed", "Other"]);
+            allowed("CommitmentDiscountStatus", &r["CommitmentDiscountStatus"], &["Used", "Unused"]);
+            allowed("CommitmentDiscountCategory", &r["CommitmentDiscountCategory"], &["Spend", "Usage"]);
+            assert!(!r["ListCost"].is_empty(), "ListCost is never null");
+            let id = !r["CommitmentDiscountId"].is_empty();
+            for c in ["CommitmentDiscountCategory", "CommitmentDiscountType", "CommitmentDiscountName"] {
+                assert_eq!(id, !r[c].is_empty(), "{c} null exactly when CommitmentDiscountId is: {r:?}");
+            }
+            if usage && !correction {
+                for c in ["ListUnitPrice", "ContractedUnitPrice", "PricingCategory"] {
+                    assert!(!r[c].is_empty(), "{c} not null on a usage row: {r:?}");
+                }
+                // List unit price × pricing quantity is the list cost (to the cent).
+                let list = d(&r["ListUnitPrice"]) * d(&r["PricingQuantity"]);
+                assert!((list - d(&r["ListCost"])).abs() < d("0.01"), "{r:?}");
+                assert!(d(&r["ListCost"]) >= d(&r["BilledCost"]) || r["PricingCategory"] == "Committed", "{r:?}");
+            }
+            if usage && id {
+                assert!(!r["CommitmentDiscountStatus"].is_empty());
+                assert_eq!(r["PricingCategory"], "Committed");
+                if !correction {
+                    assert!(!r["CommitmentDiscountQuantity"].is_empty() && !r["CommitmentDiscountUnit"].is_empty());
+                }
+            }
+            if r["ChargeCategory"] == "Tax" {
+                for c in ["ListUnitPrice", "ContractedUnitPrice", "PricingCategory", "CommitmentDiscountId"] {
+                    assert_eq!(r[c], "", "{c}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -640,6 +864,8 @@ mod tests {
                 "SkuPriceId",
                 "SubAccountId",
                 "x_ChargeKind",
+                "CommitmentDiscountId",
+                "CommitmentDiscountStatus",
             ] {
                 assert_eq!(t[c], "", "{c}");
             }

@@ -45,6 +45,33 @@ pub struct InvoiceLine {
     pub unit_price: UnitPrice,
     /// Net amount in EUR, rounded half away from zero to cents.
     pub net: Money,
+    /// The published price list's figures for this line (FOCUS list price and cost), recorded
+    /// for the lines of a document's own period; `None` on late lines and credit notes (FOCUS
+    /// corrections) and on documents issued before it was recorded, which keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<ListPrice>,
+}
+
+/// What a line's GPU-hours cost at the published price list: `cost` rounded once to cents, and
+/// `unit_price` the exact average EUR per GPU-hour (6 decimals), one tier's price when a single
+/// tier and price list applied. For a minimum top-up (no GPU used) the committed rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPrice {
+    #[serde(with = "dec")]
+    pub unit_price: Decimal,
+    pub cost: Money,
+}
+
+impl ListPrice {
+    /// From a rated line's exact list numerator; `None` for a line with no GPU-seconds or no list
+    /// figure (a discount).
+    pub fn of(r: &super::rating::Rated) -> Option<ListPrice> {
+        if r.gpu_seconds.is_zero() || r.list_numerator.is_zero() {
+            return None;
+        }
+        let unit_price = dec::fixed(r.list_numerator / r.gpu_seconds, 6).normalize();
+        Some(ListPrice { unit_price: dec::fixed(unit_price, unit_price.scale().max(2)), cost: r.list_net() })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +189,7 @@ pub fn make_line(
         unit: unit.to_string(),
         unit_price: UnitPrice::new(unit_price).on_document(),
         net: net.round_cents(),
+        list: None,
     }
 }
 

@@ -6,10 +6,13 @@ pub mod close;
 pub mod dec;
 pub mod export;
 pub mod focus;
+pub mod index;
 pub mod invoice;
+pub mod leitweg;
 pub mod period;
 pub mod rating;
 pub mod reference;
+pub mod reverse_charge;
 pub mod ubl;
 
 pub use period::Period;

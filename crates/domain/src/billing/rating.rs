@@ -68,11 +68,21 @@ pub struct Rated {
     pub gpu_seconds: Decimal,
     /// Σ gpu_seconds × EUR per GPU-hour; the exact amount is this / 3600.
     pub numerator: Decimal,
+    /// The same GPU-seconds at the published price list (tier and list in force at each hour, as
+    /// if there were no contract): what FOCUS calls the list cost, × 3600. For a list-price line
+    /// it equals `numerator`; for a minimum top-up (no GPU used) it is the committed rate's; a
+    /// discount has none (0).
+    pub list_numerator: Decimal,
 }
 
 impl Rated {
     pub fn exact(&self) -> Money {
         Money::new(self.numerator / SECONDS_PER_HOUR)
+    }
+
+    /// The list cost, rounded once to cents like a line's net.
+    pub fn list_net(&self) -> Money {
+        Money::new(self.list_numerator / SECONDS_PER_HOUR).round_cents()
     }
 
     /// The line's net amount: the exact amount rounded half away from zero to cents.
@@ -92,10 +102,53 @@ pub enum RatingError {
 /// The rated lines of one tenant in one period.
 pub type RatedLines = BTreeMap<LineKey, Rated>;
 
-fn add(lines: &mut RatedLines, key: LineKey, secs: Decimal, price: Decimal) {
+fn add(lines: &mut RatedLines, key: LineKey, secs: Decimal, price: Decimal, list_numerator: Decimal) {
     let r = lines.entry(key).or_default();
     r.gpu_seconds += secs;
     r.numerator += secs * price;
+    r.list_numerator += list_numerator;
+}
+
+/// Walks `secs` GPU-seconds of `sku` at `hour` through the graduated tiers of the price list in
+/// force, from the tenant's `cumulative` GPU-seconds of the SKU in the month on: each piece as
+/// (tier index, EUR per GPU-hour, GPU-seconds). Advances `cumulative`.
+fn list_pieces(
+    refs: &ReferenceState,
+    tenant_id: &str,
+    sku: &str,
+    hour: DateTime<Utc>,
+    cumulative: &mut Decimal,
+    secs: Decimal,
+) -> Result<Vec<(usize, Decimal, Decimal)>, RatingError> {
+    let list = refs.price_at(sku, hour).ok_or_else(|| RatingError::NoPrice {
+        tenant_id: tenant_id.to_string(),
+        sku: sku.to_string(),
+        hour,
+    })?;
+    let mut out = Vec::new();
+    let mut left = secs;
+    while left > Decimal::ZERO {
+        let idx =
+            list.tiers.iter().rposition(|t| GpuHours::new(t.from_gpu_hours).gpu_seconds() <= *cumulative).unwrap_or(0);
+        let room = list.tiers.get(idx + 1).map(|t| GpuHours::new(t.from_gpu_hours).gpu_seconds() - *cumulative);
+        let take = room.map_or(left, |r| left.min(r));
+        out.push((idx, list.tiers[idx].eur_per_gpu_hour, take));
+        *cumulative += take;
+        left -= take;
+    }
+    Ok(out)
+}
+
+/// The list numerator (Σ GPU-seconds × list EUR per GPU-hour) of `secs` (see `list_pieces`).
+fn list_numerator(
+    refs: &ReferenceState,
+    tenant_id: &str,
+    sku: &str,
+    hour: DateTime<Utc>,
+    cumulative: &mut Decimal,
+    secs: Decimal,
+) -> Result<Decimal, RatingError> {
+    Ok(list_pieces(refs, tenant_id, sku, hour, cumulative, secs)?.iter().map(|(_, price, s)| price * s).sum())
 }
 
 /// Rates a tenant's usage in `period`. `usage` may come in any order and any split: the result
@@ -140,25 +193,31 @@ pub fn rate_period(
                 contract_id: Some(c.contract_id.clone()),
             };
             let mut contract_numerator = Decimal::ZERO;
-            for (&(_, p), &secs) in hours {
+            // The same hours at the price list, for the list cost (FOCUS): in the same order.
+            let mut cumulative = Decimal::ZERO;
+            for (&(hour, p), &secs) in hours {
                 let within = secs.min((committed - used).max(Decimal::ZERO));
                 let over = secs - within;
                 used += secs;
                 if !within.is_zero() {
+                    let list = list_numerator(refs, tenant_id, sku, hour, &mut cumulative, within)?;
                     add(
                         &mut lines,
                         key(LineKind::Commitment, project(p), c.committed_eur_per_gpu_hour),
                         within,
                         c.committed_eur_per_gpu_hour,
+                        list,
                     );
                     contract_numerator += within * c.committed_eur_per_gpu_hour;
                 }
                 if !over.is_zero() {
+                    let list = list_numerator(refs, tenant_id, sku, hour, &mut cumulative, over)?;
                     add(
                         &mut lines,
                         key(LineKind::Overage, project(p), c.overage_eur_per_gpu_hour),
                         over,
                         c.overage_eur_per_gpu_hour,
+                        list,
                     );
                     contract_numerator += over * c.overage_eur_per_gpu_hour;
                 }
@@ -170,6 +229,7 @@ pub fn rate_period(
                     key(LineKind::MinimumTopUp, None, c.committed_eur_per_gpu_hour),
                     unused,
                     c.committed_eur_per_gpu_hour,
+                    unused * c.committed_eur_per_gpu_hour,
                 );
                 contract_numerator += unused * c.committed_eur_per_gpu_hour;
             }
@@ -181,21 +241,7 @@ pub fn rate_period(
         }
         let mut cumulative = Decimal::ZERO;
         for (&(hour, p), &secs) in hours {
-            let list = refs.price_at(sku, hour).ok_or_else(|| RatingError::NoPrice {
-                tenant_id: tenant_id.to_string(),
-                sku: sku.to_string(),
-                hour,
-            })?;
-            let mut left = secs;
-            while left > Decimal::ZERO {
-                let idx = list
-                    .tiers
-                    .iter()
-                    .rposition(|t| GpuHours::new(t.from_gpu_hours).gpu_seconds() <= cumulative)
-                    .unwrap_or(0);
-                let room = list.tiers.get(idx + 1).map(|t| GpuHours::new(t.from_gpu_hours).gpu_seconds() - cumulative);
-                let take = room.map_or(left, |r| left.min(r));
-                let price = list.tiers[idx].eur_per_gpu_hour;
+            for (idx, price, take) in list_pieces(refs, tenant_id, sku, hour, &mut cumulative, secs)? {
                 let key = LineKey {
                     kind: LineKind::Usage,
                     sku: sku.to_string(),
@@ -204,9 +250,7 @@ pub fn rate_period(
                     unit_price: price,
                     contract_id: None,
                 };
-                add(&mut lines, key, take, price);
-                cumulative += take;
-                left -= take;
+                add(&mut lines, key, take, price, take * price);
             }
         }
     }

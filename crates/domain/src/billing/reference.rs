@@ -134,6 +134,42 @@ pub struct Seller {
     pub iban: String,
     /// Prefix of the invoice number series, e.g. `GL` gives GL-2026-000001 (credit notes: GLC-...).
     pub series_prefix: String,
+    /// What § 35a GmbHG asks on the business papers of a GmbH: the registered seat (Sitz), the
+    /// register court (Registergericht) and number (e.g. `HRB 123456`), and every managing
+    /// director (Geschäftsführer). Optional in the type so that seller events loaded before they
+    /// were asked for still replay (and documents that lack them keep their bytes); required for
+    /// a new `seller.set` (`Reference::check_new`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_office: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_court: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managing_directors: Vec<String>,
+}
+
+/// The kinds of German commercial-type registers and their number prefixes (HRA, HRB:
+/// Handelsregister; GnR: Genossenschafts-; PR: Partnerschafts-; VR: Vereinsregister).
+const REGISTER_KINDS: &[&str] = &["HRA", "HRB", "GnR", "PR", "VR"];
+
+fn register_number(v: &str) -> Result<(), RefError> {
+    let ok = v.split_once(' ').is_some_and(|(kind, rest)| {
+        let number = rest.trim_end_matches(|c: char| c.is_ascii_uppercase() || c == ' ');
+        REGISTER_KINDS.contains(&kind)
+            && (1..=8).contains(&number.len())
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && rest.len() <= number.len() + 3
+    });
+    if !ok {
+        return Err(err(
+            "register_number",
+            format!(
+                "{v:?} is not a register number such as \"HRB 123456\" (HRA, HRB, GnR, PR or VR, a blank, the number)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Seller {
@@ -162,7 +198,53 @@ impl Seller {
         if !prefix_ok {
             return Err(err("series_prefix", "1 to 8 capital letters or digits"));
         }
+        if let Some(v) = &self.registered_office {
+            text("registered_office", v, 100)?;
+        }
+        if let Some(v) = &self.register_court {
+            text("register_court", v, 100)?;
+        }
+        if let Some(v) = &self.register_number {
+            register_number(v)?;
+        }
+        if self.managing_directors.len() > 20 {
+            return Err(err("managing_directors", "at most 20"));
+        }
+        for (i, d) in self.managing_directors.iter().enumerate() {
+            text(&format!("managing_directors[{i}]"), d, 100)?;
+        }
         Ok(())
+    }
+
+    /// The commercial register and managing directors must be given (§ 35a GmbHG, § 37a HGB).
+    fn check_register(&self) -> Result<(), RefError> {
+        let missing = |f: &str| err(f, "required on the business papers of a German company (§ 35a GmbHG, § 37a HGB)");
+        self.registered_office.as_ref().ok_or_else(|| missing("registered_office"))?;
+        self.register_court.as_ref().ok_or_else(|| missing("register_court"))?;
+        self.register_number.as_ref().ok_or_else(|| missing("register_number"))?;
+        if self.managing_directors.is_empty() {
+            return Err(missing("managing_directors"));
+        }
+        Ok(())
+    }
+
+    /// The seller's legal details as one line (EN 16931 BT-33, seller additional legal
+    /// information; the footer of the printed invoice); `None` when none are recorded.
+    pub fn legal_information(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(o) = &self.registered_office {
+            parts.push(format!("Sitz der Gesellschaft: {o}"));
+        }
+        match (&self.register_court, &self.register_number) {
+            (Some(c), Some(n)) => parts.push(format!("Registergericht: {c}, {n}")),
+            (Some(c), None) => parts.push(format!("Registergericht: {c}")),
+            (None, Some(n)) => parts.push(format!("Handelsregister: {n}")),
+            (None, None) => {}
+        }
+        if !self.managing_directors.is_empty() {
+            parts.push(format!("Geschäftsführer: {}", self.managing_directors.join(", ")));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
 }
 
@@ -251,10 +333,7 @@ impl VatTreatment {
     pub fn exemption(self) -> Option<(&'static str, &'static str)> {
         match self {
             VatTreatment::Domestic => None,
-            VatTreatment::ReverseCharge => Some((
-                "Reverse charge: the recipient is liable for VAT (Art. 196 Directive 2006/112/EC; Steuerschuldnerschaft des Leistungsempfängers, § 13b UStG)",
-                "VATEX-EU-AE",
-            )),
+            VatTreatment::ReverseCharge => Some((super::reverse_charge::NOTE, "VATEX-EU-AE")),
             VatTreatment::NotTaxable => {
                 Some(("Not subject to VAT in Germany (place of supply outside the EU, § 3a Abs. 2 UStG)", "VATEX-EU-O"))
             }
@@ -463,6 +542,27 @@ impl Reference {
             Reference::Contract(x) => x.validate()?,
             Reference::Adjustment(x) => x.validate()?,
         }
+        Ok(r)
+    }
+
+    /// Rules for a new event that events already in the ledger predate (so they are checked when
+    /// finance loads an event, not when the ledger is replayed): a buyer reference that is a
+    /// Leitweg-ID passes its check digits; the seller names its commercial register and managing
+    /// directors.
+    pub fn check_new(&self) -> Result<(), RefError> {
+        match self {
+            Reference::Profile(p) => {
+                super::leitweg::validate(&p.buyer_reference).map_err(|m| err("buyer_reference", m))
+            }
+            Reference::Seller(s) => s.check_register(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses, validates and checks a new event (`parse`, then `check_new`): what a load runs.
+    pub fn parse_new(kind: &str, data: &serde_json::Value) -> Result<Reference, RefError> {
+        let r = Reference::parse(kind, data)?;
+        r.check_new()?;
         Ok(r)
     }
 

@@ -31,6 +31,10 @@ fn seller() -> Seller {
         electronic_address: "e-invoice@example.com".into(),
         iban: "DE02120300000000202051".into(),
         series_prefix: "GL".into(),
+        registered_office: Some("München".into()),
+        register_court: Some("Amtsgericht München".into()),
+        register_number: Some("HRB 276543".into()),
+        managing_directors: vec!["Dr. Johanna Reiter".into()],
     }
 }
 
@@ -101,6 +105,21 @@ pub(crate) fn refs(by_project: bool, contract: bool) -> ReferenceState {
             }),
             id,
         );
+        // A second tenant's contract, reverse charge, with a commitment the usage often misses.
+        s.apply(
+            Reference::Contract(Contract {
+                contract_id: "C-2".into(),
+                tenant_id: "fr-robot".into(),
+                sku: "nvidia-h100-sxm".into(),
+                committed_gpu_hours_per_month: d("2.5"),
+                committed_eur_per_gpu_hour: d("2.35"),
+                overage_eur_per_gpu_hour: d("2.80"),
+                discount_percent: d("12"),
+                start_month: p("2026-09"),
+                end_month: p("2026-11"),
+            }),
+            id,
+        );
     }
     s
 }
@@ -120,6 +139,83 @@ fn rows_of(period: Period, raw: &[(usize, usize, usize, i64, i64)], tenant: usiz
             gpu_seconds: Decimal::new(us, 6),
         })
         .collect()
+}
+
+/// Raw usage of the three closes: September's, late September's, October's, and corrections of
+/// September rows (tenant, row, percent taken away; every other one moves it to the other SKU).
+type Raw = Vec<(usize, usize, usize, i64, i64)>;
+type Known = BTreeMap<(usize, Period), Vec<UsageRow>>;
+
+/// Closes September, then (after late usage and corrections of September) October, then an idle
+/// November, as the store would: returns every issued document and the usage known at the end.
+fn close_three_months(
+    refs: &ReferenceState,
+    first: &Raw,
+    late: &Raw,
+    second: &Raw,
+    corrections: &[(usize, usize, u32)],
+) -> Result<(Vec<InvoiceDoc>, Known), TestCaseError> {
+    let (sep, oct, nov) = (p("2026-09"), p("2026-10"), p("2026-11"));
+    let mut known: Known = BTreeMap::new();
+    for t in 0..TENANTS.len() {
+        known.insert((t, sep), rows_of(sep, first, t));
+    }
+    let mut issued: Vec<InvoiceDoc> = Vec::new();
+    let mut closed = BTreeSet::new();
+    let input_of = |known: &Known, closed: &BTreeSet<Period>, issued: &Vec<InvoiceDoc>| {
+        let mut usage: BTreeMap<String, BTreeMap<Period, Vec<UsageRow>>> = BTreeMap::new();
+        for ((t, q), rows) in known {
+            if !rows.is_empty() {
+                usage.entry(TENANTS[*t].to_string()).or_default().insert(*q, rows.clone());
+            }
+        }
+        // Re-rate what the store would: the closed periods whose usage per SKU changed.
+        let mut seconds = BTreeMap::new();
+        for ((t, q), rows) in known {
+            for r in rows {
+                *seconds.entry((TENANTS[*t].to_string(), *q, r.sku.clone())).or_insert(Decimal::ZERO) += r.gpu_seconds;
+            }
+        }
+        let recheck = Some(super::close::recheck_set(&seconds, closed, issued));
+        CloseInput { refs: refs.clone(), usage, closed: closed.clone(), issued: issued.clone(), recheck }
+    };
+    let at = |q: Period| q.end() + Duration::hours(30);
+    // Close September.
+    let docs = plan_close(sep, at(sep), Uuid::from_u128(1), &input_of(&known, &closed, &issued)).unwrap();
+    let again = plan_close(sep, at(sep), Uuid::from_u128(1), &input_of(&known, &closed, &issued)).unwrap();
+    prop_assert_eq!(
+        docs.iter().map(InvoiceDoc::canonical_bytes).collect::<Vec<_>>(),
+        again.iter().map(InvoiceDoc::canonical_bytes).collect::<Vec<_>>()
+    );
+    issued.extend(docs);
+    closed.insert(sep);
+    // Late September usage and corrections (taking GPU-seconds away), then October's usage.
+    for t in 0..TENANTS.len() {
+        known.get_mut(&(t, sep)).unwrap().extend(rows_of(sep, late, t));
+        known.insert((t, oct), rows_of(oct, second, t));
+    }
+    for &(t, i, pct) in corrections {
+        let rows = known.get_mut(&(t, sep)).unwrap();
+        if let Some(r) = rows.get_mut(i) {
+            let take = (r.gpu_seconds * Decimal::from(pct) / Decimal::ONE_HUNDRED).round_dp(6);
+            r.gpu_seconds -= take;
+            // Every other correction moves the GPU-seconds to the other SKU (same total).
+            if pct % 2 == 0 {
+                let moved =
+                    UsageRow { sku: SKUS[usize::from(r.sku == SKUS[0])].to_string(), gpu_seconds: take, ..r.clone() };
+                rows.push(moved);
+            }
+        }
+    }
+    let docs = plan_close(oct, at(oct), Uuid::from_u128(2), &input_of(&known, &closed, &issued)).unwrap();
+    issued.extend(docs);
+    closed.insert(oct);
+    // And November with nothing new: no late lines, no credit notes.
+    let docs = plan_close(nov, at(nov), Uuid::from_u128(3), &input_of(&known, &closed, &issued)).unwrap();
+    prop_assert!(docs.iter().all(|d| d.period == nov && d.lines.iter().all(|l| !l.late)));
+    issued.extend(docs);
+
+    Ok((issued, known))
 }
 
 proptest! {
@@ -189,6 +285,43 @@ proptest! {
         prop_assert_eq!(all, sum);
     }
 
+    /// Late usage, corrections, minimum top-ups and discounts of several tenants are never
+    /// netted: an invoice's late lines all bill (no negative GPU-seconds or net), a credit
+    /// note's lines all credit, and what the invoices bill less what the credit notes credit is,
+    /// per tenant, exactly the rating of all its usage (nothing lost, nothing twice).
+    #[test]
+    fn no_document_carries_a_line_of_the_wrong_sign(
+        first in usage_strategy(30),
+        late in usage_strategy(12),
+        second in usage_strategy(20),
+        corrections in prop::collection::vec((0..TENANTS.len(), 0..30usize, 1u32..=100), 0..6),
+        by_project: bool,
+    ) {
+        let refs = refs(by_project, true);
+        let (issued, known) = close_three_months(&refs, &first, &late, &second, &corrections)?;
+        for doc in &issued {
+            for l in &doc.lines {
+                // The one negative line a document may carry: the discount of its own period's
+                // charges, on that period's invoice.
+                let own_discount = l.charge.kind == LineKind::Discount && !l.late && !doc.is_credit_note();
+                let negative = l.net < Money::ZERO || l.gpu_seconds < Decimal::ZERO;
+                prop_assert!(own_discount || !negative,
+                    "{} {} line {}: {:?} {} s, {} EUR", doc.number, doc.tenant_id, l.line_no, l.charge.kind, l.gpu_seconds, l.net);
+            }
+        }
+        for (t, tenant) in TENANTS.iter().enumerate() {
+            let mut rated = Money::ZERO;
+            for q in [p("2026-09"), p("2026-10"), p("2026-11")] {
+                let rows = known.get(&(t, q)).cloned().unwrap_or_default();
+                let first_doc = issued.iter().find(|d| d.tenant_id == *tenant && d.period == q && d.type_code == 380);
+                let layout = first_doc.map_or(by_project, |d| d.buyer.lines_by_project);
+                rated += rate_period(tenant, q, &rows, &refs, layout).unwrap().values().map(|r| r.net()).sum::<Money>();
+            }
+            let billed: Money = issued.iter().filter(|d| d.tenant_id == *tenant).map(|d| if d.is_credit_note() { -d.net_total } else { d.net_total }).sum();
+            prop_assert_eq!(billed, rated, "tenant {}", tenant);
+        }
+    }
+
     /// Closes over months with late usage and corrections: after every close, the documents of
     /// every closed period bill exactly the rating of all usage known then (line by line, each
     /// rounded once), every usage GPU-second is billed once, and re-planning gives identical bytes.
@@ -200,63 +333,9 @@ proptest! {
         corrections in prop::collection::vec((0..TENANTS.len(), 0..30usize, 1u32..=100), 0..4),
         by_project: bool,
     ) {
-        let (sep, oct, nov) = (p("2026-09"), p("2026-10"), p("2026-11"));
+        let (sep, oct) = (p("2026-09"), p("2026-10"));
         let refs = refs(by_project, true);
-        let mut known: BTreeMap<(usize, Period), Vec<UsageRow>> = BTreeMap::new();
-        for t in 0..TENANTS.len() {
-            known.insert((t, sep), rows_of(sep, &first, t));
-        }
-        let mut issued: Vec<InvoiceDoc> = Vec::new();
-        let mut closed = BTreeSet::new();
-        let input_of = |known: &BTreeMap<(usize, Period), Vec<UsageRow>>, closed: &BTreeSet<Period>, issued: &Vec<InvoiceDoc>| {
-            let mut usage: BTreeMap<String, BTreeMap<Period, Vec<UsageRow>>> = BTreeMap::new();
-            for ((t, q), rows) in known {
-                if !rows.is_empty() {
-                    usage.entry(TENANTS[*t].to_string()).or_default().insert(*q, rows.clone());
-                }
-            }
-            // Re-rate what the store would: the closed periods whose usage per SKU changed.
-            let mut seconds = BTreeMap::new();
-            for ((t, q), rows) in known {
-                for r in rows {
-                    *seconds.entry((TENANTS[*t].to_string(), *q, r.sku.clone())).or_insert(Decimal::ZERO) += r.gpu_seconds;
-                }
-            }
-            let recheck = Some(super::close::recheck_set(&seconds, closed, issued));
-            CloseInput { refs: refs.clone(), usage, closed: closed.clone(), issued: issued.clone(), recheck }
-        };
-        let at = |q: Period| q.end() + Duration::hours(30);
-        // Close September.
-        let docs = plan_close(sep, at(sep), Uuid::from_u128(1), &input_of(&known, &closed, &issued)).unwrap();
-        let again = plan_close(sep, at(sep), Uuid::from_u128(1), &input_of(&known, &closed, &issued)).unwrap();
-        prop_assert_eq!(docs.iter().map(InvoiceDoc::canonical_bytes).collect::<Vec<_>>(), again.iter().map(InvoiceDoc::canonical_bytes).collect::<Vec<_>>());
-        issued.extend(docs);
-        closed.insert(sep);
-        // Late September usage and corrections (taking GPU-seconds away), then October's usage.
-        for t in 0..TENANTS.len() {
-            known.get_mut(&(t, sep)).unwrap().extend(rows_of(sep, &late, t));
-            known.insert((t, oct), rows_of(oct, &second, t));
-        }
-        for &(t, i, pct) in &corrections {
-            let rows = known.get_mut(&(t, sep)).unwrap();
-            if let Some(r) = rows.get_mut(i) {
-                let take = (r.gpu_seconds * Decimal::from(pct) / Decimal::ONE_HUNDRED).round_dp(6);
-                r.gpu_seconds -= take;
-                // Every other correction moves the GPU-seconds to the other SKU (same total).
-                if pct % 2 == 0 {
-                    let moved = UsageRow { sku: SKUS[usize::from(r.sku == SKUS[0])].to_string(), gpu_seconds: take, ..r.clone() };
-                    rows.push(moved);
-                }
-            }
-        }
-        let docs = plan_close(oct, at(oct), Uuid::from_u128(2), &input_of(&known, &closed, &issued)).unwrap();
-        issued.extend(docs);
-        closed.insert(oct);
-        // And November with nothing new: no late lines, no credit notes.
-        let docs = plan_close(nov, at(nov), Uuid::from_u128(3), &input_of(&known, &closed, &issued)).unwrap();
-        prop_assert!(docs.iter().all(|d| d.period == nov && d.lines.iter().all(|l| !l.late)));
-        issued.extend(docs);
-
+        let (issued, known) = close_three_months(&refs, &first, &late, &second, &corrections)?;
         for (t, tenant) in TENANTS.iter().enumerate() {
             for q in [sep, oct] {
                 let first_doc = issued.iter().find(|d| d.tenant_id == *tenant && d.period == q && d.type_code == 380);
@@ -336,4 +415,82 @@ fn usage_without_a_price_is_refused() {
     let row = UsageRow { sku: "nvidia-l40s".into(), project: "x".into(), hour: oct.start(), gpu_seconds: d("60") };
     let e = rate_period("us-search", oct, &[row], &refs, false).unwrap_err();
     assert!(e.to_string().contains("no price list for nvidia-l40s"), "{e}");
+}
+
+#[test]
+fn a_new_seller_names_its_register_and_managing_directors_and_old_events_still_replay() {
+    let full = Reference::Seller(seller());
+    assert_eq!(Reference::parse_new(KIND_SELLER, &full.data()).map(|_| ()), Ok(()));
+    for field in ["registered_office", "register_court", "register_number", "managing_directors"] {
+        let mut data = full.data();
+        data.as_object_mut().unwrap().remove(field);
+        // An event as loaded before the fields existed: it still parses (replay) ...
+        assert!(Reference::parse(KIND_SELLER, &data).is_ok(), "{field}");
+        // ... but a new one without it is refused, naming the field and the law.
+        let e = Reference::parse_new(KIND_SELLER, &data).unwrap_err();
+        assert_eq!(e.field, field);
+        assert!(e.message.contains("§ 35a GmbHG"), "{e}");
+    }
+    for (number, ok) in [
+        ("HRB 276543", true),
+        ("HRB 12345 B", true),
+        ("HRA 1", true),
+        ("276543", false),
+        ("HRB", false),
+        ("HRB 12a", false),
+        ("XYZ 1", false),
+    ] {
+        let mut data = full.data();
+        data["register_number"] = serde_json::json!(number);
+        assert_eq!(Reference::parse(KIND_SELLER, &data).is_ok(), ok, "{number}");
+    }
+    assert_eq!(
+        seller().legal_information().as_deref(),
+        Some("Sitz der Gesellschaft: München; Registergericht: Amtsgericht München, HRB 276543; Geschäftsführer: Dr. Johanna Reiter")
+    );
+}
+
+#[test]
+fn a_leitweg_id_with_a_wrong_check_digit_is_refused_at_load_only() {
+    let mut good = profile("de-bank", false);
+    good.buyer_reference = "991-33333TEST-33".into();
+    let data = Reference::Profile(good).data();
+    assert!(Reference::parse_new(KIND_PROFILE, &data).is_ok());
+    let mut bad = data.clone();
+    bad["buyer_reference"] = serde_json::json!("991-33333TEST-34");
+    let e = Reference::parse_new(KIND_PROFILE, &bad).unwrap_err();
+    assert_eq!(e.field, "buyer_reference");
+    assert!(e.message.contains("991-33333TEST-33 would be right"), "{e}");
+    assert!(Reference::parse(KIND_PROFILE, &bad).is_ok(), "an event already in the ledger still replays");
+}
+
+#[test]
+fn a_reverse_charge_invoice_after_the_14a_deadline_is_warned_about() {
+    use super::reverse_charge::{late_invoice_warning, NOTE};
+    let refs = refs(false, false);
+    let oct = p("2026-10");
+    let mut input = CloseInput { refs, ..CloseInput::default() };
+    let row = || UsageRow {
+        sku: "nvidia-h100-sxm".into(),
+        project: "x".into(),
+        hour: oct.start() + Duration::hours(3),
+        gpu_seconds: d("3600"),
+    };
+    for t in TENANTS {
+        input.usage.entry(t.to_string()).or_default().insert(oct, vec![row()]);
+    }
+    // In time: 15 November (Berlin) is the last day for October's service.
+    let in_time = Utc.with_ymd_and_hms(2026, 11, 15, 22, 59, 0).unwrap();
+    let docs = plan_close(oct, in_time, Uuid::nil(), &input).unwrap();
+    let fr = docs.iter().find(|d| d.tenant_id == "fr-robot").unwrap();
+    assert_eq!(fr.vat.exemption_reason.as_deref(), Some(NOTE));
+    assert!(fr.notes.iter().any(|n| n == NOTE));
+    assert!(docs.iter().all(|d| late_invoice_warning(d).is_none()), "{docs:#?}");
+    // One minute later it is 16 November in Berlin: only the reverse-charge invoice is late.
+    let late = Utc.with_ymd_and_hms(2026, 11, 15, 23, 0, 0).unwrap();
+    let docs = plan_close(oct, late, Uuid::nil(), &input).unwrap();
+    let warnings: Vec<String> = docs.iter().filter_map(late_invoice_warning).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("to fr-robot (reverse charge) is issued on 2026-11-16"), "{}", warnings[0]);
+    assert!(warnings[0].contains("§ 14a Abs. 1 Satz 2 UStG deadline of 2026-11-15 for the service of 2026-10"));
 }

@@ -7,9 +7,11 @@
 //! - Type 380 is a UBL `Invoice`, type 381 a UBL `CreditNote` (no `cbc:DueDate` there: the due
 //!   date goes to `cac:PaymentMeans/cbc:PaymentDueDate`; lines are `cac:CreditNoteLine` with
 //!   `cbc:CreditedQuantity`; the corrected invoice is the `cac:BillingReference`).
-//! - The header `cac:InvoicePeriod` is the document's Berlin month. Lines carry no period of their
-//!   own: a line's period must lie within the header's (BR-CO-20 ff.), and late-usage lines bill
-//!   an earlier month, so they say which one in their `cbc:Note` and description instead.
+//! - Every line carries its own invoicing period (BG-26, the Berlin month of the usage it bills:
+//!   the document's, or an earlier one for late usage and corrections). The header
+//!   `cac:InvoicePeriod` (BG-14) spans all of them: from the first day of the earliest line's
+//!   month to the last day of the document's, since a line's period must lie within the
+//!   header's (PEPPOL-EN16931-R110/R111, which XRechnung applies).
 //! - VAT: category S shows the seller's VAT id (and the buyer's, when known); AE shows both VAT
 //!   ids and the exemption reason; O shows no VAT id at all (BR-O-02), only the seller's tax number
 //!   (Steuernummer, tax scheme `FC`, and as the seller identifier BT-29 for BR-CO-26), no rate on
@@ -18,6 +20,7 @@
 
 use super::invoice::{InvoiceDoc, InvoiceLine};
 use crate::money::Money;
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 pub const CUSTOMIZATION_ID: &str = "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0";
@@ -126,6 +129,14 @@ impl Xml {
         self.close("cac:PartyTaxScheme");
     }
 
+    /// `cac:InvoicePeriod` (BG-14 in the header, BG-26 on a line).
+    fn invoice_period(&mut self, first: NaiveDate, last: NaiveDate) {
+        self.open("cac:InvoicePeriod");
+        self.leaf("cbc:StartDate", &first.to_string());
+        self.leaf("cbc:EndDate", &last.to_string());
+        self.close("cac:InvoicePeriod");
+    }
+
     fn postal_address(&mut self, street: &str, city: &str, postal_code: &str, country: &str) {
         self.open("cac:PostalAddress");
         self.leaf("cbc:StreetName", street);
@@ -183,10 +194,8 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     }
     x.leaf("cbc:DocumentCurrencyCode", cur);
     x.leaf("cbc:BuyerReference", &doc.buyer.buyer_reference);
-    x.open("cac:InvoicePeriod");
-    x.leaf("cbc:StartDate", &doc.period.first_day().to_string());
-    x.leaf("cbc:EndDate", &doc.period.last_day().to_string());
-    x.close("cac:InvoicePeriod");
+    let earliest = doc.lines.iter().map(|l| l.period).chain([doc.period]).min().unwrap_or(doc.period);
+    x.invoice_period(earliest.first_day(), doc.period.last_day());
     if let Some(c) = &doc.corrects {
         x.open("cac:BillingReference");
         x.open("cac:InvoiceDocumentReference");
@@ -203,8 +212,8 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     x.leaf_with("cbc:EndpointID", Some(("schemeID", "EM")), &s.electronic_address);
     if not_taxable {
         // BR-CO-26 wants a seller identifier (BT-29), a legal registration id (BT-30) or the VAT
-        // id (BT-31); category O may not show the VAT id, and no registration id is recorded, so
-        // the tax number identifies the seller.
+        // id (BT-31); category O may not show the VAT id, and documents issued before the seller's
+        // register number was recorded have no BT-30, so the tax number identifies the seller.
         x.open("cac:PartyIdentification");
         x.leaf("cbc:ID", &s.tax_number);
         x.close("cac:PartyIdentification");
@@ -219,6 +228,14 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     x.party_tax_scheme(&s.tax_number, "FC");
     x.open("cac:PartyLegalEntity");
     x.leaf("cbc:RegistrationName", &s.legal_name);
+    // BT-30: the commercial register number; BT-33: seat, register court and number, managing
+    // directors (§ 35a GmbHG), as "seller additional legal information".
+    if let Some(n) = &s.register_number {
+        x.leaf("cbc:CompanyID", n);
+    }
+    if let Some(info) = s.legal_information() {
+        x.leaf("cbc:CompanyLegalForm", &info);
+    }
     x.close("cac:PartyLegalEntity");
     x.open("cac:Contact");
     x.leaf("cbc:Name", &s.contact_name);
@@ -322,6 +339,7 @@ fn line(x: &mut Xml, doc: &InvoiceDoc, l: &InvoiceLine, category: &str, rate: Op
     }
     x.leaf_with(qty_tag, Some(("unitCode", &l.unit)), &l.quantity.to_string());
     x.amount("cbc:LineExtensionAmount", cur, l.net);
+    x.invoice_period(first, last);
     x.open("cac:Item");
     let mut description = format!("Usage period {} ({first} to {last})", l.period);
     if !l.gpu_seconds.is_zero() {
@@ -394,6 +412,10 @@ mod tests {
                 electronic_address: "rechnung@example.de".into(),
                 iban: "DE02120300000000202051".into(),
                 series_prefix: "GL".into(),
+                registered_office: Some("München".into()),
+                register_court: Some("Amtsgericht München".into()),
+                register_number: Some("HRB 276543".into()),
+                managing_directors: vec!["Erika O'Brien".into(), "Hans <Müller> & Sohn".into()],
             },
             buyer: BillingProfile {
                 tenant_id: "acme".into(),
@@ -446,15 +468,23 @@ mod tests {
         let xml = xrechnung(&doc(TYPE_INVOICE, VatTreatment::Domestic));
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Invoice "));
         assert!(xml.contains("<cbc:DueDate>2026-12-15</cbc:DueDate>\n  <cbc:InvoiceTypeCode>380</cbc:InvoiceTypeCode>"));
-        assert!(xml.contains("<cbc:StartDate>2026-11-01</cbc:StartDate>\n    <cbc:EndDate>2026-11-30</cbc:EndDate>"));
+        // The header's period spans the late line's month (October) and the document's (November).
+        assert!(xml.contains("<cac:InvoicePeriod>\n    <cbc:StartDate>2026-10-01</cbc:StartDate>\n    <cbc:EndDate>2026-11-30</cbc:EndDate>"));
         assert!(xml.contains("<cbc:Note>Payable within 14 days without deduction, due 2026-12-15.</cbc:Note>"));
         assert!(xml.contains("<cbc:InvoicedQuantity unitCode=\"HUR\">2.000000</cbc:InvoicedQuantity>"));
         assert!(xml.contains("<cbc:TaxAmount currencyID=\"EUR\">1.20</cbc:TaxAmount>"));
         assert!(xml.contains("<cbc:PayableAmount currencyID=\"EUR\">7.50</cbc:PayableAmount>"));
         assert!(xml.contains("<cbc:Percent>19</cbc:Percent>"));
         assert!(xml.contains("<cbc:Note>Late usage of period 2026-10 (2026-10-01 to 2026-10-31)"));
-        // The late line's own month is not given as a line period (it lies outside the header's).
-        assert_eq!(xml.matches("<cac:InvoicePeriod>").count(), 1);
+        // Each line its own period (BG-26): November for the current line, October for the late one.
+        assert_eq!(xml.matches("<cac:InvoicePeriod>").count(), 3);
+        let late = xml.split("<cac:InvoiceLine>").nth(2).unwrap();
+        assert!(late.contains("<cac:InvoicePeriod>\n      <cbc:StartDate>2026-10-01</cbc:StartDate>\n      <cbc:EndDate>2026-10-31</cbc:EndDate>"), "{late}");
+        let current = xml.split("<cac:InvoiceLine>").nth(1).unwrap();
+        assert!(
+            current.contains("<cbc:StartDate>2026-11-01</cbc:StartDate>\n      <cbc:EndDate>2026-11-30</cbc:EndDate>"),
+            "{current}"
+        );
         assert!(!xml.contains("BillingReference"));
         assert_eq!(xml, xrechnung(&doc(TYPE_INVOICE, VatTreatment::Domestic)), "deterministic");
     }
@@ -472,6 +502,28 @@ mod tests {
             "<cac:InvoiceDocumentReference>\n      <cbc:ID>GL-2026-000000</cbc:ID>\n      <cbc:IssueDate>2026-11-02</cbc:IssueDate>"
         ));
         assert!(xml.trim_end().ends_with("</CreditNote>"));
+    }
+
+    #[test]
+    fn seller_register_and_managing_directors_are_bt30_and_bt33() {
+        let xml = xrechnung(&doc(TYPE_INVOICE, VatTreatment::Domestic));
+        let seller = xml.split("<cac:AccountingCustomerParty>").next().unwrap();
+        assert!(
+            seller.contains(
+                "<cbc:RegistrationName>Müller &amp; Söhne &lt;GPU&gt; GmbH</cbc:RegistrationName>\n        \
+                 <cbc:CompanyID>HRB 276543</cbc:CompanyID>\n        \
+                 <cbc:CompanyLegalForm>Sitz der Gesellschaft: München; Registergericht: Amtsgericht München, HRB 276543; \
+                 Geschäftsführer: Erika O&apos;Brien, Hans &lt;Müller&gt; &amp; Sohn</cbc:CompanyLegalForm>"
+            ),
+            "{seller}"
+        );
+        // A document issued before the seller's register was recorded keeps its XML.
+        let mut old = doc(TYPE_INVOICE, VatTreatment::Domestic);
+        (old.seller.registered_office, old.seller.register_court, old.seller.register_number) = (None, None, None);
+        old.seller.managing_directors.clear();
+        let xml = xrechnung(&old);
+        assert!(!xml.contains("CompanyLegalForm") && !xml.contains("HRB"), "{xml}");
+        assert!(!serde_json::to_string(&old.seller).unwrap().contains("register"), "old documents keep their bytes");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Budget events: master data and bookings. Each carries its business `date`; the report as of a
 //! date folds the events dated up to it.
 
+use super::lock::JournalExported;
+use super::sap_master::{Customer, TaxCode};
 use crate::billing::dec;
 use crate::billing::Period;
 use chrono::NaiveDate;
@@ -18,6 +20,9 @@ pub const KIND_COST: &str = "cost.booked";
 pub const KIND_ASSET: &str = "asset.commissioned";
 pub const KIND_ALLOCATION_KEY: &str = "allocation_key.set";
 pub const KIND_FORECAST: &str = "forecast.set";
+pub const KIND_TAX_CODE: &str = "tax_code.set";
+pub const KIND_CUSTOMER: &str = "customer.set";
+pub const KIND_JOURNAL_EXPORTED: &str = "journal.exported";
 pub const BUDGET_KINDS: &[&str] = &[
     KIND_PROGRAMME,
     KIND_COST_CENTER,
@@ -30,6 +35,9 @@ pub const BUDGET_KINDS: &[&str] = &[
     KIND_ASSET,
     KIND_ALLOCATION_KEY,
     KIND_FORECAST,
+    KIND_TAX_CODE,
+    KIND_CUSTOMER,
+    KIND_JOURNAL_EXPORTED,
 ];
 pub const BUDGET_VERSION: i16 = 1;
 
@@ -307,6 +315,9 @@ pub enum BudgetEvent {
     Asset(Asset),
     AllocationKey(AllocationKey),
     Forecast(Forecast),
+    TaxCode(TaxCode),
+    Customer(Customer),
+    JournalExported(JournalExported),
 }
 
 fn text(field: &str, v: &str, max: usize) -> Result<(), BudgetError> {
@@ -365,6 +376,9 @@ impl BudgetEvent {
             KIND_ASSET => BudgetEvent::Asset(de(data)?),
             KIND_ALLOCATION_KEY => BudgetEvent::AllocationKey(de(data)?),
             KIND_FORECAST => BudgetEvent::Forecast(de(data)?),
+            KIND_TAX_CODE => BudgetEvent::TaxCode(de(data)?),
+            KIND_CUSTOMER => BudgetEvent::Customer(de(data)?),
+            KIND_JOURNAL_EXPORTED => BudgetEvent::JournalExported(de(data)?),
             other => return Err(err("kind", format!("{other:?} is not one of {BUDGET_KINDS:?}"))),
         };
         e.validate()?;
@@ -466,6 +480,9 @@ impl BudgetEvent {
                 }
                 text("rationale", &k.rationale, 500)?;
             }
+            BudgetEvent::TaxCode(t) => t.validate()?,
+            BudgetEvent::Customer(c) => c.validate()?,
+            BudgetEvent::JournalExported(j) => j.validate()?,
             BudgetEvent::Forecast(f) => {
                 money("estimate_to_complete", f.estimate_to_complete)?;
                 if f.estimate_to_complete < Decimal::ZERO {
@@ -489,6 +506,9 @@ impl BudgetEvent {
             BudgetEvent::Asset(_) => KIND_ASSET,
             BudgetEvent::AllocationKey(_) => KIND_ALLOCATION_KEY,
             BudgetEvent::Forecast(_) => KIND_FORECAST,
+            BudgetEvent::TaxCode(_) => KIND_TAX_CODE,
+            BudgetEvent::Customer(_) => KIND_CUSTOMER,
+            BudgetEvent::JournalExported(_) => KIND_JOURNAL_EXPORTED,
         }
     }
 
@@ -506,6 +526,9 @@ impl BudgetEvent {
             BudgetEvent::Asset(x) => x.in_service,
             BudgetEvent::AllocationKey(x) => x.date,
             BudgetEvent::Forecast(x) => x.date,
+            BudgetEvent::TaxCode(x) => x.date,
+            BudgetEvent::Customer(x) => x.date,
+            BudgetEvent::JournalExported(x) => x.date,
         }
     }
 
@@ -522,6 +545,9 @@ impl BudgetEvent {
             BudgetEvent::Asset(x) => serde_json::to_value(x),
             BudgetEvent::AllocationKey(x) => serde_json::to_value(x),
             BudgetEvent::Forecast(x) => serde_json::to_value(x),
+            BudgetEvent::TaxCode(x) => serde_json::to_value(x),
+            BudgetEvent::Customer(x) => serde_json::to_value(x),
+            BudgetEvent::JournalExported(x) => serde_json::to_value(x),
         }
         .expect("budget events serialize")
     }

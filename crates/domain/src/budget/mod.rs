@@ -5,12 +5,16 @@
 //! as of any date; and the journal for SAP. Pure: every input is passed in.
 
 pub mod events;
+pub mod lock;
 pub mod report;
 pub mod sap;
+pub mod sap_master;
 pub mod state;
 
 pub use events::BudgetEvent;
 pub use state::BudgetState;
 
+#[cfg(test)]
+mod sap_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,8 @@
 //! The budget state: a fold of budget events, and the rules a new event must pass against it.
 
 use super::events::*;
+use super::lock::{check_reexport, refuse_in_closed_period, JournalExported};
+use super::sap_master::{Customer, TaxCode};
 use crate::billing::Period;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -60,6 +62,12 @@ pub struct BudgetState {
     pub assets: BTreeMap<String, Asset>,
     pub keys: BTreeMap<Period, AllocationKey>,
     pub reallocations: BTreeMap<String, Reallocation>,
+    /// Per VAT category (S, AE, O).
+    pub tax_codes: BTreeMap<String, TaxCode>,
+    /// Per tenant.
+    pub customers: BTreeMap<String, Customer>,
+    /// Periods whose SAP journal was handed over.
+    pub exported: BTreeMap<Period, JournalExported>,
 }
 
 impl BudgetState {
@@ -126,6 +134,15 @@ impl BudgetState {
 
     /// Checks an event against this state. Nothing is changed.
     pub fn admits(&self, e: &BudgetEvent) -> Result<(), BudgetError> {
+        match e {
+            BudgetEvent::JournalExported(j) => {
+                return match self.exported.get(&j.period) {
+                    Some(recorded) => check_reexport(recorded, &j.sha256),
+                    None => Ok(()),
+                }
+            }
+            _ => refuse_in_closed_period(e.kind(), e.date(), self.locked_through())?,
+        }
         let needs_programme =
             || self.programme.as_ref().map(|_| ()).ok_or_else(|| err("programme", "no programme.set yet"));
         match e {
@@ -143,7 +160,11 @@ impl BudgetState {
                     ));
                 }
             }
-            BudgetEvent::CostCenter(_) | BudgetEvent::GlAccount(_) => {}
+            BudgetEvent::CostCenter(_)
+            | BudgetEvent::GlAccount(_)
+            | BudgetEvent::TaxCode(_)
+            | BudgetEvent::Customer(_)
+            | BudgetEvent::JournalExported(_) => {}
             BudgetEvent::Wbs(w) => {
                 if !self.cost_centers.contains_key(&w.cost_center) {
                     return Err(err("cost_center", format!("unknown cost centre {:?}", w.cost_center)));
@@ -301,7 +322,21 @@ impl BudgetState {
             BudgetEvent::Forecast(f) => {
                 self.buckets.entry(f.bucket()).or_default().estimate_to_complete = f.estimate_to_complete
             }
+            BudgetEvent::TaxCode(t) => {
+                self.tax_codes.insert(t.category.clone(), t.clone());
+            }
+            BudgetEvent::Customer(c) => {
+                self.customers.insert(c.tenant_id.clone(), c.clone());
+            }
+            BudgetEvent::JournalExported(j) => {
+                self.exported.entry(j.period).or_insert_with(|| j.clone());
+            }
         }
+    }
+
+    /// The latest period whose journal was exported: it and every month before it are closed.
+    pub fn locked_through(&self) -> Option<Period> {
+        self.exported.keys().next_back().copied()
     }
 
     /// The allocation key in force for a period.

@@ -203,7 +203,7 @@ fn bookings_are_refused_clearly() {
 }
 
 /// Master data with G/L accounts, an allocation key and two assets, plus the documents of a close.
-fn journal_fixture() -> (BudgetState, Vec<crate::billing::invoice::InvoiceDoc>) {
+pub(super) fn journal_fixture() -> (BudgetState, Vec<crate::billing::invoice::InvoiceDoc>) {
     use crate::billing::close::{plan_close, CloseInput};
     use crate::billing::rating::UsageRow;
     use crate::billing::Period;
@@ -228,9 +228,11 @@ fn journal_fixture() -> (BudgetState, Vec<crate::billing::invoice::InvoiceDoc>) 
         rationale: "capital employed".into(),
         date: day(0),
     }));
+    log.extend(sap_master_data(&["de-bank", "fr-robot", "us-search"]));
     for (i, cost) in [Decimal::new(1_234_567_891, 2), Decimal::new(99_999_999, 2)].into_iter().enumerate() {
         log.push(BudgetEvent::Asset(Asset {
-            asset_id: format!("A-{i}"),
+            // The second id takes all 24 characters an asset id may have.
+            asset_id: if i == 0 { "A-0".into() } else { "AS-B200-STAGE-2-RACK-017".into() },
             description: "GPU servers".into(),
             sku: "nvidia-b200".into(),
             gpus: 512,
@@ -256,6 +258,31 @@ fn journal_fixture() -> (BudgetState, Vec<crate::billing::invoice::InvoiceDoc>) 
     }
     let docs = plan_close(oct, oct.end() + chrono::Duration::days(1), uuid::Uuid::nil(), &input).unwrap();
     (state, docs)
+}
+
+/// Tax codes and revenue accounts per VAT category, and a customer account per tenant.
+pub(super) fn sap_master_data(tenants: &[&str]) -> Vec<BudgetEvent> {
+    use super::sap_master::{Customer, TaxCode};
+    let mut v: Vec<BudgetEvent> = [("S", "A1", "8400"), ("AE", "AR", "8336"), ("O", "A0", "8338")]
+        .into_iter()
+        .map(|(category, tax_code, revenue_account)| {
+            BudgetEvent::TaxCode(TaxCode {
+                category: category.into(),
+                tax_code: tax_code.into(),
+                revenue_account: revenue_account.into(),
+                name: format!("revenue {category}"),
+                date: day(0),
+            })
+        })
+        .collect();
+    for (i, t) in tenants.iter().enumerate() {
+        v.push(BudgetEvent::Customer(Customer {
+            tenant_id: t.to_string(),
+            customer: format!("{}", 10_000_001 + i),
+            date: day(0),
+        }));
+    }
+    v
 }
 
 #[test]

@@ -44,9 +44,8 @@ impl JsonObject for Map<String, Value> {
 /// The fast path's object: members in document order, strings borrowed from the message. It
 /// reads only what usage events are made of — objects (at most three deep) whose values are
 /// strings or such objects, in text without escapes or control characters — and nothing else;
-/// anything else is for the general path. A key that comes twice means its last value, as in
-/// serde_json's map (the innermost objects, labels, are counted and listed: there a repeated key
-/// is left to the general path).
+/// anything else is for the general path. An object that names a member twice is not read either:
+/// the general path refuses it as not I-JSON (RFC 7493), so each name here has one value.
 pub(super) struct FastObject<'a>(Vec<(&'a str, FastValue<'a>)>);
 
 pub(super) enum FastValue<'a> {
@@ -56,17 +55,14 @@ pub(super) enum FastValue<'a> {
 
 impl JsonObject for FastObject<'_> {
     fn field(&self, name: &str) -> Field<'_, Self> {
-        match self.0.iter().rev().find(|(k, _)| *k == name) {
+        match self.0.iter().find(|(k, _)| *k == name) {
             None => Field::Absent,
             Some((_, FastValue::Str(s))) => Field::Str(s),
             Some((_, FastValue::Object(o))) => Field::Object(o),
         }
     }
     fn keys(&self) -> Vec<&str> {
-        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| *k).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys
+        self.0.iter().map(|(k, _)| *k).collect()
     }
     fn len(&self) -> usize {
         self.0.len()
@@ -83,6 +79,9 @@ impl<'a> FastObject<'a> {
         (r.at == r.b.len()).then_some(object)
     }
 }
+
+/// Most members an object read by the fast path may have (a usage event's `data` has ten).
+const FAST_MEMBERS_MAX: usize = 16;
 
 /// A cursor over JSON text without escapes.
 pub(super) struct Reader<'a> {
@@ -131,7 +130,9 @@ impl<'a> Reader<'a> {
                 b'{' => FastValue::Object(self.object(depth + 1)?),
                 _ => return None,
             };
-            if depth == 2 && members.iter().any(|(k, _)| *k == key) {
+            // Usage events have a dozen members per object: a linear scan is the cheapest check,
+            // and an object of more members than usage v1 can hold goes the general way.
+            if members.len() >= FAST_MEMBERS_MAX || members.iter().any(|(k, _)| *k == key) {
                 return None;
             }
             members.push((key, value));

@@ -2,6 +2,7 @@
 //! or the general one, then the CloudEvents envelope and its `data`.
 
 use super::*;
+use crate::ijson::JsonError;
 
 /// Parses and validates one Kafka message. `key` is the message key, which must be the tenant id;
 /// `now` is the ingester's clock, used only to refuse intervals in the future.
@@ -16,7 +17,7 @@ pub fn parse_usage_message(key: Option<&[u8]>, bytes: &[u8], now: DateTime<Utc>)
         .map_err(|e| reject(RejectionCode::InvalidUtf8, format!("message is not UTF-8: {e}")))?;
     // The fast path: a borrowed view of the message's strings and objects, validated by the same
     // code as the general path. It is taken only when it accepts the event; a message it cannot
-    // read (escapes, numbers, arrays, nulls, repeated keys) or that the rules refuse goes the
+    // read (escapes, numbers, arrays, nulls, repeated names) or that the rules refuse goes the
     // general way, which names the reason exactly as it always has.
     if !bytes.iter().any(|&b| b == b'\\' || b < 0x20) {
         if let Some(env) = FastObject::parse(text) {
@@ -30,8 +31,12 @@ pub fn parse_usage_message(key: Option<&[u8]>, bytes: &[u8], now: DateTime<Utc>)
 
 /// The general path of [`parse_usage_message`]: any JSON, every reason named.
 pub(super) fn parse_general(key: Option<&[u8]>, text: &str, now: DateTime<Utc>) -> Result<UsageRecorded, Rejection> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| reject(RejectionCode::MalformedJson, format!("message is not JSON: {e}")))?;
+    // I-JSON (RFC 7493): a member name twice in one object is refused at any depth, never read
+    // as its last value (another reader of the same bytes may take the first).
+    let value: Value = crate::ijson::from_str(text).map_err(|e| match e {
+        JsonError::Malformed(e) => reject(RejectionCode::MalformedJson, format!("message is not JSON: {e}")),
+        JsonError::DuplicateMember(m) => reject(RejectionCode::DuplicateMember, format!("message is not I-JSON: {m}")),
+    })?;
     if contains_nul(&value) {
         return Err(reject(RejectionCode::NulCharacter, "message contains a NUL character"));
     }

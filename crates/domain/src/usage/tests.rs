@@ -121,11 +121,119 @@ fn the_fast_path_reads_a_plain_event_and_steps_aside_for_odd_ones() {
     let number = text.replace("\"60\"", "60");
     assert!(fast(&number).is_none(), "a number is not read by the fast path");
     let twice = text.replacen('{', "{\"type\":\"x\",", 1);
-    assert!(matches!(fast(&twice), Some(Ok(_))), "a key that comes twice means its last value");
+    assert!(fast(&twice).is_none(), "a name that comes twice is not read by the fast path");
     let labels = text.replacen("\"data\":{", "\"data\":{\"labels\":{\"a\":\"1\",\"a\":\"2\"},", 1);
-    assert!(fast(&labels).is_none(), "but not among the labels");
+    assert!(fast(&labels).is_none(), "nor among the labels");
     assert!(fast(&format!("{text} x")).is_none(), "nor anything after the object");
     assert!(fast(&text.replacen('}', ",}", 1)).is_none(), "nor a trailing comma");
+}
+
+/// `v` as JSON text, with the member at `target` (a path of names) written twice: first as
+/// `first`, then with its own value, so that a last-value-wins reader would see a valid event.
+fn with_member_twice(v: &Value, at: &[String], target: &[String], first: &Value, out: &mut String) {
+    let Value::Object(o) = v else {
+        out.push_str(&serde_json::to_string(v).unwrap());
+        return;
+    };
+    out.push('{');
+    for (i, (k, val)) in o.iter().enumerate() {
+        let mut here = at.to_vec();
+        here.push(k.clone());
+        if i > 0 {
+            out.push(',');
+        }
+        if here == target {
+            out.push_str(&format!("{}:{},", serde_json::to_string(k).unwrap(), serde_json::to_string(first).unwrap()));
+        }
+        out.push_str(&serde_json::to_string(k).unwrap());
+        out.push(':');
+        with_member_twice(val, &here, target, first, out);
+    }
+    out.push('}');
+}
+
+fn member_paths(v: &Value, at: &[String], out: &mut Vec<Vec<String>>) {
+    if let Value::Object(o) = v {
+        for (k, val) in o {
+            let mut here = at.to_vec();
+            here.push(k.clone());
+            out.push(here.clone());
+            member_paths(val, &here, out);
+        }
+    }
+}
+
+/// Every member of an event, at every depth, written twice (with the same value, with another
+/// valid one, with a bad one) is refused as `duplicate_member` by both paths, whichever value
+/// comes last; the same text with each member once is accepted.
+#[test]
+fn a_member_named_twice_is_refused_at_every_depth() {
+    let mut v = good();
+    v["data"]["labels"] = json!({"team": "quant", "cost-centre": "4711"});
+    let mut paths = Vec::new();
+    member_paths(&v, &[], &mut paths);
+    assert!(paths.len() > 15, "{paths:?}");
+    let mut once = String::new();
+    with_member_twice(&v, &[], &[], &json!(null), &mut once);
+    assert!(parse_usage_message(Some(b"rheinbank"), once.as_bytes(), now()).is_ok(), "{once}");
+    for path in &paths {
+        let value = path.iter().fold(&v, |v, k| &v[k.as_str()]).clone();
+        for first in [value, json!("20"), json!({"x": "y"}), json!(7)] {
+            let mut text = String::new();
+            with_member_twice(&v, &[], path, &first, &mut text);
+            for r in [
+                parse_usage_message(Some(b"rheinbank"), text.as_bytes(), now()),
+                parse_general(Some(b"rheinbank"), &text, now()),
+            ] {
+                let r = r.expect_err(&text);
+                assert_eq!(r.code, RejectionCode::DuplicateMember, "{text}: {}", r.message);
+                assert!(r.message.contains(&format!("{:?}", path.last().unwrap())), "{}", r.message);
+            }
+        }
+    }
+}
+
+/// The reason of a good event with this interval and these GPU-seconds.
+fn reason(start: &str, end: &str, seconds: &str) -> String {
+    let mut v = good();
+    v["data"]["interval_start"] = json!(start);
+    v["data"]["interval_end"] = json!(end);
+    v["data"]["gpu_seconds"] = json!(seconds);
+    parse_usage_message(Some(b"rheinbank"), &serde_json::to_vec(&v).unwrap(), now()).unwrap_err().message
+}
+
+/// Reasons print lengths and amounts exactly, with their fraction and without padding.
+#[test]
+fn reasons_print_lengths_with_their_fraction() {
+    let t0 = "2026-10-01T00:00:00Z";
+    assert_eq!(reason(t0, "2026-10-01T01:00:00.5Z", "1"), "interval of 3600.5s is longer than 3600s");
+    assert_eq!(reason(t0, "2026-10-01T01:00:00.000001Z", "1"), "interval of 3600.000001s is longer than 3600s");
+    assert_eq!(reason(t0, "2026-10-01T02:00:00Z", "1"), "interval of 7200s is longer than 3600s");
+    assert_eq!(reason(t0, "2026-10-01T00:01:00.25Z", "60.5"), "60.5 GPU-seconds on one GPU in an interval of 60.25s");
+    assert_eq!(
+        reason(t0, "2026-10-01T00:01:00Z", "60.000001"),
+        "60.000001 GPU-seconds on one GPU in an interval of 60s"
+    );
+}
+
+proptest! {
+    /// Every length and amount a reason prints reads back as exactly the value refused.
+    #[test]
+    fn a_printed_length_is_the_exact_length(over in 1i64..3_600_000_000, used in 1i64..1_000_000) {
+        let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+        let text = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let end = start + Duration::microseconds(3_600_000_000 + over);
+        let m = reason(&text(start), &text(end), "1");
+        let printed = m.strip_prefix("interval of ").and_then(|m| m.strip_suffix("s is longer than 3600s")).unwrap();
+        prop_assert_eq!(printed.parse::<Decimal>().unwrap(), Decimal::new(3_600_000_000 + over, 6));
+        prop_assert_eq!(printed.to_string(), Decimal::new(3_600_000_000 + over, 6).normalize().to_string());
+        // GPU-seconds above a shorter interval: both figures exact.
+        let end = start + Duration::microseconds(used);
+        let seconds = Decimal::new(used + 1, 6).normalize();
+        let m = reason(&text(start), &text(end), &seconds.to_string());
+        let want = format!("{seconds} GPU-seconds on one GPU in an interval of {}s", Decimal::new(used, 6).normalize());
+        prop_assert_eq!(m, want);
+    }
 }
 
 #[test]
@@ -235,7 +343,7 @@ fn mutated_message() -> impl Strategy<Value = String> {
         }
         let mut text = serde_json::to_string(&v).unwrap();
         if repeat {
-            // The same key twice: serde_json's map keeps the last one.
+            // The same key twice: refused by both paths (I-JSON).
             text = text.replacen("{\"data\":", "{\"specversion\":\"0.9\",\"data\":", 1);
         }
         text

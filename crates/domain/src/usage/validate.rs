@@ -33,12 +33,18 @@ pub(super) fn opt_str<'a, O: JsonObject>(obj: &'a O, name: &str, path: &str) -> 
     }
 }
 
+/// A length bound in characters (Unicode scalar values), as JSON Schema's `maxLength` counts: the
+/// schema and the ingester refuse the same strings. (The whole message is bounded in bytes.)
 pub(super) fn bounded(value: &str, name: &str, len_max: usize) -> Result<(), Rejection> {
+    // Fewer bytes than the bound means fewer characters: most values are not counted.
     if value.len() > len_max {
-        return Err(reject(
-            RejectionCode::OversizeField,
-            format!("{name} is {} bytes long, at most {len_max} allowed", value.len()),
-        ));
+        let chars = value.chars().count();
+        if chars > len_max {
+            return Err(reject(
+                RejectionCode::OversizeField,
+                format!("{name} is {chars} characters long, at most {len_max} allowed"),
+            ));
+        }
     }
     Ok(())
 }
@@ -224,11 +230,12 @@ fn interval(start_text: &str, end_text: &str) -> Result<(DateTime<Utc>, DateTime
             format!("interval ends at {end_text}, not after its start {start_text}"),
         ));
     }
-    let duration = interval_end - interval_start;
-    if duration > Duration::seconds(INTERVAL_SECONDS_MAX) {
+    if interval_end - interval_start > Duration::seconds(INTERVAL_SECONDS_MAX) {
+        // The exact length, with its fraction: "3600.5s", not a truncated "3600s".
+        let length = interval_seconds(interval_start, interval_end).normalize();
         return Err(reject(
             RejectionCode::IntervalTooLong,
-            format!("interval of {}s is longer than {INTERVAL_SECONDS_MAX}s", duration.num_seconds()),
+            format!("interval of {length}s is longer than {INTERVAL_SECONDS_MAX}s"),
         ));
     }
     Ok((interval_start, interval_end))
@@ -250,9 +257,11 @@ fn gpu_seconds_within(text: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> R
     })?;
     let interval_seconds = interval_seconds(start, end);
     if gpu_seconds.value() > interval_seconds {
+        // Both exact, in their shortest form ("60.25s", not "60.250000s").
+        let length = interval_seconds.normalize();
         return Err(reject(
             RejectionCode::GpuSecondsExceedInterval,
-            format!("{gpu_seconds} GPU-seconds on one GPU in an interval of {interval_seconds}s"),
+            format!("{gpu_seconds} GPU-seconds on one GPU in an interval of {length}s"),
         ));
     }
     Ok(gpu_seconds)

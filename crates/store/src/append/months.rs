@@ -42,15 +42,18 @@ fn ensure_month_set(
     months: BTreeSet<NaiveDate>,
 ) -> Result<(), StoreError> {
     for m in months {
-        // DDL on a fresh month can meet concurrent catalog updates (other ingesters, GRANTs in
-        // other databases of the cluster); it is idempotent, so a few quick retries are safe.
+        // Concurrent creators are serialized in the database (ledger_ensure_month, 0012). DDL on a
+        // fresh month can still meet other catalog updates (GRANTs in other databases of the
+        // cluster); it is idempotent, so a few quick retries are safe, each one logged with the
+        // database's own message.
         let mut attempt = 0;
         loop {
             match client.execute("SELECT ledger_ensure_month($1)", &[&m]) {
                 Ok(_) => break,
                 Err(e) if attempt < 5 && !e.is_closed() => {
                     attempt += 1;
-                    tracing::warn!(error = %e, month = %m, "creating the month's partition failed, retrying");
+                    let error = crate::db_message(&e);
+                    tracing::warn!(%error, month = %m, "creating the month's partition failed, retrying");
                     std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
                 }
                 Err(e) => return Err(e.into()),
