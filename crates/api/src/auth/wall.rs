@@ -1,6 +1,6 @@
 //! The tenant wall: the one way the API reads tenants' rows.
 
-use super::{Caller, Role};
+use super::Caller;
 use crate::error::{internal, ApiError};
 use axum::http::StatusCode;
 use tokio_postgres::types::ToSql;
