@@ -202,6 +202,9 @@ fn accumulated_depreciation_runs_through_the_last_completed_month_and_says_so() 
     assert_eq!(r.fleet.accumulated_depreciation, expected, "October is not over on the 15th");
     let end = report(&state, &[], &BTreeMap::new(), date("2026-10-31"));
     assert_eq!(end.bases.accumulated_depreciation_through, Period::parse("2026-10").unwrap());
+    // Any date, also outside the periods a close takes (the replay reports as of 2000-01-01).
+    let early = report(&state, &[], &BTreeMap::new(), date("2000-01-01"));
+    assert_eq!(early.bases.accumulated_depreciation_through.to_string(), "1999-12");
 }
 
 #[test]

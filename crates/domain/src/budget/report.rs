@@ -117,9 +117,14 @@ pub struct BudgetReport {
     pub bases: Bases,
 }
 
+/// The month of a date (any date: `Period::of` takes every instant, `Period::new` only 2020 to 2100).
+pub fn month_of(d: NaiveDate) -> Period {
+    Period::of(berlin_midnight(d) + chrono::Duration::hours(12))
+}
+
 /// The last month that ended on or before `as_of`.
 pub fn last_completed_month(as_of: NaiveDate) -> Period {
-    let p = Period::new(as_of.year(), as_of.month()).expect("a date's month");
+    let p = month_of(as_of);
     if as_of == p.last_day() {
         p
     } else {
@@ -322,7 +327,7 @@ pub fn report(
             .collect(),
         revenue_by_service_period: revenue_by_service_period(all_docs, posting_period, as_of),
         bases: Bases {
-            monthly_depreciation_of: Period::new(as_of.year(), as_of.month()).expect("a date's month"),
+            monthly_depreciation_of: month_of(as_of),
             accumulated_depreciation_through: through,
             revenue: REVENUE_BASIS,
             revenue_by_service_period: SERVICE_PERIOD_BASIS,

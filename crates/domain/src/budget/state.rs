@@ -5,7 +5,7 @@ use super::keys::refuse_other_content;
 use super::lock::{check_reexport, refuse_in_closed_period, JournalExported};
 use super::sap_master::{Customer, DepreciationPosting, TaxCode};
 use crate::billing::Period;
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
@@ -199,7 +199,7 @@ impl BudgetState {
                 ),
             ));
         }
-        let from = Period::new(c.date.year(), c.date.month()).expect("a date's month");
+        let from = super::report::month_of(c.date);
         let in_force = self.key_for(from).into_iter().chain(self.keys.range(from.next()..).map(|(_, k)| k));
         for k in in_force {
             if let Some(s) = k.shares.iter().find(|s| s.cost_center == c.cost_center) {
