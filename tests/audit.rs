@@ -6,10 +6,12 @@
 //! exit 0 on the untouched log. Then the export: checksums, rows and hashes against the database,
 //! the chain recomputed from the export alone, and index.xml naming every column in order.
 
-use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use domain::chain::{link, ChainRow};
-use integration::{admin_url, bin, brokers, connect, fresh_db, produce_and_ingest, repo_root, unique};
+use integration::{
+    admin_url, bin, brokers, connect, fresh_db, gdpdu_index_columns as index_columns, produce_and_ingest, repo_root,
+    unique,
+};
 use postgres::{Client, NoTls};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
@@ -342,46 +344,6 @@ fn an_edited_checkpoint_is_named() {
     assert!(out.contains("its fingerprint is not the hash of its heads"), "{out}");
 }
 
-fn python() -> Option<std::path::PathBuf> {
-    let p = std::env::var("GPULEDGER_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".services/venv/bin/python"));
-    p.exists().then_some(p)
-}
-
-/// The column names of each table of an index.xml, in order (by lxml, which also checks the XML
-/// is well-formed, and against the DTD when GPULEDGER_GDPDU_DTD names one).
-fn index_columns(index: &std::path::Path) -> Result<Vec<(String, Vec<String>)>> {
-    let Some(py) = python() else { bail!("python with lxml missing (scripts/python.sh)") };
-    let script = r#"
-import sys, os
-from lxml import etree
-doc = etree.parse(sys.argv[1])
-dtd = os.environ.get("GPULEDGER_GDPDU_DTD")
-if dtd:
-    d = etree.DTD(dtd)
-    if not d.validate(doc):
-        print("DTD:", d.error_log.filter_from_errors()); sys.exit(2)
-for t in doc.getroot().iter("Table"):
-    cols = [c.findtext("Name") for c in t.find("VariableLength") if c.tag in ("VariablePrimaryKey", "VariableColumn")]
-    print(t.findtext("URL") + "\t" + ",".join(cols) + "\t" + t.findtext("SkipNumBytes"))
-"#;
-    let out = Command::new(py).arg("-c").arg(script).arg(index).output()?;
-    if !out.status.success() {
-        bail!("index.xml: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?
-        .lines()
-        .map(|l| {
-            let mut f = l.split('\t');
-            let url = f.next().unwrap_or_default().to_string();
-            let cols: Vec<String> = f.next().unwrap_or_default().split(',').map(str::to_string).collect();
-            let skip = f.next().unwrap_or_default().to_string();
-            (format!("{url}:{skip}"), cols)
-        })
-        .collect())
-}
-
 #[test]
 fn the_export_is_complete_checksummed_self_verifying_and_described() {
     let (db, _) = copy("export");
@@ -394,7 +356,7 @@ fn the_export_is_complete_checksummed_self_verifying_and_described() {
     let sums = Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&dir).output().unwrap();
     assert!(sums.status.success(), "sha256sum -c: {}", String::from_utf8_lossy(&sums.stdout));
     let listed = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
-    for f in ["ledger_events.csv", "ledger_events.jsonl", "ledger_streams.csv", "index.xml"] {
+    for f in ["ledger_events.csv", "ledger_events.jsonl", "ledger_streams.csv", "index.xml", "gdpdu-01-09-2004.dtd"] {
         assert!(listed.contains(&format!("  {f}\n")), "{f} in SHA256SUMS");
     }
 
@@ -451,7 +413,8 @@ fn the_export_is_complete_checksummed_self_verifying_and_described() {
     let n: i64 = c.query_one("SELECT count(*) FROM ledger_streams", &[]).unwrap().get(0);
     assert_eq!(streams.lines().count() as i64, n + 1, "header and one line per stream");
 
-    // index.xml: well-formed, every column of each CSV in order, the header skipped by its size.
+    // index.xml: valid against the shipped gdpdu-01-09-2004.dtd, every column of each CSV in order,
+    // the header skipped by its size.
     let tables = index_columns(&dir.join("index.xml")).unwrap();
     let header_line = csv_text.split(|b| *b == b'\n').next().unwrap().len() + 1;
     assert_eq!(tables[0], (format!("ledger_events.csv:{header_line}"), header.clone()));

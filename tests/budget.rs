@@ -73,11 +73,19 @@ fn the_programme_loads_and_bad_bookings_are_refused() {
         let e = load(&db, "budget", &[write_json(&json!([good, item]))]).unwrap_err().to_string();
         assert!(e.contains("item 2") && e.contains(expected), "expected {expected:?} in: {e}");
     }
-    // A closed cost centre takes no bookings.
+    // A closed cost centre takes no bookings; it can be closed only once the allocation key in
+    // force gives it no revenue.
     let close = json!([{ "kind": "cost_center.set", "data": { "cost_center": "OP-RUN", "name": "Operations (operator)",
         "owner": "operator", "controlling_area": "1000", "sap_cost_center": "0000470400", "profit_center": "PC4704",
         "open": false, "date": "2026-10-02" } }]);
     assert_eq!(head(&db), before, "nothing was written");
+    let e = load(&db, "budget", &[write_json(&close)]).unwrap_err().to_string();
+    assert!(e.contains("OP-RUN still takes 5 % of revenue in allocation key KEY-2026"), "{e}");
+    let key = json!([{ "kind": "allocation_key.set", "data": { "key_id": "KEY-2026-10", "effective_from": "2026-10",
+        "shares": [{ "cost_center": "OP-GPU", "percent": "65" }, { "cost_center": "TEL-PREM", "percent": "25" },
+                   { "cost_center": "SAP-INST", "percent": "10" }],
+        "rationale": "operations leave the key", "date": "2026-10-02" } }]);
+    load(&db, "budget", &[write_json(&key)]).unwrap();
     load(&db, "budget", &[write_json(&close)]).unwrap();
     let e = load(&db, "budget", &[write_json(&json!([po("OP-RUN", "P-KIC-04", "1.00", "EUR")]))]).unwrap_err();
     assert!(e.to_string().contains("cost centre OP-RUN is closed"), "{e}");
@@ -224,9 +232,158 @@ fn a_handed_over_month_takes_no_bookings_and_its_journal_reexports_byte_for_byte
         assert!(e.contains("closed period") && e.contains("from 2026-09-01 on"), "{what}: {e}");
     }
     assert_eq!(head(&db), before, "nothing was written");
-    // The open period takes them; August's journal stays the file handed over.
-    load(&db, "budget", &[write_json(&json!([cost("5100000101", "2026-09-02"), asset("AS-LATE-2", "2026-09-01")]))])
-        .unwrap();
+    // The open period takes them (the asset capitalised from servers invoiced in it); August's
+    // journal stays the file handed over.
+    let servers = json!({ "kind": "cost.booked", "data": { "document": "5100000102", "supplier": "x",
+        "po_number": "4500000002", "cost_center": "OP-GPU", "wbs": "P-KIC-01", "category": "gpu_procurement",
+        "amount": "400000.00", "currency": "EUR", "date": "2026-09-01" } });
+    load(
+        &db,
+        "budget",
+        &[write_json(&json!([cost("5100000101", "2026-09-02"), servers, asset("AS-LATE-2", "2026-09-01")]))],
+    )
+    .unwrap();
     assert_eq!(export(&db, "2026-08").unwrap(), first);
-    assert_eq!(head(&db), before + 2, "a re-export records nothing new");
+    assert_eq!(head(&db), before + 3, "a re-export records nothing new");
+}
+
+#[test]
+fn a_reload_without_event_ids_books_nothing_twice_and_the_controls_name_the_excess() {
+    let _serial = serial();
+    let db = fresh_db("budget_keys").unwrap();
+    load(&db, "budget", &budget_fixtures()).unwrap();
+    let alloc = |amount: &str| {
+        json!([{ "kind": "budget.allocated", "data": { "cost_center": "OP-RUN", "wbs": "P-KIC-04",
+            "category": "operations", "amount": amount, "approved_by": "Steering committee 2026-10", "date": "2026-10-05" } }])
+    };
+    let out = load(&db, "budget", &[write_json(&alloc("1000000.00"))]).unwrap();
+    assert!(out.contains("1 new budget events, 0 already"), "{out}");
+    let before = head(&db);
+    let out = load(&db, "budget", &[write_json(&alloc("1000000.00"))]).unwrap();
+    assert!(out.contains("0 new budget events, 1 already in the ledger"), "the same allocation again: {out}");
+    assert_eq!(head(&db), before, "booked once");
+    let e = load(&db, "budget", &[write_json(&alloc("2000000.00"))]).unwrap_err().to_string();
+    assert!(e.contains("already in the ledger with other content"), "{e}");
+    let report = gpuledger(&db, &["budget", "report", "--as-of", "2026-10-31", "--format", "json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let run = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["level"] == "cost_center" && r["cost_center"] == "OP-RUN")
+        .unwrap();
+    assert_eq!(run["budget"], "66000000.00", "65 M from the fixtures and 1 M once: {run}");
+
+    // A EUR 5 bn asset with a one-month life on a WBS element with EUR 360 M of actual cost, all
+    // capitalised; a WBS element of another cost centre; a cost centre with open orders.
+    let asset = |cost: &str, cc: &str, wbs: &str| {
+        json!([{ "kind": "asset.commissioned", "data": { "asset_id": "AS-HUGE", "description": "x", "sku": "nvidia-b200",
+            "gpus": 8, "cost": cost, "cost_center": cc, "wbs": wbs, "in_service": "2026-10-01", "depreciation_months": 1 } }])
+    };
+    let e = load(&db, "budget", &[write_json(&asset("5000000000.00", "OP-GPU", "P-KIC-01"))]).unwrap_err().to_string();
+    assert!(e.contains("5000000000.00 EUR exceeds the actual cost of WBS element P-KIC-01 not yet capitalised by 5000000000.00 EUR"), "{e}");
+    let e = load(&db, "budget", &[write_json(&asset("1.00", "OP-RUN", "P-KIC-01"))]).unwrap_err().to_string();
+    assert!(e.contains("WBS element P-KIC-01 belongs to cost centre OP-GPU, not OP-RUN"), "{e}");
+    let close = json!([{ "kind": "cost_center.set", "data": { "cost_center": "SAP-INST", "name": "x", "owner": "sap",
+        "controlling_area": "1000", "sap_cost_center": "0000470300", "profit_center": "PC4703", "open": false, "date": "2026-10-06" } }]);
+    let e = load(&db, "budget", &[write_json(&close)]).unwrap_err().to_string();
+    assert!(e.contains("SAP-INST has open commitments of 35000000.00 EUR (purchase orders 4500000004)"), "{e}");
+    assert_eq!(head(&db), before, "nothing was written");
+}
+
+/// Whether a record (given a reader of its cells by column name) counts.
+type Keep = dyn Fn(&dyn Fn(&str) -> String) -> bool;
+
+/// The EC Sales List of August against the journal handed over and the invoices; the GDPdU export
+/// with its typed tables, valid against the shipped DTD, against the ledger.
+#[test]
+fn the_ec_sales_list_and_the_typed_gdpdu_tables_reconcile_with_the_journal_the_invoices_and_the_ledger() {
+    let _serial = serial();
+    let db = fresh_db("budget_ec_sales").unwrap();
+    load(&db, "budget", &budget_fixtures()).unwrap();
+    august_closed(&db);
+    let journal = String::from_utf8(export(&db, "2026-08").unwrap()).unwrap();
+    let d = |s: &str| Decimal::from_str(&s.replace(',', ".")).unwrap();
+    let mut j = csv::ReaderBuilder::new().delimiter(b';').from_reader(journal.as_bytes());
+    let header = j.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let journal_rows: Vec<csv::StringRecord> = j.records().map(Result::unwrap).collect();
+    let on_account = |account: &str| -> Decimal {
+        journal_rows
+            .iter()
+            .filter(|r| &r[col("gl_account")] == account)
+            .map(|r| if &r[col("debit_credit")] == "H" { d(&r[col("amount")]) } else { -d(&r[col("amount")]) })
+            .sum()
+    };
+
+    let path = std::env::temp_dir().join(format!("{}.csv", unique("zm")));
+    gpuledger(&db, &["budget", "ec-sales-list", "--period", "2026-08", "--out", path.to_str().unwrap()]).unwrap();
+    let zm = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = zm.lines().collect();
+    assert_eq!(lines[0], "period;country;vat_id;amount;kind;documents");
+    assert_eq!(lines.len(), 2, "robotik-nord, the one reverse-charge customer: {zm}");
+    let f: Vec<&str> = lines[1].split(';').collect();
+    assert_eq!(&f[..3], ["2026-08", "DK", "DK12345678"]);
+    let mut c = connect(&db);
+    let invoiced: Decimal = c
+        .query_one(
+            "SELECT sum(CASE WHEN type_code = 381 THEN -net_total ELSE net_total END) FROM invoices
+              WHERE close_period = '2026-08' AND tenant_id = 'robotik-nord'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(invoiced > Decimal::ZERO);
+    assert_eq!(d(f[3]), invoiced, "the EC Sales List against the invoices");
+    assert_eq!(d(f[3]), on_account("8336"), "against the journal's reverse-charge revenue account");
+
+    // The GDPdU export: index.xml valid against gdpdu-01-09-2004.dtd, typed tables summing to
+    // the ledger's figures.
+    let dir = std::env::temp_dir().join(unique("gdpdu"));
+    gpuledger(&db, &["audit", "export", "--out", dir.to_str().unwrap()]).unwrap();
+    let tables = integration::gdpdu_index_columns(&dir.join("index.xml")).unwrap();
+    let read = |file: &str| -> (Vec<String>, Vec<csv::StringRecord>) {
+        let text = std::fs::read(dir.join(file)).unwrap();
+        let mut r = csv::ReaderBuilder::new().delimiter(b';').from_reader(text.as_slice());
+        let h = r.headers().unwrap().iter().map(str::to_string).collect();
+        (h, r.records().map(Result::unwrap).collect())
+    };
+    let sum = |file: &str, column: &str, keep: &Keep| -> Decimal {
+        let (h, rows) = read(file);
+        assert!(
+            tables.iter().any(|(url, cols)| url.starts_with(&format!("{file}:")) && cols == &h),
+            "{file} described in index.xml"
+        );
+        let at = |r: &csv::StringRecord, c: &str| r[h.iter().position(|x| x == c).unwrap()].to_string();
+        rows.iter().filter(|r| keep(&|c| at(r, c))).map(|r| d(&at(r, column))).sum()
+    };
+    let all = |_: &dyn Fn(&str) -> String| true;
+    let sql = |q: &str| -> Decimal { connect(&db).query_one(q, &[]).unwrap().get(0) };
+    assert_eq!(
+        sum("invoices.csv", "signed_net", &all),
+        sql("SELECT sum(CASE WHEN type_code = 381 THEN -net_total ELSE net_total END) FROM invoices")
+    );
+    assert_eq!(sum("invoices.csv", "gross_total", &all), sql("SELECT sum(gross_total) FROM invoices"));
+    assert_eq!(sum("invoice_lines.csv", "net", &all), sql("SELECT sum(net_total) FROM invoices"));
+    assert_eq!(
+        sum("usage.csv", "gpu_seconds", &all),
+        sql("SELECT sum((payload->'data'->>'gpu_seconds_delta')::numeric) FROM ledger_events WHERE kind = 'usage.adjusted'")
+    );
+    assert_eq!(
+        sum("budget_bookings.csv", "amount", &|c| c("kind") == "cost.booked"),
+        sql("SELECT sum((payload->'data'->>'amount')::numeric) FROM ledger_events WHERE kind = 'cost.booked'")
+    );
+    assert_eq!(
+        sum("budget_bookings.csv", "amount", &|c| c("kind") == "budget.allocated"),
+        sql("SELECT sum((payload->'data'->>'amount')::numeric) FROM ledger_events WHERE kind = 'budget.allocated'")
+    );
+    assert_eq!(
+        sum("journal_lines.csv", "amount", &|c| c("gl_account") == "8336" && c("debit_credit") == "H"),
+        on_account("8336")
+    );
+    let (_, jl) = read("journal_lines.csv");
+    assert_eq!(jl.len(), journal_rows.len(), "the journal handed over, line for line");
+    let (h, inv) = read("invoices.csv");
+    let issue = h.iter().position(|c| c == "issue_date").unwrap();
+    assert!(inv.iter().all(|r| chrono::NaiveDate::parse_from_str(&r[issue], "%d.%m.%Y").is_ok()), "Date as declared");
 }

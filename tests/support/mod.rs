@@ -524,3 +524,58 @@ pub fn http_with_body(
         .unwrap_or_default();
     (status, ctype, body.to_string())
 }
+
+fn python_with_lxml() -> Option<PathBuf> {
+    let p = std::env::var("GPULEDGER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".services/venv/bin/python"));
+    p.exists().then_some(p)
+}
+
+/// The column names of each table of an export's index.xml, in order, keyed `url:skip`. lxml
+/// validates it against the DTD its DOCTYPE names, which must be gdpdu-01-09-2004.dtd and shipped
+/// beside it (the export's own copy; compared with docs/gdpdu/'s). libxml2 refuses the official
+/// text's `Media (Name, Command*, Table*, Command*, AcceptNoTables?)` as non-deterministic, so the
+/// check uses the same language written deterministically, `(Name, Command*, (Table+, Command*)?,
+/// AcceptNoTables?)` (no Table: the two Command* are one), and changes nothing else.
+pub fn gdpdu_index_columns(index: &std::path::Path) -> Result<Vec<(String, Vec<String>)>> {
+    let Some(py) = python_with_lxml() else { anyhow::bail!("python with lxml missing (scripts/python.sh)") };
+    let shipped = index.with_file_name("gdpdu-01-09-2004.dtd");
+    let ours = std::fs::read(repo_root().join("docs/gdpdu/gdpdu-01-09-2004.dtd"))?;
+    if std::fs::read(&shipped).ok().as_deref() != Some(ours.as_slice()) {
+        anyhow::bail!("{} is missing or not docs/gdpdu's copy", shipped.display());
+    }
+    let script = r#"
+import sys, os, io
+from lxml import etree
+doc = etree.parse(sys.argv[1])
+system = doc.docinfo.system_url
+if system != "gdpdu-01-09-2004.dtd":
+    print("DOCTYPE names", system); sys.exit(2)
+text = open(os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), system), encoding="utf-8").read()
+media = "<!ELEMENT Media (Name, Command*, Table*, Command*, AcceptNoTables?)>"
+if text.count(media) != 1:
+    print("not the official DTD's Media declaration"); sys.exit(2)
+text = text.replace(media, "<!ELEMENT Media (Name, Command*, (Table+, Command*)?, AcceptNoTables?)>")
+d = etree.DTD(io.StringIO(text))
+if not d.validate(doc):
+    print("DTD:", d.error_log.filter_from_errors()); sys.exit(2)
+for t in doc.getroot().iter("Table"):
+    cols = [c.findtext("Name") for c in t.find("VariableLength") if c.tag in ("VariablePrimaryKey", "VariableColumn")]
+    print(t.findtext("URL") + "\t" + ",".join(cols) + "\t" + t.findtext("SkipNumBytes"))
+"#;
+    let out = Command::new(py).arg("-c").arg(script).arg(index).output()?;
+    if !out.status.success() {
+        anyhow::bail!("index.xml: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t');
+            let url = f.next().unwrap_or_default().to_string();
+            let cols: Vec<String> = f.next().unwrap_or_default().split(',').map(str::to_string).collect();
+            let skip = f.next().unwrap_or_default().to_string();
+            (format!("{url}:{skip}"), cols)
+        })
+        .collect())
+}

@@ -177,7 +177,14 @@ pub enum ColumnType {
     AlphaNumeric,
     /// A date in `DD.MM.YYYY`.
     Date,
+    /// A signed decimal with this many digits after the table's decimal symbol (`,`): amounts
+    /// in EUR (2), unit prices (4), GPU-seconds and GPU-hours (6).
+    Decimal(u32),
 }
+
+/// The DTD `index.xml` names, shipped beside it in every export: the GDPdU description standard
+/// of 1 September 2004 (docs/gdpdu/, with its source).
+pub const GDPDU_DTD_NAME: &str = "gdpdu-01-09-2004.dtd";
 
 /// One column of an exported table: name, type, description.
 pub type Column = (&'static str, ColumnType, &'static str);
@@ -222,6 +229,8 @@ pub struct TableSpec<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub columns: &'a [Column],
+    /// How many leading columns make the primary key (VariablePrimaryKey).
+    pub key_columns: usize,
     /// Length in bytes of the header line (with its CRLF) that readers skip.
     pub header_bytes: usize,
     /// The validity range, inclusive, in days (none: no Validity element).
@@ -237,12 +246,12 @@ pub fn csv_header(columns: &[Column]) -> String {
     format!("{}\r\n", names.join(";"))
 }
 
-/// The GDPdU description (`index.xml`, "Beschreibungsstandard", DTD `gdpdu-01-08-2002.dtd`) of
+/// The GDPdU description (`index.xml`, "Beschreibungsstandard", DTD `gdpdu-01-09-2004.dtd`) of
 /// the exported tables: variable-length UTF-8 CSV, the header line skipped by its byte count.
 pub fn gdpdu_index(supplier: &str, location: &str, comment: &str, media: &str, tables: &[TableSpec<'_>]) -> String {
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    x.push_str("<!DOCTYPE DataSet SYSTEM \"gdpdu-01-08-2002.dtd\">\n");
+    x.push_str(&format!("<!DOCTYPE DataSet SYSTEM \"{GDPDU_DTD_NAME}\">\n"));
     x.push_str("<DataSet>\n  <Version>1.0</Version>\n");
     x.push_str(&format!(
         "  <DataSupplier>\n    <Name>{}</Name>\n    <Location>{}</Location>\n    <Comment>{}</Comment>\n  </DataSupplier>\n",
@@ -271,11 +280,12 @@ pub fn gdpdu_index(supplier: &str, location: &str, comment: &str, media: &str, t
         x.push_str("        <RecordDelimiter>&#13;&#10;</RecordDelimiter>\n");
         x.push_str("        <TextEncapsulator>\"</TextEncapsulator>\n");
         for (i, (name, ty, description)) in t.columns.iter().enumerate() {
-            let element = if i == 0 { "VariablePrimaryKey" } else { "VariableColumn" };
+            let element = if i < t.key_columns.max(1) { "VariablePrimaryKey" } else { "VariableColumn" };
             let ty = match ty {
                 ColumnType::Numeric => "<Numeric/>".to_string(),
                 ColumnType::AlphaNumeric => "<AlphaNumeric/>".to_string(),
                 ColumnType::Date => "<Date><Format>DD.MM.YYYY</Format></Date>".to_string(),
+                ColumnType::Decimal(n) => format!("<Numeric><Accuracy>{n}</Accuracy></Numeric>"),
             };
             x.push_str(&format!(
                 "        <{element}>\n          <Name>{}</Name>\n          <Description>{}</Description>\n          {ty}\n        </{element}>\n",
@@ -372,6 +382,7 @@ mod tests {
                 name: "ledger_events",
                 description: "d",
                 columns: EVENT_COLUMNS,
+                key_columns: 1,
                 header_bytes: csv_header(EVENT_COLUMNS).len(),
                 validity: None,
             }],

@@ -5,7 +5,8 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Subcommand;
 use domain::audit::{
-    csv_header, gdpdu_index, short_fingerprint, Receipt, TableSpec, CSV_DELIMITER, EVENT_COLUMNS, STREAM_COLUMNS,
+    csv_header, gdpdu_index, short_fingerprint, Receipt, TableSpec, CSV_DELIMITER, EVENT_COLUMNS, GDPDU_DTD_NAME,
+    STREAM_COLUMNS,
 };
 use sha2::{Digest, Sha256};
 use std::io::{BufWriter, IsTerminal, Read, Write};
@@ -384,6 +385,9 @@ fn event_json(r: &ExportRow) -> Result<serde_json::Value> {
     }))
 }
 
+/// The DTD `index.xml` names, shipped in every export (docs/gdpdu/ says where it comes from).
+const GDPDU_DTD: &str = include_str!("../../../docs/gdpdu/gdpdu-01-09-2004.dtd");
+
 fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut csv = csv_writer(&out.join("ledger_events.csv"))?;
@@ -392,16 +396,20 @@ fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<
     let mut jsonl = BufWriter::new(
         std::fs::File::create(&jsonl_path).with_context(|| format!("creating {}", jsonl_path.display()))?,
     );
+    let mut typed = crate::audit_tables::TypedTables::create(out, csv_writer)?;
     let mut days: Option<(chrono::NaiveDate, chrono::NaiveDate)> = None;
     let mut failed: Option<anyhow::Error> = None;
     let (streams, rows) = store::audit::export_rows(db, range, |r| {
         let day = r.occurred_at.date_naive();
         days = Some(days.map_or((day, day), |(a, b)| (a.min(day), b.max(day))));
-        let written =
-            event_record(r).and_then(|rec| Ok(csv.write_record(&rec)?)).and_then(|()| event_json(r)).and_then(|v| {
+        let written = event_record(r)
+            .and_then(|rec| Ok(csv.write_record(&rec)?))
+            .and_then(|()| event_json(r))
+            .and_then(|v| {
                 serde_json::to_writer(&mut jsonl, &v)?;
                 Ok(jsonl.write_all(b"\n")?)
-            });
+            })
+            .and_then(|()| typed.row(r));
         written.map_err(|e| {
             let io = std::io::Error::other(e.to_string());
             failed = Some(e);
@@ -430,6 +438,7 @@ fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<
     }
     sw.flush()?;
     drop(sw);
+    let typed_specs = typed.finish(db)?;
 
     let range_text =
         if range.from_seq.is_none() && range.to_seq.is_none() && range.since.is_none() && range.until.is_none() {
@@ -454,6 +463,7 @@ fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<
                 name: "ledger_events",
                 description: "every ledger event in the range, in seq order, with its chain hashes",
                 columns: EVENT_COLUMNS,
+                key_columns: 1,
                 header_bytes: csv_header(EVENT_COLUMNS).len(),
                 validity: days,
             },
@@ -463,15 +473,24 @@ fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<
                 description:
                     "every stream (Kafka partition or local stream) with its head and offset counters at export time",
                 columns: STREAM_COLUMNS,
+                key_columns: 1,
                 header_bytes: csv_header(STREAM_COLUMNS).len(),
                 validity: None,
             },
-        ],
+        ]
+        .into_iter()
+        .chain(typed_specs.iter().cloned())
+        .collect::<Vec<_>>(),
     );
     std::fs::write(out.join("index.xml"), index)?;
+    std::fs::write(out.join(GDPDU_DTD_NAME), GDPDU_DTD)?;
 
     let mut sums = String::new();
-    for name in ["ledger_events.csv", "ledger_events.jsonl", "ledger_streams.csv", "index.xml"] {
+    let typed_files = typed_specs.iter().map(|t| t.url);
+    for name in ["ledger_events.csv", "ledger_events.jsonl", "ledger_streams.csv", "index.xml", GDPDU_DTD_NAME]
+        .into_iter()
+        .chain(typed_files)
+    {
         sums.push_str(&format!("{}  {name}\n", sha256_file(&out.join(name))?));
     }
     std::fs::write(out.join("SHA256SUMS"), sums)?;

@@ -30,6 +30,16 @@ pub enum BudgetCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The EC Sales List (Zusammenfassende Meldung) of a period as CSV: per customer VAT id and
+    /// country, the net amount of the intra-EU services invoiced under reverse charge by the
+    /// period's close, as its SAP journal posts them (docs/sap-export.md).
+    EcSalesList {
+        #[arg(long)]
+        period: String,
+        /// File to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +79,23 @@ pub fn budget(db: &mut postgres::Client, cmd: BudgetCmd) -> Result<()> {
                         "{} journal lines for {period}, balanced; revenue EUR {} written to {}",
                         lines.len(),
                         revenue_total(&lines),
+                        path.display()
+                    );
+                }
+                None => print!("{}", String::from_utf8(csv)?),
+            }
+        }
+        BudgetCmd::EcSalesList { period, out } => {
+            let period = Period::parse(&period).map_err(anyhow::Error::msg)?;
+            let lines = store::budget::ec_sales_list(db, period)?;
+            let csv = domain::budget::ec_sales::ec_sales_csv(&lines);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &csv).with_context(|| format!("writing {}", path.display()))?;
+                    let total: rust_decimal::Decimal = lines.iter().map(|l| l.amount).sum();
+                    eprintln!(
+                        "{} customers on the EC Sales List of {period}, EUR {total} written to {}",
+                        lines.len(),
                         path.display()
                     );
                 }

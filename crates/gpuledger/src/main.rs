@@ -3,6 +3,7 @@
 //! (or family of them) has its own module, and `run` only dispatches.
 
 mod audit_cli;
+mod audit_tables;
 mod billing_cli;
 mod budget_cli;
 mod ingest_cli;

@@ -10,6 +10,7 @@ use crate::{Refusal, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::billing::reference::{ReferenceInput, NO_TENANT};
 use domain::billing::Period;
+use domain::budget::ec_sales::EcSalesLine;
 use domain::budget::events::BUDGET_VERSION;
 use domain::budget::lock::JournalExported;
 use domain::budget::report::{report, BudgetReport};
@@ -17,6 +18,7 @@ use domain::budget::sap::{imbalances, journal, journal_csv, JournalLine};
 use domain::budget::{BudgetEvent, BudgetState};
 use postgres::{Client, IsolationLevel, Transaction};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub const BUDGET_STREAM: &str = "gpuledger.budget";
@@ -39,20 +41,35 @@ pub(crate) fn budget_events(tx: &mut Transaction<'_>) -> Result<Vec<BudgetEvent>
 }
 
 /// Validates and appends budget events, all or none: each on its own, then against the state it
-/// joins (unknown or closed cost centres, budget exceeded without a reallocation, ...).
+/// joins (unknown or closed cost centres, budget exceeded without a reallocation, a closed
+/// period, ...). An item without an event id gets one from its business key; an event whose
+/// business key is in the ledger with the same content is counted as already there, with other
+/// content refused (`domain::budget::keys`).
 pub fn load_budget(
     client: &mut Client,
     items: &[ReferenceInput],
     now: DateTime<Utc>,
 ) -> Result<Vec<LoadedRef>, StoreError> {
-    let parsed = parse_items(items, BudgetEvent::parse)?;
+    let mut parsed = parse_items(items, BudgetEvent::parse)?;
+    for ((id, e), item) in parsed.iter_mut().zip(items) {
+        if item.event_id.is_none() {
+            *id = e.derived_event_id();
+        }
+    }
     ensure_months_for(client, std::iter::once(now))?;
     let mut tx = client.transaction()?;
     lock_stream(&mut tx, BUDGET_STREAM)?;
     let mut state = BudgetState::fold(&budget_events(&mut tx)?);
     let mut events = Vec::with_capacity(parsed.len());
+    let mut duplicates = Vec::new();
     for (i, (id, e)) in parsed.iter().enumerate() {
-        if !is_known(&mut tx, NO_TENANT, id)? {
+        if is_known(&mut tx, NO_TENANT, id)? {
+            // The same id again: append_local counts it, or refuses other content.
+        } else if state.is_duplicate(e) {
+            // The same business event under another id (or none): counted, not booked again.
+            duplicates.push(i);
+            continue;
+        } else {
             state.admits(e).map_err(|err| Refusal::ItemConflict {
                 item: i + 1,
                 event_kind: e.kind(),
@@ -69,22 +86,42 @@ pub fn load_budget(
             data: e.data(),
         });
     }
-    let appended = append_local(&mut tx, BUDGET_STREAM, &events, now)?;
+    let mut appended = append_local(&mut tx, BUDGET_STREAM, &events, now)?.into_iter();
     tx.commit()?;
     Ok(parsed
         .iter()
-        .zip(appended)
-        .map(|((_, e), a)| LoadedRef { event_id: a.event_id, kind: e.kind(), new: a.new })
+        .enumerate()
+        .map(|(i, (id, e))| match duplicates.contains(&i) {
+            true => LoadedRef { event_id: *id, kind: e.kind(), new: false },
+            false => {
+                let a = appended.next().expect("one appended per event passed");
+                LoadedRef { event_id: a.event_id, kind: e.kind(), new: a.new }
+            }
+        })
         .collect())
 }
 
-/// The budget report as of a date (business dates of the budget events, issue dates of invoices).
+/// Each close (its `period.closed` event id) with the period it closed: the journal's period of
+/// the documents it issued.
+pub(crate) fn close_periods(tx: &mut Transaction<'_>) -> Result<BTreeMap<Uuid, Period>, StoreError> {
+    tx.query("SELECT event_id, period FROM billing_closes", &[])?
+        .iter()
+        .map(|r| {
+            let p: String = r.get(1);
+            Ok((r.get(0), Period::parse(&p).map_err(StoreError::Invariant)?))
+        })
+        .collect()
+}
+
+/// The budget report as of a date (business dates of the budget events, issue dates of invoices,
+/// and the journal's periods for the revenue by service period).
 pub fn budget_report(client: &mut Client, as_of: NaiveDate) -> Result<BudgetReport, StoreError> {
     let mut tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
     let events = budget_events(&mut tx)?;
+    let docs = documents_where(&mut tx, "true", &[])?;
+    let closes = close_periods(&mut tx)?;
     tx.commit()?;
-    let docs = documents(client, None, None)?;
-    Ok(report(&BudgetState::as_of(&events, as_of), &docs, as_of))
+    Ok(report(&BudgetState::as_of(&events, as_of), &docs, &closes, as_of))
 }
 
 /// The SAP journal of a period: revenue of the documents issued by its close, depreciation of
@@ -96,6 +133,23 @@ pub fn sap_journal(client: &mut Client, period: Period) -> Result<Vec<JournalLin
     let docs = documents(client, Some(period), None)?;
     let state = BudgetState::as_of(&events, period.last_day());
     Ok(journal(&state, &docs, period).map_err(Refusal::Journal)?)
+}
+
+/// The EC Sales List of a period: the reverse-charge documents issued by its close, the same
+/// documents its SAP journal posts. Refused before the period's billing close.
+pub fn ec_sales_list(client: &mut Client, period: Period) -> Result<Vec<EcSalesLine>, StoreError> {
+    let mut tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+    let p = period.to_string();
+    if tx.query_opt("SELECT 1 FROM billing_closes WHERE period = $1", &[&p])?.is_none() {
+        return Err(Refusal::Journal(domain::budget::events::BudgetError {
+            field: "period".into(),
+            message: format!("{period} has no billing close yet; close it (gpuledger invoices close) first"),
+        })
+        .into());
+    }
+    let docs = documents_where(&mut tx, "i.close_period = $1", &[&p])?;
+    tx.commit()?;
+    Ok(domain::budget::ec_sales::ec_sales_list(&docs, period).map_err(Refusal::Journal)?)
 }
 
 /// Hands a period's SAP journal over: builds it as `sap_journal` does, and in the same

@@ -167,8 +167,21 @@ fn utilisation_section(report: &BudgetReport) -> Markup {
                     }
                 }
             }
-            p { "GPU investment " (eur(report.fleet.gpu_investment)) ", depreciated " (eur(report.fleet.accumulated_depreciation))
-                ", invoiced net " (eur(report.fleet.revenue_invoiced_net)) " (" (de(report.fleet.recovered_percent, 2)) " % recovered)." }
+            p { "GPU investment " (eur(report.fleet.gpu_investment)) ", depreciated through "
+                (report.bases.accumulated_depreciation_through.to_string()) " (the last completed month) "
+                (eur(report.fleet.accumulated_depreciation))
+                ", invoiced net by issue date " (eur(report.fleet.revenue_invoiced_net)) " (" (de(report.fleet.recovered_percent, 2)) " % recovered)." }
+            @if !report.revenue_by_service_period.is_empty() {
+                table #revenue-by-service-period {
+                    caption { "Revenue by service period, as the SAP journal posts it" }
+                    thead { tr { th { "Period" } th.num { "Documents" } th.num { "Net revenue" } } }
+                    tbody {
+                        @for r in &report.revenue_by_service_period {
+                            tr { td { (r.period.to_string()) } td.num { (r.documents) } td.num { (eur(r.revenue_net)) } }
+                        }
+                    }
+                }
+            }
         }
     }
 }

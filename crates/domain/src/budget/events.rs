@@ -2,7 +2,7 @@
 //! date folds the events dated up to it.
 
 use super::lock::JournalExported;
-use super::sap_master::{Customer, TaxCode};
+use super::sap_master::{Customer, DepreciationPosting, TaxCode};
 use crate::billing::dec;
 use crate::billing::Period;
 use chrono::NaiveDate;
@@ -23,6 +23,7 @@ pub const KIND_FORECAST: &str = "forecast.set";
 pub const KIND_TAX_CODE: &str = "tax_code.set";
 pub const KIND_CUSTOMER: &str = "customer.set";
 pub const KIND_JOURNAL_EXPORTED: &str = "journal.exported";
+pub const KIND_DEPRECIATION_POSTING: &str = "depreciation_posting.set";
 pub const BUDGET_KINDS: &[&str] = &[
     KIND_PROGRAMME,
     KIND_COST_CENTER,
@@ -38,6 +39,7 @@ pub const BUDGET_KINDS: &[&str] = &[
     KIND_TAX_CODE,
     KIND_CUSTOMER,
     KIND_JOURNAL_EXPORTED,
+    KIND_DEPRECIATION_POSTING,
 ];
 pub const BUDGET_VERSION: i16 = 1;
 
@@ -318,6 +320,7 @@ pub enum BudgetEvent {
     TaxCode(TaxCode),
     Customer(Customer),
     JournalExported(JournalExported),
+    DepreciationPosting(DepreciationPosting),
 }
 
 fn text(field: &str, v: &str, max: usize) -> Result<(), BudgetError> {
@@ -379,6 +382,7 @@ impl BudgetEvent {
             KIND_TAX_CODE => BudgetEvent::TaxCode(de(data)?),
             KIND_CUSTOMER => BudgetEvent::Customer(de(data)?),
             KIND_JOURNAL_EXPORTED => BudgetEvent::JournalExported(de(data)?),
+            KIND_DEPRECIATION_POSTING => BudgetEvent::DepreciationPosting(de(data)?),
             other => return Err(err("kind", format!("{other:?} is not one of {BUDGET_KINDS:?}"))),
         };
         e.validate()?;
@@ -483,6 +487,7 @@ impl BudgetEvent {
             BudgetEvent::TaxCode(t) => t.validate()?,
             BudgetEvent::Customer(c) => c.validate()?,
             BudgetEvent::JournalExported(j) => j.validate()?,
+            BudgetEvent::DepreciationPosting(_) => {}
             BudgetEvent::Forecast(f) => {
                 money("estimate_to_complete", f.estimate_to_complete)?;
                 if f.estimate_to_complete < Decimal::ZERO {
@@ -509,6 +514,7 @@ impl BudgetEvent {
             BudgetEvent::TaxCode(_) => KIND_TAX_CODE,
             BudgetEvent::Customer(_) => KIND_CUSTOMER,
             BudgetEvent::JournalExported(_) => KIND_JOURNAL_EXPORTED,
+            BudgetEvent::DepreciationPosting(_) => KIND_DEPRECIATION_POSTING,
         }
     }
 
@@ -529,6 +535,7 @@ impl BudgetEvent {
             BudgetEvent::TaxCode(x) => x.date,
             BudgetEvent::Customer(x) => x.date,
             BudgetEvent::JournalExported(x) => x.date,
+            BudgetEvent::DepreciationPosting(x) => x.date,
         }
     }
 
@@ -548,6 +555,7 @@ impl BudgetEvent {
             BudgetEvent::TaxCode(x) => serde_json::to_value(x),
             BudgetEvent::Customer(x) => serde_json::to_value(x),
             BudgetEvent::JournalExported(x) => serde_json::to_value(x),
+            BudgetEvent::DepreciationPosting(x) => serde_json::to_value(x),
         }
         .expect("budget events serialize")
     }

@@ -4,7 +4,9 @@
 //! report (budget, committed, actual, remaining, forecast, the fleet and the revenue recovered)
 //! as of any date; and the journal for SAP. Pure: every input is passed in.
 
+pub mod ec_sales;
 pub mod events;
+pub mod keys;
 pub mod lock;
 pub mod report;
 pub mod sap;
@@ -14,6 +16,8 @@ pub mod state;
 pub use events::BudgetEvent;
 pub use state::BudgetState;
 
+#[cfg(test)]
+mod books_tests;
 #[cfg(test)]
 mod sap_tests;
 #[cfg(test)]

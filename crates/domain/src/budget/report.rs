@@ -71,6 +71,34 @@ pub struct Attribution {
     pub revenue: Decimal,
 }
 
+/// The net revenue of the documents issued by one period's close: what the SAP journal of that
+/// period posts (on its last day).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeriodRevenue {
+    pub period: Period,
+    pub documents: u32,
+    #[serde(with = "dec")]
+    pub revenue_net: Decimal,
+}
+
+/// What each figure of the report is based on, in words and dates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bases {
+    /// `fleet.monthly_depreciation`: the month of `as_of` (which may not be over yet).
+    pub monthly_depreciation_of: Period,
+    /// `fleet.accumulated_depreciation` runs through this month: the last one ended on or before
+    /// `as_of`.
+    pub accumulated_depreciation_through: Period,
+    /// `fleet.revenue_invoiced_net` and `revenue_attribution`.
+    pub revenue: &'static str,
+    /// `revenue_by_service_period`.
+    pub revenue_by_service_period: &'static str,
+}
+
+pub const REVENUE_BASIS: &str =
+    "issue date: documents issued up to as_of, each in full, whatever period they bill (credit notes negative)";
+pub const SERVICE_PERIOD_BASIS: &str = "service period as the SAP journal posts it: the documents issued by the close of each period ended by as_of, posted on that period's last day (late usage and corrections of earlier periods in the close that issued them)";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BudgetReport {
     pub as_of: NaiveDate,
@@ -84,6 +112,45 @@ pub struct BudgetReport {
     /// Revenue per cost centre by the allocation key in force for each document's period
     /// (`unattributed` where no key was in force).
     pub revenue_attribution: Vec<Attribution>,
+    /// Revenue per period as the SAP journal posts it (`bases.revenue_by_service_period`).
+    pub revenue_by_service_period: Vec<PeriodRevenue>,
+    pub bases: Bases,
+}
+
+/// The month of a date (any date: `Period::of` takes every instant, `Period::new` only 2020 to 2100).
+pub fn month_of(d: NaiveDate) -> Period {
+    Period::of(berlin_midnight(d) + chrono::Duration::hours(12))
+}
+
+/// The last month that ended on or before `as_of`.
+pub fn last_completed_month(as_of: NaiveDate) -> Period {
+    let p = month_of(as_of);
+    if as_of == p.last_day() {
+        p
+    } else {
+        p.prev()
+    }
+}
+
+/// The net revenue per period of the closes of the periods ended by `as_of`: `posting_period`
+/// maps a document's close (`close_event_id`) to the period closed; the SAP journal of a period
+/// posts exactly these documents.
+pub fn revenue_by_service_period(
+    docs: &[InvoiceDoc],
+    posting_period: &BTreeMap<uuid::Uuid, Period>,
+    as_of: NaiveDate,
+) -> Vec<PeriodRevenue> {
+    let mut out: BTreeMap<Period, PeriodRevenue> = BTreeMap::new();
+    for d in docs {
+        let p = posting_period.get(&d.close_event_id).copied().unwrap_or(d.period);
+        if p.last_day() > as_of {
+            continue;
+        }
+        let r = out.entry(p).or_insert(PeriodRevenue { period: p, documents: 0, revenue_net: Decimal::ZERO });
+        r.documents += 1;
+        r.revenue_net += (d.sign() * d.net_total).amount();
+    }
+    out.into_values().collect()
 }
 
 fn months_between(from: NaiveDate, to: NaiveDate) -> i64 {
@@ -107,22 +174,32 @@ fn accumulated(a: &Asset, months: i64) -> Decimal {
     cents(a.cost * Decimal::from(months.clamp(0, n)) / Decimal::from(n))
 }
 
-/// Depreciation accumulated up to and including the month of `as_of`.
-pub fn accumulated_depreciation(a: &Asset, as_of: NaiveDate) -> Decimal {
-    accumulated(a, months_between(a.in_service, as_of) + 1)
+/// Depreciation accumulated up to and including the month `through`.
+pub fn accumulated_depreciation(a: &Asset, through: Period) -> Decimal {
+    accumulated(a, months_between(a.in_service, through.first_day()) + 1)
 }
 
-/// Splits an amount by percentage shares, each rounded to cents, the last taking the remainder so
-/// that the parts add up exactly.
+/// Splits an amount (in cents) by percentage shares adding up to 100 %, by the largest-remainder
+/// method: each share gets its exact part rounded towards zero to cents, and the cents left over
+/// go one each to the shares with the largest cut-off remainders (the earlier share on a tie).
+/// The parts add up to the amount exactly and each is within one cent of its exact part.
+/// (Hand-written: a dozen lines over exact decimals; the apportionment crates round floats.)
 pub fn split_by_shares(amount: Decimal, shares: &[(String, Decimal)]) -> Vec<(String, Decimal)> {
-    let mut out = Vec::with_capacity(shares.len());
-    let mut given = Decimal::ZERO;
-    for (i, (cc, pct)) in shares.iter().enumerate() {
-        let part = if i + 1 == shares.len() { amount - given } else { cents(amount * pct / Decimal::ONE_HUNDRED) };
-        given += part;
-        out.push((cc.clone(), cents(part)));
+    let amount = cents(amount);
+    let sign = if amount.is_sign_negative() { -Decimal::ONE } else { Decimal::ONE };
+    let total = amount.abs() * Decimal::ONE_HUNDRED;
+    let exact: Vec<Decimal> = shares.iter().map(|(_, pct)| total * pct / Decimal::ONE_HUNDRED).collect();
+    let mut parts: Vec<Decimal> = exact.iter().map(|e| e.trunc()).collect();
+    let mut left = total - parts.iter().sum::<Decimal>();
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by(|&a, &b| (exact[b] - parts[b]).cmp(&(exact[a] - parts[a])).then(a.cmp(&b)));
+    let mut next = order.iter().cycle();
+    while left >= Decimal::ONE {
+        let Some(&i) = next.next() else { break };
+        parts[i] += Decimal::ONE;
+        left -= Decimal::ONE;
     }
-    out
+    shares.iter().zip(parts).map(|((cc, _), p)| (cc.clone(), cents(sign * p / Decimal::ONE_HUNDRED))).collect()
 }
 
 fn row(level: &str, owner: &str, cc: &str, wbs: &str, f: &Figures) -> BudgetRow {
@@ -141,8 +218,15 @@ fn row(level: &str, owner: &str, cc: &str, wbs: &str, f: &Figures) -> BudgetRow 
 }
 
 /// The report as of `as_of`: `state` must be the fold of the budget events dated up to it
-/// (`BudgetState::as_of`); documents issued after it are left out here.
-pub fn report(state: &BudgetState, docs: &[InvoiceDoc], as_of: NaiveDate) -> BudgetReport {
+/// (`BudgetState::as_of`); documents issued after it are left out of the revenue by issue date;
+/// `posting_period` maps each close (`close_event_id`) to the period it closed.
+pub fn report(
+    state: &BudgetState,
+    all_docs: &[InvoiceDoc],
+    posting_period: &BTreeMap<uuid::Uuid, Period>,
+    as_of: NaiveDate,
+) -> BudgetReport {
+    let through = last_completed_month(as_of);
     let owner_of = |cc: &str| state.cost_centers.get(cc).map_or("unknown", |c| c.owner.as_str()).to_string();
     let mut rows = Vec::new();
     let mut per_wbs: BTreeMap<(String, String), Figures> = BTreeMap::new();
@@ -166,7 +250,7 @@ pub fn report(state: &BudgetState, docs: &[InvoiceDoc], as_of: NaiveDate) -> Bud
     }
     rows.push(row("programme", "", "", "", &programme));
 
-    let docs: Vec<&InvoiceDoc> = docs.iter().filter(|d| d.issue_date <= as_of).collect();
+    let docs: Vec<&InvoiceDoc> = all_docs.iter().filter(|d| d.issue_date <= as_of).collect();
     let end = berlin_midnight(as_of.checked_add_days(Days::new(1)).expect("date"));
     let mut fleet: BTreeMap<String, FleetRow> = BTreeMap::new();
     let (mut investment, mut monthly, mut accumulated_total) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
@@ -183,7 +267,7 @@ pub fn report(state: &BudgetState, docs: &[InvoiceDoc], as_of: NaiveDate) -> Bud
         r.available_gpu_hours += Decimal::from(a.gpus) * Decimal::from(hours);
         investment += a.cost;
         monthly += depreciation_of_month(a, Period::of(end - chrono::Duration::hours(1)));
-        accumulated_total += accumulated_depreciation(a, as_of);
+        accumulated_total += accumulated_depreciation(a, through);
     }
     let mut revenue = Decimal::ZERO;
     let mut attribution: BTreeMap<(String, String), Decimal> = BTreeMap::new();
@@ -241,6 +325,13 @@ pub fn report(state: &BudgetState, docs: &[InvoiceDoc], as_of: NaiveDate) -> Bud
             .into_iter()
             .map(|((owner, cost_center), revenue)| Attribution { owner, cost_center, revenue: cents(revenue) })
             .collect(),
+        revenue_by_service_period: revenue_by_service_period(all_docs, posting_period, as_of),
+        bases: Bases {
+            monthly_depreciation_of: month_of(as_of),
+            accumulated_depreciation_through: through,
+            revenue: REVENUE_BASIS,
+            revenue_by_service_period: SERVICE_PERIOD_BASIS,
+        },
     }
 }
 
@@ -273,6 +364,8 @@ impl BudgetReport {
             "billed_gpu_hours",
             "utilisation_percent",
             "revenue",
+            "period",
+            "basis",
         ];
         w.write_record(header).expect("memory");
         let d = self.as_of.to_string();
@@ -291,6 +384,8 @@ impl BudgetReport {
                 r.remaining.to_string(),
                 r.forecast_at_completion.to_string(),
                 r.warning.to_string(),
+                String::new(),
+                String::new(),
                 String::new(),
                 String::new(),
                 String::new(),
@@ -318,6 +413,16 @@ impl BudgetReport {
             rec[3] = a.owner.clone();
             rec[4] = esc(&a.cost_center);
             rec[17] = a.revenue.to_string();
+            rec[19] = self.bases.revenue.into();
+            w.write_record(&rec).expect("memory");
+        }
+        for r in &self.revenue_by_service_period {
+            let mut rec = vec![String::new(); header.len()];
+            rec[0] = "revenue_by_service_period".into();
+            rec[1] = d.clone();
+            rec[17] = r.revenue_net.to_string();
+            rec[18] = r.period.to_string();
+            rec[19] = self.bases.revenue_by_service_period.into();
             w.write_record(&rec).expect("memory");
         }
         w.into_inner().expect("memory")
@@ -366,10 +471,20 @@ impl BudgetReport {
         let f = &self.fleet;
         let _ = writeln!(
             s,
-            "GPU investment {} · depreciation this month {} · accumulated {} · revenue invoiced (net of credit notes) {} · recovered {}%",
-            f.gpu_investment, f.monthly_depreciation, f.accumulated_depreciation, f.revenue_invoiced_net, f.recovered_percent
+            "GPU investment {} · depreciation of {} {} · accumulated through {} (last completed month) {} · revenue invoiced by issue date (net of credit notes) {} · recovered {}%",
+            f.gpu_investment,
+            self.bases.monthly_depreciation_of,
+            f.monthly_depreciation,
+            self.bases.accumulated_depreciation_through,
+            f.accumulated_depreciation,
+            f.revenue_invoiced_net,
+            f.recovered_percent
         );
-        let _ = writeln!(s, "\nrevenue attributed by allocation key");
+        let _ = writeln!(s, "\nrevenue by service period ({})", self.bases.revenue_by_service_period);
+        for r in &self.revenue_by_service_period {
+            let _ = writeln!(s, "{:<9} {:>5} documents {:>16}", r.period, r.documents, r.revenue_net);
+        }
+        let _ = writeln!(s, "\nrevenue attributed by allocation key (by issue date)");
         for a in &self.revenue_attribution {
             let _ = writeln!(s, "{:<9} {:<14} {:>16}", a.owner, a.cost_center, a.revenue);
         }

@@ -7,6 +7,7 @@
 
 use super::events::{err, BudgetError, GlRole};
 use super::report::{depreciation_of_month, split_by_shares};
+use super::sap_master::{DepreciationAssignment, DepreciationSource};
 use super::state::BudgetState;
 use crate::billing::dec::cents;
 use crate::billing::invoice::InvoiceDoc;
@@ -222,13 +223,19 @@ fn revenue_document(
 
 /// The month's depreciation: one document for the period (reference `AFA-YYYY-MM`, within SAP's
 /// 16 characters whatever the asset ids), an expense and an accumulated-depreciation line per
-/// asset, each naming the asset in its text.
+/// asset, each naming the asset in its text. The expense line carries one account assignment, the
+/// cost centre or the WBS element (`depreciation_posting.set`); none at all when SAP Asset
+/// Accounting computes depreciation itself.
 fn depreciation_document(
     state: &BudgetState,
     company_code: &str,
     period: Period,
     lines: &mut Vec<JournalLine>,
 ) -> Result<(), BudgetError> {
+    if state.depreciation.computed_by == DepreciationSource::SapAssetAccounting {
+        return Ok(());
+    }
+    let by_wbs = state.depreciation.assignment == DepreciationAssignment::WbsElement;
     let posting_date = period.last_day();
     let mut doc = Doc {
         lines,
@@ -252,13 +259,15 @@ fn depreciation_document(
         let text = format!("depreciation {} {}", a.asset_id, period);
         doc.post(
             amount,
-            Posting {
-                gl_account: dep_exp,
-                cost_center: &c.sap_cost_center,
-                profit_center: &c.profit_center,
-                wbs: &a.wbs,
-                text: &text,
-                ..Posting::default()
+            match by_wbs {
+                true => Posting { gl_account: dep_exp, wbs: &a.wbs, text: &text, ..Posting::default() },
+                false => Posting {
+                    gl_account: dep_exp,
+                    cost_center: &c.sap_cost_center,
+                    profit_center: &c.profit_center,
+                    text: &text,
+                    ..Posting::default()
+                },
             },
         );
         doc.post(-amount, Posting { gl_account: dep_acc, text: &text, ..Posting::default() });

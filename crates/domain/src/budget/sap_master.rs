@@ -69,3 +69,35 @@ impl Customer {
         alnum("customer", &self.customer, 10)
     }
 }
+
+/// The one CO account assignment of a depreciation expense line (SAP takes one real CO object
+/// per line: a cost centre or a WBS element, not both).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepreciationAssignment {
+    /// The asset's cost centre (with its profit centre).
+    #[default]
+    CostCenter,
+    /// The asset's WBS element (SAP derives the profit centre from it).
+    WbsElement,
+}
+
+/// Who computes the monthly depreciation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepreciationSource {
+    /// gpuledger: the journal carries one depreciation document per month.
+    #[default]
+    Journal,
+    /// SAP Asset Accounting (its depreciation run) computes and posts it: the journal leaves it out.
+    SapAssetAccounting,
+}
+
+/// How the journal posts depreciation, from `date` on (without one: cost centre, by the journal).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepreciationPosting {
+    pub assignment: DepreciationAssignment,
+    pub computed_by: DepreciationSource,
+    pub date: NaiveDate,
+}

@@ -1,8 +1,9 @@
 //! The budget state: a fold of budget events, and the rules a new event must pass against it.
 
 use super::events::*;
+use super::keys::refuse_other_content;
 use super::lock::{check_reexport, refuse_in_closed_period, JournalExported};
-use super::sap_master::{Customer, TaxCode};
+use super::sap_master::{Customer, DepreciationPosting, TaxCode};
 use crate::billing::Period;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -68,6 +69,10 @@ pub struct BudgetState {
     pub customers: BTreeMap<String, Customer>,
     /// Periods whose SAP journal was handed over.
     pub exported: BTreeMap<Period, JournalExported>,
+    /// How the journal posts depreciation (default: cost centre, by the journal).
+    pub depreciation: DepreciationPosting,
+    /// Every event by its business key (`keys`).
+    pub by_key: BTreeMap<String, BudgetEvent>,
 }
 
 impl BudgetState {
@@ -112,22 +117,100 @@ impl BudgetState {
         Ok(())
     }
 
-    fn fits(&self, b: &Bucket, more: Decimal) -> Result<(), BudgetError> {
+    /// Whether `more` (of `booked` EUR, the rest covered by an order) fits the bucket's remaining
+    /// budget; the refusal names the amount booked and the part beyond the budget.
+    fn fits(&self, b: &Bucket, booked: Decimal, more: Decimal) -> Result<(), BudgetError> {
         let f = self.buckets.get(b).copied().unwrap_or_default();
         if more > f.remaining() {
+            let covered = match booked - more {
+                c if c.is_zero() => String::new(),
+                c => format!(" ({c} EUR of it covered by its purchase order)"),
+            };
             return Err(err(
                 "amount",
                 format!(
-                    "{more} EUR would exceed the budget of {} / {} / {}: budget {}, committed {}, actual {}, remaining {}; an approved reallocation is needed first",
+                    "{booked} EUR{covered} would exceed the budget of {} / {} / {} by {} EUR: budget {}, committed {}, actual {}, remaining {}; an approved reallocation is needed first",
                     b.cost_center,
                     b.wbs,
                     b.category.as_str(),
+                    more - f.remaining(),
                     f.budget,
                     f.open_commitments,
                     f.actual,
                     f.remaining()
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// Actual cost booked on a WBS element (all categories) and the cost of the assets already
+    /// capitalised from it.
+    pub fn wbs_actual_and_capitalised(&self, wbs: &str) -> (Decimal, Decimal) {
+        let actual = self.buckets.iter().filter(|(b, _)| b.wbs == wbs).map(|(_, f)| f.actual).sum();
+        let capitalised = self.assets.values().filter(|a| a.wbs == wbs).map(|a| a.cost).sum();
+        (actual, capitalised)
+    }
+
+    /// An asset is capitalised from the actual cost of its WBS element, which must belong to the
+    /// asset's cost centre; its cost may not exceed what the element's actual cost leaves after
+    /// the assets already capitalised from it.
+    fn asset_fits(&self, a: &Asset) -> Result<(), BudgetError> {
+        let w = self.wbs.get(&a.wbs).ok_or_else(|| err("wbs", format!("unknown WBS element {:?}", a.wbs)))?;
+        if w.cost_center != a.cost_center {
+            return Err(err(
+                "wbs",
+                format!("WBS element {} belongs to cost centre {}, not {}", a.wbs, w.cost_center, a.cost_center),
+            ));
+        }
+        let (actual, capitalised) = self.wbs_actual_and_capitalised(&a.wbs);
+        let left = actual - capitalised;
+        if a.cost > left {
+            return Err(err(
+                "cost",
+                format!(
+                    "{} EUR exceeds the actual cost of WBS element {} not yet capitalised by {} EUR: actual {}, in assets already {}, left {}; book the supplier invoices first",
+                    a.cost,
+                    a.wbs,
+                    a.cost - left,
+                    actual,
+                    capitalised,
+                    left
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A cost centre is closed only when no purchase order on it is still open and no allocation
+    /// key in force on the day or later gives it revenue.
+    fn may_close(&self, c: &CostCenter) -> Result<(), BudgetError> {
+        let open: Vec<&PoState> =
+            self.orders.values().filter(|o| o.order.cost_center == c.cost_center && o.open() > Decimal::ZERO).collect();
+        if !open.is_empty() {
+            let total: Decimal = open.iter().map(|o| o.open()).sum();
+            let numbers: Vec<&str> = open.iter().map(|o| o.order.po_number.as_str()).collect();
+            return Err(err(
+                "open",
+                format!(
+                    "cost centre {} has open commitments of {total} EUR (purchase orders {}); invoice them before closing it",
+                    c.cost_center,
+                    numbers.join(", ")
+                ),
+            ));
+        }
+        let from = super::report::month_of(c.date);
+        let in_force = self.key_for(from).into_iter().chain(self.keys.range(from.next()..).map(|(_, k)| k));
+        for k in in_force {
+            if let Some(s) = k.shares.iter().find(|s| s.cost_center == c.cost_center) {
+                return Err(err(
+                    "open",
+                    format!(
+                        "cost centre {} still takes {} % of revenue in allocation key {} (from {}); set a key without it first",
+                        c.cost_center, s.percent, k.key_id, k.effective_from
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -141,7 +224,13 @@ impl BudgetState {
                     None => Ok(()),
                 }
             }
-            _ => refuse_in_closed_period(e.kind(), e.date(), self.locked_through())?,
+            _ => {
+                if let Some(old) = self.by_key.get(&e.business_key()) {
+                    refuse_other_content(old, e)?;
+                    return Err(err("business_key", format!("{} is already in the ledger", e.business_key())));
+                }
+                refuse_in_closed_period(e.kind(), e.date(), self.locked_through())?
+            }
         }
         let needs_programme =
             || self.programme.as_ref().map(|_| ()).ok_or_else(|| err("programme", "no programme.set yet"));
@@ -160,10 +249,15 @@ impl BudgetState {
                     ));
                 }
             }
-            BudgetEvent::CostCenter(_)
-            | BudgetEvent::GlAccount(_)
+            BudgetEvent::CostCenter(c) => {
+                if !c.open && self.cost_centers.get(&c.cost_center).is_some_and(|old| old.open) {
+                    self.may_close(c)?;
+                }
+            }
+            BudgetEvent::GlAccount(_)
             | BudgetEvent::TaxCode(_)
             | BudgetEvent::Customer(_)
+            | BudgetEvent::DepreciationPosting(_)
             | BudgetEvent::JournalExported(_) => {}
             BudgetEvent::Wbs(w) => {
                 if !self.cost_centers.contains_key(&w.cost_center) {
@@ -181,7 +275,12 @@ impl BudgetState {
                 if a.amount > self.unallocated() {
                     return Err(err(
                         "amount",
-                        format!("{} is more than the {} not yet allocated", a.amount, self.unallocated()),
+                        format!(
+                            "{} EUR is more than the {} not yet allocated, by {} EUR",
+                            a.amount,
+                            self.unallocated(),
+                            a.amount - self.unallocated()
+                        ),
                     ));
                 }
             }
@@ -201,12 +300,13 @@ impl BudgetState {
                         return Err(err(
                             "moves",
                             format!(
-                                "{} / {} / {} would have less budget ({}) than it has committed and spent ({})",
+                                "{} / {} / {} would have less budget ({}) than it has committed and spent ({}), by {} EUR",
                                 b.cost_center,
                                 b.wbs,
                                 b.category.as_str(),
                                 f.budget + delta,
-                                f.open_commitments + f.actual
+                                f.open_commitments + f.actual,
+                                -(f.remaining() + delta)
                             ),
                         ));
                     }
@@ -220,7 +320,7 @@ impl BudgetState {
                         format!("purchase order {} exists; a change is a new order", p.po_number),
                     ));
                 }
-                self.fits(&p.bucket(), p.amount)?;
+                self.fits(&p.bucket(), p.amount, p.amount)?;
             }
             BudgetEvent::Cost(c) => {
                 self.open_bucket("cost_center", &c.cost_center, &c.wbs)?;
@@ -243,7 +343,7 @@ impl BudgetState {
                     }
                     None => Decimal::ZERO,
                 };
-                self.fits(&c.bucket(), c.amount - covered)?;
+                self.fits(&c.bucket(), c.amount, c.amount - covered)?;
             }
             BudgetEvent::Asset(a) => {
                 if self.assets.contains_key(&a.asset_id) {
@@ -252,9 +352,7 @@ impl BudgetState {
                 if !self.cost_centers.contains_key(&a.cost_center) {
                     return Err(err("cost_center", format!("unknown cost centre {:?}", a.cost_center)));
                 }
-                if !self.wbs.contains_key(&a.wbs) {
-                    return Err(err("wbs", format!("unknown WBS element {:?}", a.wbs)));
-                }
+                self.asset_fits(a)?;
             }
             BudgetEvent::AllocationKey(k) => {
                 for (i, s) in k.shares.iter().enumerate() {
@@ -276,7 +374,13 @@ impl BudgetState {
         Ok(())
     }
 
+    /// Whether the event is in the ledger already, same key and same content.
+    pub fn is_duplicate(&self, e: &BudgetEvent) -> bool {
+        self.by_key.get(&e.business_key()) == Some(e)
+    }
+
     pub fn apply(&mut self, e: &BudgetEvent) {
+        self.by_key.entry(e.business_key()).or_insert_with(|| e.clone());
         match e {
             BudgetEvent::Programme(p) => self.programme = Some(p.clone()),
             BudgetEvent::CostCenter(c) => {
@@ -328,6 +432,7 @@ impl BudgetState {
             BudgetEvent::Customer(c) => {
                 self.customers.insert(c.tenant_id.clone(), c.clone());
             }
+            BudgetEvent::DepreciationPosting(d) => self.depreciation = *d,
             BudgetEvent::JournalExported(j) => {
                 self.exported.entry(j.period).or_insert_with(|| j.clone());
             }

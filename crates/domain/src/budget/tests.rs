@@ -18,7 +18,7 @@ fn day(n: u64) -> NaiveDate {
 const CCS: &[(&str, Owner)] = &[("TEL-PREM", Owner::Telekom), ("SAP-INST", Owner::Sap), ("OP-GPU", Owner::Operator)];
 const CATS: &[Category] = &[Category::Premises, Category::Installation, Category::GpuProcurement, Category::Operations];
 
-fn master() -> Vec<BudgetEvent> {
+pub(super) fn master() -> Vec<BudgetEvent> {
     let mut v = vec![BudgetEvent::Programme(Programme {
         programme_id: "KI-CLOUD".into(),
         name: "Sovereign AI Cloud".into(),
@@ -158,8 +158,8 @@ proptest! {
         for cut in [day(0), day(10), day(40), date] {
             let prefix: Vec<BudgetEvent> = log.iter().filter(|e| e.date() <= cut).cloned().collect();
             prop_assert_eq!(
-                report(&BudgetState::as_of(&log, cut), &[], cut),
-                report(&BudgetState::fold(&prefix), &[], cut)
+                report(&BudgetState::as_of(&log, cut), &[], &BTreeMap::new(), cut),
+                report(&BudgetState::fold(&prefix), &[], &BTreeMap::new(), cut)
             );
         }
     }

@@ -6,7 +6,7 @@ use super::compare::{Difference, ProjectionOutput};
 use super::cut::{local_stream, Cut};
 use super::invariant;
 use crate::billing::documents_where;
-use crate::budget::{budget_events, BUDGET_STREAM};
+use crate::budget::{budget_events, close_periods, BUDGET_STREAM};
 use crate::StoreError;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::billing::invoice::InvoiceDoc;
@@ -34,7 +34,8 @@ pub(super) fn replay_report(
     replayed_docs: &[InvoiceDoc],
     as_of_date: NaiveDate,
 ) -> Result<(ProjectionOutput, Vec<Difference>), StoreError> {
-    let budget_json = report(&BudgetState::as_of(budget_in, as_of_date), replayed_docs, as_of_date).to_json();
+    let closes = close_periods(tx)?;
+    let budget_json = report(&BudgetState::as_of(budget_in, as_of_date), replayed_docs, &closes, as_of_date).to_json();
     let budget_sha: [u8; 32] = Sha256::digest(&budget_json).into();
     tx.batch_execute(&format!(
         "CREATE TABLE {schema}.budget_report (as_of date NOT NULL, report text NOT NULL, report_sha256 bytea NOT NULL)"
@@ -47,7 +48,8 @@ pub(super) fn replay_report(
     let mut budget_differences = Vec::new();
     if cut.is_now() {
         let live_docs = documents_where(tx, "true", &[])?;
-        let live = report(&BudgetState::as_of(&budget_events(tx)?, as_of_date), &live_docs, as_of_date).to_json();
+        let live =
+            report(&BudgetState::as_of(&budget_events(tx)?, as_of_date), &live_docs, &closes, as_of_date).to_json();
         if live != budget_json {
             let (a, b): (Value, Value) = (
                 serde_json::from_slice(&budget_json).unwrap_or(Value::Null),
