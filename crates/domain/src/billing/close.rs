@@ -130,20 +130,7 @@ pub fn plan_close(
         return Err(CloseError::AlreadyClosed(period));
     }
     let seller = input.refs.seller.as_ref().ok_or(CloseError::NoSeller)?;
-    let mut tenants: BTreeSet<&str> = input.usage.keys().map(String::as_str).collect();
-    for c in input.refs.contracts.values().filter(|c| c.covers(period)) {
-        tenants.insert(&c.tenant_id);
-    }
-    let missing: Vec<String> =
-        tenants.iter().filter(|t| !input.refs.profiles.contains_key(**t)).map(|t| t.to_string()).collect();
-    if !missing.is_empty() {
-        return Err(CloseError::MissingProfiles(missing));
-    }
-    let mut counters: BTreeMap<String, u32> = BTreeMap::new();
-    for d in &input.issued {
-        *counters.entry(d.series.clone()).or_default() += 1;
-    }
-    let issue_date = berlin_date(issued_at);
+    let tenants = tenants_to_bill(period, input)?;
     let empty = Vec::new();
     let mut invoices = Vec::new();
     let mut credits = Vec::new();
@@ -203,10 +190,42 @@ pub fn plan_close(
             )?);
         }
     }
-    // Numbers: invoices first, then credit notes, each in tenant order, gapless per series.
+    Ok(number(&seller.series_prefix, period, issued_at, input, invoices, credits))
+}
+
+/// The tenants a close of `period` bills: those with usage and those with a contract covering it.
+/// Every one of them needs a billing profile.
+fn tenants_to_bill(period: Period, input: &CloseInput) -> Result<BTreeSet<&str>, CloseError> {
+    let mut tenants: BTreeSet<&str> = input.usage.keys().map(String::as_str).collect();
+    for c in input.refs.contracts.values().filter(|c| c.covers(period)) {
+        tenants.insert(&c.tenant_id);
+    }
+    let missing: Vec<String> =
+        tenants.iter().filter(|t| !input.refs.profiles.contains_key(**t)).map(|t| t.to_string()).collect();
+    if !missing.is_empty() {
+        return Err(CloseError::MissingProfiles(missing));
+    }
+    Ok(tenants)
+}
+
+/// Numbers and due dates: invoices first, then credit notes, each in tenant order, gapless per
+/// series, numbered on from the documents already issued.
+fn number(
+    series_prefix: &str,
+    period: Period,
+    issued_at: DateTime<Utc>,
+    input: &CloseInput,
+    invoices: Vec<InvoiceDoc>,
+    credits: Vec<InvoiceDoc>,
+) -> Vec<InvoiceDoc> {
+    let mut counters: BTreeMap<String, u32> = BTreeMap::new();
+    for d in &input.issued {
+        *counters.entry(d.series.clone()).or_default() += 1;
+    }
+    let issue_date = berlin_date(issued_at);
     let mut out = Vec::with_capacity(invoices.len() + credits.len());
     for mut d in invoices.into_iter().chain(credits) {
-        let series = series_name(&seller.series_prefix, d.is_credit_note(), period);
+        let series = series_name(series_prefix, d.is_credit_note(), period);
         let n = counters.entry(series.clone()).or_default();
         *n += 1;
         d.number = format!("{series}-{n:06}");
@@ -214,7 +233,7 @@ pub fn plan_close(
         d.due_date = issue_date.checked_add_days(Days::new(u64::from(d.buyer.payment_terms_days))).expect("date");
         out.push(d);
     }
-    Ok(out)
+    out
 }
 
 /// Whether a difference (GPU-seconds, net) still to bill is a charge (to invoice) rather than a

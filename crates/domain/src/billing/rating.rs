@@ -13,7 +13,7 @@
 
 use super::dec;
 use super::period::Period;
-use super::reference::ReferenceState;
+use super::reference::{Contract, ReferenceState};
 use crate::gpu_hours::GpuHours;
 use crate::money::Money;
 use chrono::{DateTime, Utc};
@@ -151,6 +151,9 @@ fn list_numerator(
     Ok(list_pieces(refs, tenant_id, sku, hour, cumulative, secs)?.iter().map(|(_, price, s)| price * s).sum())
 }
 
+/// GPU-seconds per (hour, project) of one SKU, in the order of rating.
+type SkuHours<'a> = BTreeMap<(DateTime<Utc>, &'a str), Decimal>;
+
 /// Rates a tenant's usage in `period`. `usage` may come in any order and any split: the result
 /// depends only on the GPU-seconds per SKU, project and hour.
 pub fn rate_period(
@@ -160,16 +163,44 @@ pub fn rate_period(
     refs: &ReferenceState,
     by_project: bool,
 ) -> Result<RatedLines, RatingError> {
-    // GPU-seconds per SKU, then per (hour, project): the order of rating.
-    let mut per_sku: BTreeMap<&str, BTreeMap<(DateTime<Utc>, &str), Decimal>> = BTreeMap::new();
+    let per_sku = usage_per_sku(tenant_id, period, usage)?;
+    let mut lines = RatedLines::new();
+    let empty = BTreeMap::new();
+    for sku in billed_skus(tenant_id, period, &per_sku, refs) {
+        let hours = per_sku.get(sku).unwrap_or(&empty);
+        let rate = RateSku { tenant_id, sku, hours, refs, by_project };
+        match refs.contract_for(tenant_id, sku, period) {
+            Some(c) => rate.contract(c, &mut lines)?,
+            None => rate.list(&mut lines)?,
+        }
+    }
+    Ok(lines)
+}
+
+/// GPU-seconds per SKU, then per (hour, project): the order of rating.
+fn usage_per_sku<'a>(
+    tenant_id: &str,
+    period: Period,
+    usage: &'a [UsageRow],
+) -> Result<BTreeMap<&'a str, SkuHours<'a>>, RatingError> {
+    let mut per_sku: BTreeMap<&str, SkuHours> = BTreeMap::new();
     for u in usage {
         if u.hour < period.start() || u.hour >= period.end() {
             return Err(RatingError::OutsidePeriod { tenant_id: tenant_id.to_string(), hour: u.hour, period });
         }
         *per_sku.entry(&u.sku).or_default().entry((u.hour, &u.project)).or_default() += u.gpu_seconds;
     }
-    let mut lines = RatedLines::new();
-    // SKUs with a contract but no usage still owe the minimum charge.
+    Ok(per_sku)
+}
+
+/// The SKUs to rate, sorted: those with usage, and those with a contract but no usage (they still
+/// owe the minimum charge).
+fn billed_skus<'a>(
+    tenant_id: &str,
+    period: Period,
+    per_sku: &BTreeMap<&'a str, SkuHours<'a>>,
+    refs: &'a ReferenceState,
+) -> Vec<&'a str> {
     let mut skus: Vec<&str> = per_sku.keys().copied().collect();
     for c in refs.contracts.values() {
         if c.tenant_id == tenant_id && c.covers(period) && !skus.contains(&c.sku.as_str()) {
@@ -177,84 +208,102 @@ pub fn rate_period(
         }
     }
     skus.sort_unstable();
-    let empty = BTreeMap::new();
-    for sku in skus {
-        let hours = per_sku.get(sku).unwrap_or(&empty);
-        let project = |p: &str| by_project.then(|| p.to_string());
-        if let Some(c) = refs.contract_for(tenant_id, sku, period) {
-            let committed = GpuHours::new(c.committed_gpu_hours_per_month).gpu_seconds();
-            let mut used = Decimal::ZERO;
-            let key = |kind, p: Option<String>, price| LineKey {
-                kind,
-                sku: sku.to_string(),
-                project: p,
-                tier: 0,
-                unit_price: price,
-                contract_id: Some(c.contract_id.clone()),
-            };
-            let mut contract_numerator = Decimal::ZERO;
-            // The same hours at the price list, for the list cost (FOCUS): in the same order.
-            let mut cumulative = Decimal::ZERO;
-            for (&(hour, p), &secs) in hours {
-                let within = secs.min((committed - used).max(Decimal::ZERO));
-                let over = secs - within;
-                used += secs;
-                if !within.is_zero() {
-                    let list = list_numerator(refs, tenant_id, sku, hour, &mut cumulative, within)?;
-                    add(
-                        &mut lines,
-                        key(LineKind::Commitment, project(p), c.committed_eur_per_gpu_hour),
-                        within,
-                        c.committed_eur_per_gpu_hour,
-                        list,
-                    );
-                    contract_numerator += within * c.committed_eur_per_gpu_hour;
-                }
-                if !over.is_zero() {
-                    let list = list_numerator(refs, tenant_id, sku, hour, &mut cumulative, over)?;
-                    add(
-                        &mut lines,
-                        key(LineKind::Overage, project(p), c.overage_eur_per_gpu_hour),
-                        over,
-                        c.overage_eur_per_gpu_hour,
-                        list,
-                    );
-                    contract_numerator += over * c.overage_eur_per_gpu_hour;
-                }
-            }
-            if used < committed {
-                let unused = committed - used;
-                add(
-                    &mut lines,
-                    key(LineKind::MinimumTopUp, None, c.committed_eur_per_gpu_hour),
-                    unused,
-                    c.committed_eur_per_gpu_hour,
-                    unused * c.committed_eur_per_gpu_hour,
-                );
-                contract_numerator += unused * c.committed_eur_per_gpu_hour;
-            }
-            if !c.discount_percent.is_zero() {
-                let r = lines.entry(key(LineKind::Discount, None, c.discount_percent)).or_default();
-                r.numerator -= contract_numerator * c.discount_percent / Decimal::ONE_HUNDRED;
-            }
-            continue;
-        }
+    skus
+}
+
+/// The usage of one SKU of one tenant, to be rated under a contract or at the price list.
+struct RateSku<'a> {
+    tenant_id: &'a str,
+    sku: &'a str,
+    hours: &'a SkuHours<'a>,
+    refs: &'a ReferenceState,
+    by_project: bool,
+}
+
+impl RateSku<'_> {
+    fn project(&self, p: &str) -> Option<String> {
+        self.by_project.then(|| p.to_string())
+    }
+
+    /// Commitment, overage, minimum top-up and discount lines of a contract.
+    fn contract(&self, c: &Contract, lines: &mut RatedLines) -> Result<(), RatingError> {
+        let (refs, tenant_id, sku) = (self.refs, self.tenant_id, self.sku);
+        let committed = GpuHours::new(c.committed_gpu_hours_per_month).gpu_seconds();
+        let mut used = Decimal::ZERO;
+        let key = |kind, p: Option<String>, price| LineKey {
+            kind,
+            sku: sku.to_string(),
+            project: p,
+            tier: 0,
+            unit_price: price,
+            contract_id: Some(c.contract_id.clone()),
+        };
+        let mut contract_numerator = Decimal::ZERO;
+        // The same hours at the price list, for the list cost (FOCUS): in the same order.
         let mut cumulative = Decimal::ZERO;
-        for (&(hour, p), &secs) in hours {
-            for (idx, price, take) in list_pieces(refs, tenant_id, sku, hour, &mut cumulative, secs)? {
+        for (&(hour, p), &secs) in self.hours {
+            let within = secs.min((committed - used).max(Decimal::ZERO));
+            let over = secs - within;
+            used += secs;
+            if !within.is_zero() {
+                let list = list_numerator(refs, tenant_id, sku, hour, &mut cumulative, within)?;
+                add(
+                    lines,
+                    key(LineKind::Commitment, self.project(p), c.committed_eur_per_gpu_hour),
+                    within,
+                    c.committed_eur_per_gpu_hour,
+                    list,
+                );
+                contract_numerator += within * c.committed_eur_per_gpu_hour;
+            }
+            if !over.is_zero() {
+                let list = list_numerator(refs, tenant_id, sku, hour, &mut cumulative, over)?;
+                add(
+                    lines,
+                    key(LineKind::Overage, self.project(p), c.overage_eur_per_gpu_hour),
+                    over,
+                    c.overage_eur_per_gpu_hour,
+                    list,
+                );
+                contract_numerator += over * c.overage_eur_per_gpu_hour;
+            }
+        }
+        if used < committed {
+            let unused = committed - used;
+            add(
+                lines,
+                key(LineKind::MinimumTopUp, None, c.committed_eur_per_gpu_hour),
+                unused,
+                c.committed_eur_per_gpu_hour,
+                unused * c.committed_eur_per_gpu_hour,
+            );
+            contract_numerator += unused * c.committed_eur_per_gpu_hour;
+        }
+        if !c.discount_percent.is_zero() {
+            let r = lines.entry(key(LineKind::Discount, None, c.discount_percent)).or_default();
+            r.numerator -= contract_numerator * c.discount_percent / Decimal::ONE_HUNDRED;
+        }
+        Ok(())
+    }
+
+    /// Usage lines at the graduated tiers of the price list.
+    fn list(&self, lines: &mut RatedLines) -> Result<(), RatingError> {
+        let mut cumulative = Decimal::ZERO;
+        for (&(hour, p), &secs) in self.hours {
+            for (idx, price, take) in list_pieces(self.refs, self.tenant_id, self.sku, hour, &mut cumulative, secs)? {
                 let key = LineKey {
                     kind: LineKind::Usage,
-                    sku: sku.to_string(),
-                    project: project(p),
+                    sku: self.sku.to_string(),
+                    project: self.project(p),
                     tier: idx as u32 + 1,
                     unit_price: price,
                     contract_id: None,
                 };
-                add(&mut lines, key, take, price, take * price);
+                add(lines, key, take, price, take * price);
             }
         }
+        Ok(())
     }
-    Ok(lines)
 }
 
 /// The exact total of rated lines (before rounding).

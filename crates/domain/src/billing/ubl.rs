@@ -173,12 +173,35 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     let category = doc.vat.category.as_str();
     // Category O: no VAT id of anyone (BR-O-02), no rate on lines (BR-O-05), 0 in the breakdown.
     let not_taxable = category == "O";
-    let cur = doc.currency.as_str();
     let mut x = Xml { out: String::with_capacity(8192 + 1536 * doc.lines.len()), depth: 0 };
     x.out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     x.out.push_str(&format!("<{root} xmlns=\"{ns}\" xmlns:cac=\"{NS_CAC}\" xmlns:cbc=\"{NS_CBC}\">\n"));
     x.depth = 1;
 
+    header(&mut x, doc);
+    // The seller (BG-4): electronic address, name, address, tax ids, legal name, contact (BR-DE-2).
+    seller(&mut x, doc, not_taxable);
+    // The buyer (BG-7), as the document recorded it at issue.
+    buyer(&mut x, doc, not_taxable);
+    // Payment instructions (BG-16, BR-DE-1) and terms (BT-20).
+    payment(&mut x, doc);
+    // VAT: one category per document, its tax computed once on the sum of the line nets.
+    tax_and_totals(&mut x, doc);
+
+    let line_rate = if not_taxable { None } else { Some(doc.vat.rate.unwrap_or(Decimal::ZERO)) };
+    for l in &doc.lines {
+        line(&mut x, doc, l, category, line_rate);
+    }
+
+    x.depth = 0;
+    x.out.push_str(&format!("</{root}>\n"));
+    x.out
+}
+
+/// Identification, dates, notes, currency, buyer reference, period (BG-14) and the corrected invoice.
+fn header(x: &mut Xml, doc: &InvoiceDoc) {
+    let credit = doc.is_credit_note();
+    let cur = doc.currency.as_str();
     x.leaf("cbc:CustomizationID", CUSTOMIZATION_ID);
     x.leaf("cbc:ProfileID", PROFILE_ID);
     x.leaf("cbc:ID", &doc.number);
@@ -204,8 +227,9 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
         x.close("cac:InvoiceDocumentReference");
         x.close("cac:BillingReference");
     }
+}
 
-    // The seller (BG-4): electronic address, name, address, tax ids, legal name, contact (BR-DE-2).
+fn seller(x: &mut Xml, doc: &InvoiceDoc, not_taxable: bool) {
     let s = &doc.seller;
     x.open("cac:AccountingSupplierParty");
     x.open("cac:Party");
@@ -244,8 +268,9 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     x.close("cac:Contact");
     x.close("cac:Party");
     x.close("cac:AccountingSupplierParty");
+}
 
-    // The buyer (BG-7), as the document recorded it at issue.
+fn buyer(x: &mut Xml, doc: &InvoiceDoc, not_taxable: bool) {
     let b = &doc.buyer;
     x.open("cac:AccountingCustomerParty");
     x.open("cac:Party");
@@ -262,11 +287,13 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     x.close("cac:PartyLegalEntity");
     x.close("cac:Party");
     x.close("cac:AccountingCustomerParty");
+}
 
-    // Payment instructions (BG-16, BR-DE-1) and terms (BT-20).
+fn payment(x: &mut Xml, doc: &InvoiceDoc) {
+    let s = &doc.seller;
     x.open("cac:PaymentMeans");
     x.leaf("cbc:PaymentMeansCode", PAYMENT_MEANS_SEPA);
-    if credit {
+    if doc.is_credit_note() {
         x.leaf("cbc:PaymentDueDate", &doc.due_date.to_string());
     }
     x.leaf("cbc:PaymentID", &doc.number);
@@ -278,8 +305,12 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     x.open("cac:PaymentTerms");
     x.leaf("cbc:Note", &payment_terms(doc));
     x.close("cac:PaymentTerms");
+}
 
-    // VAT: one category per document, its tax computed once on the sum of the line nets.
+/// The VAT breakdown (BG-23) and the document totals (BG-22).
+fn tax_and_totals(x: &mut Xml, doc: &InvoiceDoc) {
+    let category = doc.vat.category.as_str();
+    let cur = doc.currency.as_str();
     let exemption = doc.vat.exemption_code.as_deref().zip(doc.vat.exemption_reason.as_deref());
     x.open("cac:TaxTotal");
     x.amount("cbc:TaxAmount", cur, doc.vat_total);
@@ -296,15 +327,6 @@ pub fn xrechnung(doc: &InvoiceDoc) -> String {
     x.amount("cbc:TaxInclusiveAmount", cur, doc.gross_total);
     x.amount("cbc:PayableAmount", cur, doc.gross_total);
     x.close("cac:LegalMonetaryTotal");
-
-    let line_rate = if not_taxable { None } else { Some(doc.vat.rate.unwrap_or(Decimal::ZERO)) };
-    for l in &doc.lines {
-        line(&mut x, doc, l, category, line_rate);
-    }
-
-    x.depth = 0;
-    x.out.push_str(&format!("</{root}>\n"));
-    x.out
 }
 
 fn payment_terms(doc: &InvoiceDoc) -> String {
