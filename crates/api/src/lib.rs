@@ -195,7 +195,8 @@ mod tests {
     #[tokio::test]
     async fn a_handler_that_panics_still_answers_a_500_problem() {
         // The pool connects lazily: nothing here reaches a database.
-        let s = state("postgres://nobody@127.0.0.1:1/none", "postgres://nobody@127.0.0.1:1/none", "127.0.0.1:1", 1).unwrap();
+        let s = state("postgres://nobody@127.0.0.1:1/none", "postgres://nobody@127.0.0.1:1/none", "127.0.0.1:1", 1)
+            .unwrap();
         let boom = Router::new().route("/boom", get(|| async { panic!("boom") as &str }));
         let r = with_layers(boom, s, Limits::default())
             .oneshot(Request::get("/boom").body(Body::empty()).unwrap())

@@ -108,11 +108,7 @@ impl TokenLookup {
 
     /// Ends a sign-in session (signing out); an unknown or ended one is left as it is.
     pub(crate) async fn end_session(&self, secret: &str) -> Result<(), ApiError> {
-        self.0
-            .execute("SELECT api_session_end($1)", &[&store::tokens::hash_token(secret)],
-            )
-            .await
-            .map_err(internal)?;
+        self.0.execute("SELECT api_session_end($1)", &[&store::tokens::hash_token(secret)]).await.map_err(internal)?;
         Ok(())
     }
 
