@@ -252,7 +252,7 @@ fn no_wall_trusts_a_plain_setting() {
 #[test]
 fn the_services_refuse_a_privileged_login() {
     let _serial = serial();
-    let db = fresh_db("roles_refuse").unwrap();
+    let db = two_tenants("roles_refuse");
     for (variable, args) in [
         (
             "GPULEDGER_INGEST_DATABASE_URL",
