@@ -34,6 +34,8 @@ fn event(n: u128, tenant: &str, gpu: u128, minute: i64, seconds: &str) -> UsageR
         interval_start: t0() + Duration::minutes(minute),
         interval_end: t0() + Duration::minutes(minute + 1),
         gpu_seconds: domain::GpuSeconds::parse(seconds).unwrap(),
+        mig: None,
+        energy_wh: None,
     }
 }
 

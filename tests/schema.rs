@@ -322,7 +322,76 @@ fn every_rule_the_schema_states_is_held_by_the_ingester_alike() {
     }
     data.push(("data.gpu_seconds", Some(json!(1)), false));
     data.push(("data.gpu_seconds", Some(json!("٣")), false));
+    // Energy (optional): the same decimal form as GPU-seconds, with no bound but its digits.
+    for (text, ok) in [
+        ("0", true),
+        ("12.5", true),
+        ("0.000001", true),
+        ("99999999999999999999.999999", true),
+        ("00000000000000000060", true),
+        ("000000000000000000060", false),
+        ("1.0000000", false),
+        ("-0", false),
+        ("-1", false),
+        ("+1", false),
+        ("1.", false),
+        (".5", false),
+        ("1e1", false),
+        ("NaN", false),
+        ("", false),
+    ] {
+        data.push(("data.energy_wh", s(text), ok));
+    }
+    data.extend([
+        ("data.energy_wh", None, true),
+        ("data.energy_wh", Some(json!(1)), false),
+        ("data.energy_wh", Some(Value::Null), false),
+        ("data.mig_instance", s("1"), false),
+        ("data.mig_profile", s("1g.18gb"), false),
+    ]);
     cases.extend(data);
+
+    // MIG: instance and profile together, each at its pattern's edges.
+    let mut mig: Vec<(Value, Value, bool)> = Vec::new();
+    for (instance, ok) in [
+        ("0", true),
+        ("9", true),
+        ("99", true),
+        ("07", true),
+        ("100", false),
+        ("", false),
+        ("-1", false),
+        ("a", false),
+        ("1 ", false),
+        ("٣", false),
+    ] {
+        mig.push((json!(instance), json!("1g.18gb"), ok));
+    }
+    for (profile, ok) in [
+        ("1g.18gb", true),
+        ("7g.141gb", true),
+        ("9g.9999gb", true),
+        ("1g.10gb+me", true),
+        ("2g.1gb+abcdefgh", true),
+        ("0g.18gb", false),
+        ("10g.18gb", false),
+        ("1g.12345gb", false),
+        ("1g.gb", false),
+        ("1G.18gb", false),
+        ("1g.18GB", false),
+        ("1g18gb", false),
+        ("1g.18gb+", false),
+        ("1g.18gb+ME", false),
+        ("1g.18gb+abcdefghi", false),
+        ("1g.18gb+m+e", false),
+        ("1g.18gb\n", false),
+        ("", false),
+    ] {
+        mig.push((json!("1"), json!(profile), ok));
+    }
+    mig.push((json!(1), json!("1g.18gb"), false));
+    mig.push((json!("1"), json!(18), false));
+    mig.push((Value::Null, json!("1g.18gb"), false));
 
     let mut checked = 0;
     let mut check = |event: &Value, what: &str, ok: bool| {
@@ -341,6 +410,12 @@ fn every_rule_the_schema_states_is_held_by_the_ingester_alike() {
         let mut event = base();
         set(&mut event, path, to.clone());
         check(&event, &format!("{path} = {to:?}"), *ok);
+    }
+    for (instance, profile, ok) in &mig {
+        let mut event = base();
+        set(&mut event, "data.mig_instance", Some(instance.clone()));
+        set(&mut event, "data.mig_profile", Some(profile.clone()));
+        check(&event, &format!("MIG {instance} {profile}"), *ok);
     }
     // Instants, as (start, end) pairs that keep the ingester's own rules (end after start, at
     // most an hour, GPU-seconds within it: "0").
@@ -379,7 +454,7 @@ fn every_rule_the_schema_states_is_held_by_the_ingester_alike() {
         set(&mut event, "data.gpu_seconds", s("0"));
         check(&event, &format!("[{start}, {end})"), ok);
     }
-    assert!(checked > 180, "{checked} cases");
+    assert!(checked > 240, "{checked} cases");
 }
 
 /// Random values in every string member (near each bound, from an alphabet of the characters
@@ -408,6 +483,9 @@ fn random_values_are_judged_alike_by_schema_and_ingester() {
         "data.interval_end",
         "data.gpu_seconds",
         "data.labels.team",
+        "data.energy_wh",
+        "data.mig_instance",
+        "data.mig_profile",
     ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(17);
     let (mut accepted, mut refused) = (0, 0);

@@ -79,6 +79,8 @@ fn event(spec: &ReplayBenchSpec, i: u64) -> anyhow::Result<UsageRecorded> {
         interval_start: start,
         interval_end: start + Duration::minutes(1),
         gpu_seconds: seconds,
+        mig: None,
+        energy_wh: None,
     })
 }
 

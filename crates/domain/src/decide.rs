@@ -10,7 +10,9 @@
 //! 2. an event id seen before (in the ledger, or earlier in the batch) is a duplicate when the
 //!    content is equal and a conflict otherwise;
 //! 3. else usage overlapping GPU time already taken (in the ledger, or by an event ledgered
-//!    earlier in the batch) for the same GPU is an overlap;
+//!    earlier in the batch) for the same GPU is an overlap. A MIG instance is part of its GPU:
+//!    two instances of one GPU do not overlap each other, an instance overlaps itself and the
+//!    whole GPU (see [`Slot`]);
 //! 4. else the event is ledgered, and becomes the reference for its id and its GPU time.
 
 use crate::usage::{format_instant, Rejection, RejectionCode, UsageRecorded};
@@ -22,26 +24,64 @@ use uuid::Uuid;
 /// `[start, end)` of GPU time.
 pub type Interval = (DateTime<Utc>, DateTime<Utc>);
 
-/// GPU time known to be taken, per GPU: disjoint intervals by start.
+/// Which part of a GPU an interval holds: `None` the whole GPU, `Some(i)` its MIG instance `i`
+/// (the event's `gpu_id` is the parent GPU's). Two slots of one GPU collide when either is the
+/// whole GPU or both are the same instance ([`slots_collide`]).
+pub type Slot = Option<u8>;
+
+/// Whether GPU time held in slot `a` and in slot `b` of the same GPU is the same GPU time.
+pub fn slots_collide(a: Slot, b: Slot) -> bool {
+    a.is_none() || b.is_none() || a == b
+}
+
+/// Disjoint intervals of one slot, by start.
+type Runs = BTreeMap<DateTime<Utc>, DateTime<Utc>>;
+
+/// Does `[s, e)` overlap any of these disjoint intervals? Only the last one starting before `e`
+/// can.
+fn runs_overlap(runs: &Runs, s: DateTime<Utc>, e: DateTime<Utc>) -> bool {
+    runs.range(..e).next_back().is_some_and(|(_, end)| *end > s)
+}
+
+/// The GPU time taken on one GPU: as a whole, and per MIG instance.
 #[derive(Debug, Default, Clone)]
-pub struct GpuTime(FxHashMap<Uuid, BTreeMap<DateTime<Utc>, DateTime<Utc>>>);
+struct Device {
+    whole: Runs,
+    instances: BTreeMap<u8, Runs>,
+}
+
+/// GPU time known to be taken, per GPU and slot: disjoint intervals by start in each slot.
+#[derive(Debug, Default, Clone)]
+pub struct GpuTime(FxHashMap<Uuid, Device>);
 
 impl GpuTime {
-    /// Does `[s, e)` overlap any interval of `gpu`? The intervals are disjoint, so only the last
-    /// one starting before `e` can.
-    pub fn overlaps(&self, gpu: &Uuid, s: DateTime<Utc>, e: DateTime<Utc>) -> bool {
-        self.0.get(gpu).and_then(|m| m.range(..e).next_back()).is_some_and(|(_, end)| *end > s)
+    /// Does `[s, e)` in `slot` of `gpu` overlap any interval of a slot it collides with?
+    pub fn overlaps(&self, gpu: &Uuid, slot: Slot, s: DateTime<Utc>, e: DateTime<Utc>) -> bool {
+        let Some(d) = self.0.get(gpu) else { return false };
+        runs_overlap(&d.whole, s, e)
+            || match slot {
+                Some(i) => d.instances.get(&i).is_some_and(|r| runs_overlap(r, s, e)),
+                None => d.instances.values().any(|r| runs_overlap(r, s, e)),
+            }
     }
 
-    /// Records `[s, e)` of `gpu` as taken. The caller keeps the intervals of a GPU disjoint
-    /// (ledgered rows never overlap; [`decide`] adds only what overlaps nothing).
-    pub fn insert(&mut self, gpu: Uuid, s: DateTime<Utc>, e: DateTime<Utc>) {
-        self.0.entry(gpu).or_default().insert(s, e);
+    /// Records `[s, e)` of `slot` of `gpu` as taken. The caller keeps the intervals of a slot
+    /// disjoint (ledgered rows never overlap; [`decide`] adds only what overlaps nothing).
+    pub fn insert(&mut self, gpu: Uuid, slot: Slot, s: DateTime<Utc>, e: DateTime<Utc>) {
+        let d = self.0.entry(gpu).or_default();
+        match slot {
+            None => d.whole.insert(s, e),
+            Some(i) => d.instances.entry(i).or_default().insert(s, e),
+        };
     }
 
-    /// Every interval, as `(gpu, start, end)`.
-    pub fn intervals(&self) -> impl Iterator<Item = (Uuid, DateTime<Utc>, DateTime<Utc>)> + '_ {
-        self.0.iter().flat_map(|(g, m)| m.iter().map(move |(s, e)| (*g, *s, *e)))
+    /// Every interval, as `(gpu, slot, start, end)`.
+    pub fn intervals(&self) -> impl Iterator<Item = (Uuid, Slot, DateTime<Utc>, DateTime<Utc>)> + '_ {
+        self.0.iter().flat_map(|(g, d)| {
+            let whole = d.whole.iter().map(move |(s, e)| (*g, None, *s, *e));
+            let parts = d.instances.iter().flat_map(move |(i, r)| r.iter().map(move |(s, e)| (*g, Some(*i), *s, *e)));
+            whole.chain(parts)
+        })
     }
 }
 
@@ -165,21 +205,23 @@ fn fate<'b>(
         Some(_) => return conflict("came earlier in this batch"),
         None => {}
     }
-    if known.busy.overlaps(&e.gpu_id, e.interval_start, e.interval_end)
-        || taken.overlaps(&e.gpu_id, e.interval_start, e.interval_end)
+    let slot = e.slot();
+    if known.busy.overlaps(&e.gpu_id, slot, e.interval_start, e.interval_end)
+        || taken.overlaps(&e.gpu_id, slot, e.interval_start, e.interval_end)
     {
         return overlap(e);
     }
     earlier.insert((e.event_id, e.tenant_id.as_str()), e);
-    taken.insert(e.gpu_id, e.interval_start, e.interval_end);
+    taken.insert(e.gpu_id, slot, e.interval_start, e.interval_end);
     Fate::Ledger
 }
 
 fn overlap(e: &UsageRecorded) -> Fate {
+    let part = e.mig.as_ref().map(|m| format!(" (MIG instance {})", m.instance)).unwrap_or_default();
     Fate::Quarantine(
         RejectionCode::Overlap,
         format!(
-            "GPU-{} is already billed for part of [{}, {})",
+            "GPU-{}{part} is already billed for part of [{}, {})",
             e.gpu_id,
             format_instant(e.interval_start),
             format_instant(e.interval_end)

@@ -9,6 +9,7 @@ pub mod billing;
 pub mod budget;
 pub mod chain;
 pub mod decide;
+pub mod energy;
 pub mod gdpdu;
 pub mod gpu_hours;
 pub mod gpu_seconds;

@@ -300,6 +300,8 @@ mod tests {
                         interval_start: start,
                         interval_end: start + Duration::seconds(len_s),
                         gpu_seconds: GpuSeconds::new(seconds).unwrap(),
+                        mig: None,
+                        energy_wh: None,
                     }
                 })
                 .collect();

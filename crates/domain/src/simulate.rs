@@ -290,6 +290,8 @@ impl Simulator {
                 interval_start: start,
                 interval_end: start + Duration::minutes(1),
                 gpu_seconds,
+                mig: None,
+                energy_wh: None,
             };
             return Some(e);
         }
@@ -396,6 +398,15 @@ impl Simulator {
             }
             RejectionCode::UnknownSku => {
                 set(&mut v, "gpu_sku", Value::String("nvidia-rtx-9090".into()));
+                serde_json::to_vec(&v).expect("json")
+            }
+            // Not in POISON_CODES (that would change every seeded run's stream), but made alike.
+            RejectionCode::InvalidMig => {
+                set(&mut v, "mig_instance", Value::String("3".into()));
+                serde_json::to_vec(&v).expect("json")
+            }
+            RejectionCode::InvalidEnergy => {
+                set(&mut v, "energy_wh", Value::String("-1".into()));
                 serde_json::to_vec(&v).expect("json")
             }
             RejectionCode::DuplicateMember => {

@@ -5,8 +5,9 @@
 
 use crate::StoreError;
 use chrono::{DateTime, Utc};
+use domain::energy::WattHours;
 use domain::gpu_seconds::GpuSeconds;
-use domain::usage::UsageRecorded;
+use domain::usage::{MigSlice, UsageRecorded};
 use postgres::Row;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -14,8 +15,21 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// The columns that hold a row's content, in the order [`content`] reads them.
-const COLUMNS: [&str; 10] =
-    ["payload", "gpu_id", "interval_end", "gpu_seconds", "gpu_sku", "node", "project", "job", "labels", "source"];
+const COLUMNS: [&str; 13] = [
+    "payload",
+    "gpu_id",
+    "interval_end",
+    "gpu_seconds",
+    "gpu_sku",
+    "node",
+    "project",
+    "job",
+    "labels",
+    "source",
+    "mig_instance",
+    "mig_profile",
+    "energy_wh",
+];
 
 /// `payload, gpu_id, ...` for a SELECT list, each prefixed with `alias.` when one is given.
 pub fn content_columns(alias: &str) -> String {
@@ -68,7 +82,24 @@ pub fn content(row: &Row, at: usize, id: Identity<'_>) -> Result<Content, StoreE
         interval_start: id.occurred_at,
         interval_end: row.get::<_, Option<DateTime<Utc>>>(at + 2).ok_or_else(|| broken("no interval_end"))?,
         gpu_seconds: GpuSeconds::new(seconds).map_err(|e| broken(&format!("gpu_seconds out of range: {e}")))?,
+        mig: mig_of(row, at + 10).map_err(|what| broken(&what))?,
+        energy_wh: match row.get::<_, Option<Decimal>>(at + 12) {
+            None => None,
+            Some(wh) => Some(WattHours::new(wh).ok_or_else(|| broken(&format!("energy_wh out of range: {wh}")))?),
+        },
     })))
+}
+
+/// The MIG slice of a typed usage row from its `mig_instance` and `mig_profile` columns at `at`.
+fn mig_of(row: &Row, at: usize) -> Result<Option<MigSlice>, String> {
+    match (row.get::<_, Option<i16>>(at), row.get::<_, Option<String>>(at + 1)) {
+        (None, None) => Ok(None),
+        (Some(i), Some(profile)) => {
+            let instance = u8::try_from(i).map_err(|_| format!("MIG instance {i}"))?;
+            Ok(Some(MigSlice { instance, profile }))
+        }
+        _ => Err("a MIG instance without its profile, or a profile without its instance".into()),
+    }
 }
 
 impl Content {

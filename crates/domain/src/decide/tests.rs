@@ -14,6 +14,11 @@ fn t0() -> DateTime<Utc> {
 
 /// An event from small numbers, so that generated batches often share ids, GPUs and minutes.
 fn event(id: u8, tenant: u8, gpu: u8, start_min: i64, len_min: i64) -> UsageRecorded {
+    on_slot(id, tenant, gpu, None, start_min, len_min)
+}
+
+/// [`event`] on a MIG instance of the GPU (`Some(i)`) or the whole GPU (`None`).
+fn on_slot(id: u8, tenant: u8, gpu: u8, slot: Slot, start_min: i64, len_min: i64) -> UsageRecorded {
     let start = t0() + Duration::minutes(start_min);
     UsageRecorded {
         event_id: Uuid::from_u128(u128::from(id) + 1),
@@ -28,6 +33,8 @@ fn event(id: u8, tenant: u8, gpu: u8, start_min: i64, len_min: i64) -> UsageReco
         interval_start: start,
         interval_end: start + Duration::minutes(len_min),
         gpu_seconds: GpuSeconds::new(Decimal::from(len_min * 60)).unwrap(),
+        mig: slot.map(|instance| crate::usage::MigSlice { instance, profile: "1g.18gb".into() }),
+        energy_wh: None,
     }
 }
 
@@ -100,8 +107,33 @@ fn gpu_time_taken_in_the_ledger_or_earlier_in_the_batch_is_an_overlap() {
     assert_eq!(fates[2], Fate::Ledger, "an interval that starts where another ends does not overlap it");
 
     let mut known = Known::default();
-    known.busy.insert(first.gpu_id, first.interval_start, first.interval_end);
+    known.busy.insert(first.gpu_id, None, first.interval_start, first.interval_end);
     assert_eq!(code(&one(&[Ok(inside)], &known)[0]), Some(RejectionCode::Overlap));
+}
+
+#[test]
+fn mig_instances_of_one_gpu_share_it_and_the_whole_gpu_overlaps_them() {
+    let a = on_slot(1, 0, 0, Some(1), 0, 10);
+    let b = on_slot(2, 1, 0, Some(2), 0, 10);
+    let same_instance = on_slot(3, 1, 0, Some(1), 5, 1);
+    let whole = on_slot(4, 1, 0, None, 9, 1);
+    let other_gpu = on_slot(5, 1, 1, None, 0, 10);
+    let fates =
+        one(&[Ok(a.clone()), Ok(b), Ok(same_instance.clone()), Ok(whole.clone()), Ok(other_gpu)], &Known::default());
+    assert_eq!(fates[..2], [Fate::Ledger, Fate::Ledger], "two instances of one GPU do not overlap");
+    assert!(matches!(&fates[2], Fate::Quarantine(RejectionCode::Overlap, m) if m.contains("MIG instance 1")));
+    assert_eq!(code(&fates[3]), Some(RejectionCode::Overlap), "the whole GPU overlaps its instances");
+    assert_eq!(fates[4], Fate::Ledger);
+
+    // The other way round, against the ledger: the whole GPU taken, an instance of it overlaps.
+    let mut known = Known::default();
+    known.busy.insert(whole.gpu_id, None, whole.interval_start, whole.interval_end);
+    assert_eq!(code(&one(&[Ok(on_slot(6, 0, 0, Some(3), 9, 1))], &known)[0]), Some(RejectionCode::Overlap));
+    assert_eq!(one(&[Ok(on_slot(6, 0, 0, Some(3), 10, 1))], &known), vec![Fate::Ledger]);
+    let mut known = Known::default();
+    known.busy.insert(a.gpu_id, Some(1), a.interval_start, a.interval_end);
+    assert_eq!(one(&[Ok(on_slot(7, 0, 0, Some(0), 0, 10))], &known), vec![Fate::Ledger]);
+    assert_eq!(code(&one(&[Ok(same_instance)], &known)[0]), Some(RejectionCode::Overlap));
 }
 
 #[test]
@@ -128,7 +160,7 @@ impl Ledger {
     fn all(&self) -> Known {
         let mut k = Known::default();
         for e in &self.0 {
-            k.busy.insert(e.gpu_id, e.interval_start, e.interval_end);
+            k.busy.insert(e.gpu_id, e.slot(), e.interval_start, e.interval_end);
             k.add_id(e.event_id, e.tenant_id.clone(), KnownId::Row(Box::new(e.clone())));
         }
         k
@@ -145,7 +177,7 @@ impl Ledger {
             let touched =
                 asked.iter().any(|(g, (lo, hi))| *g == e.gpu_id && e.interval_end > *lo && e.interval_start < *hi);
             if touched {
-                k.busy.insert(e.gpu_id, e.interval_start, e.interval_end);
+                k.busy.insert(e.gpu_id, e.slot(), e.interval_start, e.interval_end);
                 k.add_id(e.event_id, e.tenant_id.clone(), KnownId::Row(Box::new(e.clone())));
             }
         }
@@ -170,7 +202,8 @@ impl Ledger {
 /// or a rejection.
 fn message() -> impl Strategy<Value = Result<UsageRecorded, Rejection>> {
     prop_oneof![
-        9 => (0u8..5, 0u8..2, 0u8..3, 0i64..16, 1i64..4).prop_map(|(id, t, g, s, l)| Ok(event(id, t, g, s, l))),
+        9 => (0u8..5, 0u8..2, 0u8..3, prop_oneof![Just(None), Just(Some(0u8)), Just(Some(1u8))], 0i64..16, 1i64..4)
+            .prop_map(|(id, t, g, slot, s, l)| Ok(on_slot(id, t, g, slot, s, l))),
         1 => Just(rejected()),
     ]
 }
@@ -244,7 +277,7 @@ proptest! {
         for (m, f) in batch.iter().zip(&d.fates[0]) {
             match (m, f) {
                 (Ok(e), Fate::Ledger) => {
-                    taken.push((e.gpu_id, e.interval_start, e.interval_end));
+                    taken.push((e.gpu_id, e.slot(), e.interval_start, e.interval_end));
                     all.push(e.clone());
                 }
                 (Err(r), f) => prop_assert_eq!(code(f), Some(r.code)),
@@ -255,7 +288,10 @@ proptest! {
             for b in &all[i + 1..] {
                 prop_assert!(!(a.event_id == b.event_id && a.tenant_id == b.tenant_id), "an id ledgered twice");
                 prop_assert!(
-                    !(a.gpu_id == b.gpu_id && a.interval_start < b.interval_end && b.interval_start < a.interval_end),
+                    !(a.gpu_id == b.gpu_id
+                        && slots_collide(a.slot(), b.slot())
+                        && a.interval_start < b.interval_end
+                        && b.interval_start < a.interval_end),
                     "a GPU-second billed twice"
                 );
             }

@@ -25,6 +25,13 @@ impl UsageRecorded {
         data.insert("interval_start".into(), Value::String(format_instant(self.interval_start)));
         data.insert("interval_end".into(), Value::String(format_instant(self.interval_end)));
         data.insert("gpu_seconds".into(), Value::String(self.gpu_seconds.to_string()));
+        if let Some(mig) = &self.mig {
+            data.insert("mig_instance".into(), Value::String(mig.instance.to_string()));
+            data.insert("mig_profile".into(), Value::String(mig.profile.clone()));
+        }
+        if let Some(energy) = self.energy_wh {
+            data.insert("energy_wh".into(), Value::String(energy.to_string()));
+        }
         Value::Object(data)
     }
 
@@ -47,8 +54,15 @@ impl UsageRecorded {
     }
 
     /// [`UsageRecorded::payload_bytes`], appended to `out` (a buffer kept across events).
+    /// An event without the optional members `energy_wh`, `mig_instance` and `mig_profile` has
+    /// exactly the bytes it had before they existed (the hash chain of older ledgers holds).
     pub fn write_payload(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"data\":{\"gpu_id\":\"GPU-");
+        out.extend_from_slice(b"{\"data\":{");
+        if let Some(energy) = self.energy_wh {
+            // Digits and a point: nothing to escape.
+            write!(out, "\"energy_wh\":\"{energy}\",").expect("writing to a Vec");
+        }
+        out.extend_from_slice(b"\"gpu_id\":\"GPU-");
         let mut id = [0u8; 36];
         out.extend_from_slice(self.gpu_id.hyphenated().encode_lower(&mut id).as_bytes());
         out.extend_from_slice(b"\",\"gpu_seconds\":");
@@ -75,6 +89,10 @@ impl UsageRecorded {
                 json_str(out, v);
             }
             out.push(b'}');
+        }
+        if let Some(mig) = &self.mig {
+            write!(out, ",\"mig_instance\":\"{}\",\"mig_profile\":", mig.instance).expect("writing to a Vec");
+            json_str(out, &mig.profile);
         }
         out.extend_from_slice(b",\"node\":");
         json_str(out, &self.node);

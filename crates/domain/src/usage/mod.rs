@@ -10,16 +10,19 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 mod canonical;
+mod device;
 mod json;
 mod parse;
 mod rejection;
 mod validate;
 
 pub use canonical::fingerprint_of;
+pub use device::{is_valid_mig_profile, parse_mig_instance, MigSlice};
 pub use parse::parse_usage_message;
 pub use rejection::{Rejection, RejectionCode};
 pub use validate::{interval_seconds, is_valid_tenant_id};
 // What the submodules share with each other (each reads its siblings through `super::*`).
+use device::*;
 use json::*;
 use validate::*;
 
@@ -46,8 +49,8 @@ pub const FUTURE_SKEW_SECONDS: i64 = 300;
 pub const YEAR_MIN: i32 = 2020;
 pub const YEAR_MAX: i32 = 2100;
 
-/// A validated usage event: this GPU was used by this tenant for `gpu_seconds` within
-/// `[interval_start, interval_end)`.
+/// A validated usage event: this GPU (or this MIG instance of it) was used by this tenant for
+/// `gpu_seconds` within `[interval_start, interval_end)`, taking `energy_wh` where measured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecorded {
     pub event_id: Uuid,
@@ -62,6 +65,10 @@ pub struct UsageRecorded {
     pub interval_start: DateTime<Utc>,
     pub interval_end: DateTime<Utc>,
     pub gpu_seconds: GpuSeconds,
+    /// The MIG instance of `gpu_id` the event is about; `None` for the whole GPU.
+    pub mig: Option<MigSlice>,
+    /// The energy the device used in the interval, where the producer measured it.
+    pub energy_wh: Option<crate::energy::WattHours>,
 }
 
 /// Canonical text of an instant: RFC 3339, UTC, `Z`, only as many fractional digits as needed

@@ -31,6 +31,10 @@ pub enum RejectionCode {
     GpuSecondsOutOfRange,
     GpuSecondsExceedInterval,
     UnknownSku,
+    /// `data.mig_instance` / `data.mig_profile` malformed, or one without the other.
+    InvalidMig,
+    /// `data.energy_wh` is not an exact non-negative decimal of at most 6 fractional digits.
+    InvalidEnergy,
     /// Same event id as a ledgered event, different content.
     Conflict,
     /// The GPU was already billed for part of this interval.
@@ -65,6 +69,8 @@ impl RejectionCode {
         Self::GpuSecondsOutOfRange,
         Self::GpuSecondsExceedInterval,
         Self::UnknownSku,
+        Self::InvalidMig,
+        Self::InvalidEnergy,
         Self::Conflict,
         Self::Overlap,
         Self::RefusedByDatabase,
@@ -95,6 +101,8 @@ impl RejectionCode {
             Self::GpuSecondsOutOfRange => "gpu_seconds_out_of_range",
             Self::GpuSecondsExceedInterval => "gpu_seconds_exceed_interval",
             Self::UnknownSku => "unknown_sku",
+            Self::InvalidMig => "invalid_mig",
+            Self::InvalidEnergy => "invalid_energy",
             Self::Conflict => "conflict",
             Self::Overlap => "overlap",
             Self::RefusedByDatabase => "refused_by_database",

@@ -264,6 +264,8 @@ prop_compose! {
         source in any_text(), tenant in any_text(), sku in any_text(), node in any_text(), project in any_text(),
         job in proptest::option::of(any_text()),
         labels in proptest::collection::btree_map(any_text(), any_text(), 0..4),
+        mig in proptest::option::of((0u8..100, any_text())),
+        energy in proptest::option::of((any::<i64>(), 0u32..=6)),
     ) -> UsageRecorded {
         let start = DateTime::<Utc>::from_timestamp(start, 0).unwrap() + Duration::microseconds(micros % 1_000_000);
         UsageRecorded {
@@ -279,6 +281,8 @@ prop_compose! {
             interval_start: start,
             interval_end: start + Duration::microseconds(micros.max(1)),
             gpu_seconds: GpuSeconds::new(Decimal::new(seconds, scale)).unwrap(),
+            mig: mig.map(|(instance, profile)| MigSlice { instance, profile }),
+            energy_wh: energy.and_then(|(units, scale)| crate::energy::WattHours::new(Decimal::new(units, scale))),
         }
     }
 }
@@ -305,6 +309,9 @@ fn mutated_message() -> impl Strategy<Value = String> {
         Just("data.interval_start"),
         Just("data.interval_end"),
         Just("data.gpu_seconds"),
+        Just("data.mig_instance"),
+        Just("data.mig_profile"),
+        Just("data.energy_wh"),
         Just("data.extra"),
         Just("ext"),
     ];
@@ -323,6 +330,9 @@ fn mutated_message() -> impl Strategy<Value = String> {
         Just(json!("GPU-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")),
         Just(json!("rheinbank")),
         Just(json!("nvidia-h100-sxm")),
+        Just(json!("3")),
+        Just(json!("1g.18gb")),
+        Just(json!("12.25")),
         Just(json!("a\"b\\c")),
         Just(json!("é/ü")),
         any_text().prop_map(Value::String),
@@ -408,4 +418,63 @@ proptest! {
         let r = parse_usage_message(Some(b"rheinbank"), &serde_json::to_vec(&v).unwrap(), now()).unwrap_err();
         prop_assert_eq!(r.code, RejectionCode::GpuSecondsExceedInterval);
     }
+}
+
+/// The bytes under the hash chain of an event without the optional members are exactly those
+/// written before the members existed (sorted keys, no blanks; the fingerprint is
+/// sha256("de.gpuledger.usage.recorded.v1" ‖ 0 ‖ bytes), computed apart with Python's json and
+/// hashlib), so every ledger written before verifies unchanged.
+#[test]
+fn an_event_without_mig_or_energy_keeps_its_canonical_bytes_and_fingerprint() {
+    let e = parse_usage_message(Some(b"rheinbank"), &serde_json::to_vec(&good()).unwrap(), now()).unwrap();
+    assert_eq!((e.mig.clone(), e.energy_wh), (None, None));
+    let expected = r#"{"data":{"gpu_id":"GPU-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0","gpu_seconds":"60","gpu_sku":"nvidia-h100-sxm","interval_end":"2026-10-01T00:01:00Z","interval_start":"2026-10-01T00:00:00Z","job":"train-42","node":"fra1-r01-n001","project":"risk-models","tenant_id":"rheinbank"},"source":"//fra1/dcgm-exporter/fra1-r01-n001"}"#;
+    assert_eq!(String::from_utf8(e.payload_bytes()).unwrap(), expected);
+    let hex: String = e.fingerprint().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "c7cbc0adca6e962293d3e9a8c44edd3f6fadc3e8492ef2c26fb233e2fd3a01f0");
+}
+
+#[test]
+fn mig_and_energy_are_read_and_written_in_key_order() {
+    let mut v = good();
+    v["data"]["mig_instance"] = json!("03");
+    v["data"]["mig_profile"] = json!("1g.18gb");
+    v["data"]["energy_wh"] = json!("12.500");
+    let e = parse_usage_message(Some(b"rheinbank"), &serde_json::to_vec(&v).unwrap(), now()).unwrap();
+    assert_eq!(e.mig, Some(MigSlice { instance: 3, profile: "1g.18gb".into() }));
+    assert_eq!(e.slot(), Some(3));
+    let expected = r#"{"data":{"energy_wh":"12.5","gpu_id":"GPU-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0","gpu_seconds":"60","gpu_sku":"nvidia-h100-sxm","interval_end":"2026-10-01T00:01:00Z","interval_start":"2026-10-01T00:00:00Z","job":"train-42","mig_instance":"3","mig_profile":"1g.18gb","node":"fra1-r01-n001","project":"risk-models","tenant_id":"rheinbank"},"source":"//fra1/dcgm-exporter/fra1-r01-n001"}"#;
+    assert_eq!(String::from_utf8(e.payload_bytes()).unwrap(), expected);
+    let again = UsageRecorded::from_payload(e.event_id, &e.payload_json()).unwrap();
+    assert_eq!(again, e);
+}
+
+#[test]
+fn mig_and_energy_rules() {
+    use RejectionCode::*;
+    let mig = |i: Value, p: Value| {
+        move |v: &mut Value| {
+            v["data"]["mig_instance"] = i;
+            v["data"]["mig_profile"] = p;
+        }
+    };
+    check(mig(json!("0"), json!("7g.141gb")), None);
+    check(mig(json!("99"), json!("1g.10gb+me")), None);
+    check(mig(json!("100"), json!("1g.18gb")), Some(InvalidMig));
+    check(mig(json!("-1"), json!("1g.18gb")), Some(InvalidMig));
+    check(mig(json!("1"), json!("1g.18GB")), Some(InvalidMig));
+    check(mig(json!("1"), json!("")), Some(InvalidMig));
+    check(mig(json!(1), json!("1g.18gb")), Some(WrongShape));
+    check(mig(json!("1"), json!(null)), Some(WrongShape));
+    check(|v| v["data"]["mig_instance"] = json!("1"), Some(InvalidMig));
+    check(|v| v["data"]["mig_profile"] = json!("1g.18gb"), Some(InvalidMig));
+    let energy = |x: Value| move |v: &mut Value| v["data"]["energy_wh"] = x;
+    check(energy(json!("0")), None);
+    check(energy(json!("0.000001")), None);
+    check(energy(json!("99999999999999999999.999999")), None);
+    check(energy(json!("0.0000001")), Some(InvalidEnergy));
+    check(energy(json!("-1")), Some(InvalidEnergy));
+    check(energy(json!("1e3")), Some(InvalidEnergy));
+    check(energy(json!("")), Some(InvalidEnergy));
+    check(energy(json!(1.5)), Some(WrongShape));
 }

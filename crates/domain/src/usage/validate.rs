@@ -117,6 +117,9 @@ pub(super) const DATA_FIELDS: &[&str] = &[
     "interval_start",
     "interval_end",
     "gpu_seconds",
+    "mig_instance",
+    "mig_profile",
+    "energy_wh",
 ];
 
 pub(super) fn parse_data<O: JsonObject>(event_id: Uuid, source: String, data: &O) -> Result<UsageRecorded, Rejection> {
@@ -140,6 +143,8 @@ pub(super) fn parse_data<O: JsonObject>(event_id: Uuid, source: String, data: &O
     let start_text = req_str(data, "interval_start", "data")?;
     let end_text = req_str(data, "interval_end", "data")?;
     let seconds_text = seconds_text(data)?;
+    let mig = mig_field(data)?;
+    let energy_wh = energy_field(data)?;
     if !is_known_sku(gpu_sku) {
         return Err(reject(RejectionCode::UnknownSku, format!("data.gpu_sku {gpu_sku:?} is not in the catalogue")));
     }
@@ -158,6 +163,8 @@ pub(super) fn parse_data<O: JsonObject>(event_id: Uuid, source: String, data: &O
         interval_start,
         interval_end,
         gpu_seconds,
+        mig,
+        energy_wh,
     })
 }
 

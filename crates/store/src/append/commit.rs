@@ -8,7 +8,7 @@ use super::known::gpu_time;
 use super::{CommitCheck, Mode};
 use crate::StoreError;
 use chrono::{DateTime, Utc};
-use domain::decide::{windows, GpuTime};
+use domain::decide::{slots_collide, windows, GpuTime, Slot};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,12 +42,15 @@ pub(super) fn check_and_commit(
             let (check, raced) = match commits.between(&server, seen, number - 1) {
                 Some(others) => (
                     CommitCheck::InMemory,
-                    taken.intervals().any(|(g, s, e)| others.iter().any(|o| o.overlaps(&g, s, e))),
+                    taken.intervals().any(|(g, slot, s, e)| others.iter().any(|o| o.overlaps(&g, slot, s, e))),
                 ),
                 None => {
                     // gpu_occupancy is read-only since 0005: step 2 saw all of it that matters.
-                    let found = gpu_time(check_db, &windows(taken.intervals()), false)?;
-                    (CommitCheck::Probed, found.into_iter().any(|(gpu, (s, e), _)| taken.overlaps(&gpu, s, e)))
+                    let found = gpu_time(check_db, &windows(taken.intervals().map(|(g, _, s, e)| (g, s, e))), false)?;
+                    (
+                        CommitCheck::Probed,
+                        found.into_iter().any(|(gpu, slot, (s, e), _)| taken.overlaps(&gpu, slot, s, e)),
+                    )
                 }
             };
             if raced {
@@ -85,10 +88,11 @@ fn number_commit(tx: &mut postgres::Transaction<'_>) -> Result<(i64, Server), St
     Ok((row.get(0), Server { clock: row.get::<_, postgres::types::Oid>(1), started: row.get(2) }))
 }
 
-/// The GPU time one commit wrote: `(gpu, start, end)` sorted, disjoint per GPU. The log keeps
-/// this rather than the batch's [`GpuTime`]: 40 bytes an interval against a B-tree node (some
-/// 280 bytes) for each GPU, with one interval a GPU the common case at 10,000 GPUs.
-struct Written(Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>);
+/// The GPU time one commit wrote: `(gpu, slot, start, end)` sorted, disjoint per GPU and slot.
+/// The log keeps this rather than the batch's [`GpuTime`]: some 40 bytes an interval against a
+/// B-tree node (some 280 bytes) for each GPU, with one interval a GPU the common case at 10,000
+/// GPUs.
+struct Written(Vec<(Uuid, Slot, DateTime<Utc>, DateTime<Utc>)>);
 
 impl Written {
     fn of(t: &GpuTime) -> Written {
@@ -97,14 +101,23 @@ impl Written {
         Written(v)
     }
 
-    /// Does `[s, e)` overlap any interval of `gpu`? As in [`GpuTime::overlaps`], only the last one
-    /// starting before `e` can.
-    fn overlaps(&self, gpu: &Uuid, s: DateTime<Utc>, e: DateTime<Utc>) -> bool {
-        let before = self.0.partition_point(|(g, start, _)| (g, start) < (gpu, &e));
-        before > 0 && {
-            let (g, _, end) = &self.0[before - 1];
-            g == gpu && *end > s
+    /// Does `[s, e)` in `slot` of `gpu` overlap any interval of a slot it collides with? As in
+    /// [`GpuTime::overlaps`], in each slot only the last interval starting before `e` can.
+    fn overlaps(&self, gpu: &Uuid, slot: Slot, s: DateTime<Utc>, e: DateTime<Utc>) -> bool {
+        let v = &self.0;
+        let mut at = v.partition_point(|(g, ..)| g < gpu);
+        while at < v.len() && v[at].0 == *gpu {
+            let this = v[at].1;
+            let slot_end = at + v[at..].partition_point(|(g, sl, ..)| g == gpu && *sl == this);
+            if slots_collide(slot, this) {
+                let before = at + v[at..slot_end].partition_point(|(_, _, start, _)| *start < e);
+                if before > at && v[before - 1].3 > s {
+                    return true;
+                }
+            }
+            at = slot_end;
         }
+        false
     }
 }
 
@@ -184,21 +197,24 @@ mod tests {
         /// from: the in-memory check at commit time sees exactly what the commit wrote.
         #[test]
         fn written_answers_as_the_gpu_time_it_came_from(
-            runs in proptest::collection::vec((0u8..4, 0i64..3, 1i64..4), 0..40),
-            asks in proptest::collection::vec((0u8..5, 0i64..120, 1i64..6), 1..40),
+            runs in proptest::collection::vec((0u8..4, 0usize..3, 0i64..3, 1i64..4), 0..40),
+            asks in proptest::collection::vec((0u8..5, 0usize..4, 0i64..120, 1i64..6), 1..40),
         ) {
-            // Disjoint intervals per GPU: each GPU's runs laid one after another, with gaps.
+            // Disjoint intervals per GPU and slot (the whole GPU, MIG instances 0 and 1): each
+            // slot's runs laid one after another, with gaps.
+            let slots = [None, Some(0), Some(1), Some(2)];
             let mut t = GpuTime::default();
-            let mut next = [0i64; 4];
-            for (g, gap, len) in runs {
-                let s = next[g as usize] + gap;
-                t.insert(Uuid::from_u128(g as u128), at(s), at(s + len));
-                next[g as usize] = s + len;
+            let mut next = [[0i64; 3]; 4];
+            for (g, k, gap, len) in runs {
+                let s = next[g as usize][k] + gap;
+                t.insert(Uuid::from_u128(g as u128), slots[k], at(s), at(s + len));
+                next[g as usize][k] = s + len;
             }
             let w = Written::of(&t);
-            for (g, s, len) in asks {
+            for (g, k, s, len) in asks {
                 let gpu = Uuid::from_u128(g as u128);
-                prop_assert_eq!(w.overlaps(&gpu, at(s), at(s + len)), t.overlaps(&gpu, at(s), at(s + len)));
+                let (slot, s, e) = (slots[k], at(s), at(s + len));
+                prop_assert_eq!(w.overlaps(&gpu, slot, s, e), t.overlaps(&gpu, slot, s, e));
             }
         }
     }
@@ -209,15 +225,16 @@ mod tests {
         let one = Server { clock: 1, started: at(0) };
         let restarted = Server { clock: 1, started: at(1) };
         let mut t = GpuTime::default();
-        t.insert(Uuid::from_u128(7), at(0), at(1));
+        t.insert(Uuid::from_u128(7), None, at(0), at(1));
         // Nothing committed since: nothing to check, whatever the log holds.
         assert_eq!(log.between(&one, 5, 5).map(|v| v.len()), Some(0));
         // A commit the log never saw: unknown.
         assert!(log.between(&one, 5, 6).is_none());
         log.0.lock().get_or_insert_with(|| (one.clone(), BTreeMap::new())).1.insert(6, Arc::new(Written::of(&t)));
         let known = log.between(&one, 5, 6).expect("commit 6 is known");
-        assert!(known[0].overlaps(&Uuid::from_u128(7), at(0), at(2)));
-        assert!(!known[0].overlaps(&Uuid::from_u128(8), at(0), at(2)));
+        assert!(known[0].overlaps(&Uuid::from_u128(7), None, at(0), at(2)));
+        assert!(known[0].overlaps(&Uuid::from_u128(7), Some(3), at(0), at(2)));
+        assert!(!known[0].overlaps(&Uuid::from_u128(8), None, at(0), at(2)));
         // 7 is not: the range is unknown as a whole.
         assert!(log.between(&one, 5, 7).is_none());
         // A log held by a commit that does not come back: unknown after a short wait, not stuck.

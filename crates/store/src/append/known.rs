@@ -7,7 +7,7 @@ use super::{Mode, PartitionBatch};
 use crate::ledger_row::{content as content_of, content_columns, Identity};
 use crate::StoreError;
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::decide::{windows, Interval, Known, KnownId};
+use domain::decide::{windows, Interval, Known, KnownId, Slot};
 use std::collections::{BTreeMap, HashSet};
 use uuid::Uuid;
 
@@ -27,15 +27,15 @@ pub(super) fn read_known(
     #[cfg(feature = "measure-without-guards")]
     let asked = super::measure::without_probe(asked);
     let mut known = Known::default();
-    for (gpu, (s, e), row) in gpu_time(tx, &asked, legacy)? {
-        known.busy.insert(gpu, s, e);
+    for (gpu, slot, (s, e), row) in gpu_time(tx, &asked, legacy)? {
+        known.busy.insert(gpu, slot, s, e);
         if let Some((event_id, tenant, c)) = row {
             let usage = c.into_usage(event_id)?;
             known.add_id(event_id, tenant, KnownId::Row(Box::new(usage)));
         }
     }
     let lookup: Vec<(&str, Uuid)> = valid()
-        .filter(|e| mode == Mode::Serial || known.busy.overlaps(&e.gpu_id, e.interval_start, e.interval_end))
+        .filter(|e| mode == Mode::Serial || known.busy.overlaps(&e.gpu_id, e.slot(), e.interval_start, e.interval_end))
         .filter(|e| !known.has_id(e))
         .map(|e| (e.tenant_id.as_str(), e.event_id))
         .collect::<HashSet<_>>()
@@ -77,11 +77,13 @@ fn stored_ids(tx: &mut postgres::Transaction<'_>, keys: &[(&str, Uuid)]) -> Resu
     Ok(out)
 }
 
-/// A ledgered interval of GPU time, with the id and content of its row (none for the bare
-/// intervals kept from before migration 0005).
-type Taken = (Uuid, Interval, Option<(Uuid, String, crate::ledger_row::Content)>);
+/// A ledgered interval of GPU time in its slot (the whole GPU or a MIG instance), with the id and
+/// content of its row (none for the bare intervals kept from before migration 0005, all of them
+/// whole GPUs).
+type Taken = (Uuid, Slot, Interval, Option<(Uuid, String, crate::ledger_row::Content)>);
 
-/// The ledgered GPU time that overlaps these windows, with each row's event id and content, as
+/// The ledgered GPU time that overlaps these windows (windows are per GPU: every slot of the GPU is
+/// read), with each row's event id and content, as
 /// `client` sees the ledger (a transaction sees its own rows too; another connection only what is
 /// committed).
 ///
@@ -124,7 +126,7 @@ pub(super) fn gpu_time(
             continue;
         }
         let sql = format!(
-            "SELECT w.gpu_id, e.occurred_at, e.interval_end, e.event_id, e.tenant_id, {content}
+            "SELECT w.gpu_id, e.occurred_at, e.interval_end, e.event_id, e.tenant_id, e.mig_instance, {content}
                FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(gpu_id, lo, hi)
                JOIN {name} e ON e.gpu_id = w.gpu_id AND e.interval_end > w.lo AND e.interval_end < w.hi + interval '1 hour'
               WHERE e.occurred_at < w.hi"
@@ -133,8 +135,9 @@ pub(super) fn gpu_time(
             let (gpu, starts, ends): (Uuid, DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1), row.get(2));
             let event_id: Uuid = row.get(3);
             let tenant: String = row.get(4);
-            let c = content_of(&row, 5, Identity { event_id, tenant_id: &tenant, occurred_at: starts })?;
-            out.push((gpu, (starts, ends), Some((event_id, tenant, c))));
+            let slot = slot_of(row.get(5))?;
+            let c = content_of(&row, 6, Identity { event_id, tenant_id: &tenant, occurred_at: starts })?;
+            out.push((gpu, slot, (starts, ends), Some((event_id, tenant, c))));
         }
     }
     // Intervals of usage rows from before migration 0005 (the table is only read now; in a
@@ -150,8 +153,15 @@ pub(super) fn gpu_time(
                                    AND g.starts_at < w.hi AND g.ends_at > w.lo",
             &[&gpus, &los, &his],
         )? {
-            out.push((row.get(0), (row.get(1), row.get(2)), None));
+            out.push((row.get(0), None, (row.get(1), row.get(2)), None));
         }
     }
     Ok(out)
+}
+
+/// The slot of a row from its `mig_instance` column (migration 0013 holds it to 0..99).
+fn slot_of(mig_instance: Option<i16>) -> Result<Slot, StoreError> {
+    mig_instance
+        .map(|i| u8::try_from(i).map_err(|_| StoreError::Invariant(format!("a ledgered MIG instance of {i}"))))
+        .transpose()
 }

@@ -41,9 +41,10 @@ pub struct UsageRow<'a> {
 
 /// The columns of a usage row, in the order of [`UsageRow::with_values`] and [`USAGE_TYPES`].
 pub const USAGE_COLUMNS: &str = "occurred_at, recorded_at, stream_id, stream_pos, src_offset, version, kind, \
-    tenant_id, event_id, hash, gpu_id, interval_end, gpu_seconds, gpu_sku, node, project, job, labels, source";
+    tenant_id, event_id, hash, gpu_id, interval_end, gpu_seconds, gpu_sku, node, project, job, labels, source, \
+    mig_instance, mig_profile, energy_wh";
 
-pub const USAGE_TYPES: [Type; 19] = [
+pub const USAGE_TYPES: [Type; 22] = [
     Type::TIMESTAMPTZ,
     Type::TIMESTAMPTZ,
     Type::INT4,
@@ -63,6 +64,9 @@ pub const USAGE_TYPES: [Type; 19] = [
     Type::TEXT,
     Type::JSONB,
     Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+    Type::NUMERIC,
 ];
 
 impl UsageRow<'_> {
@@ -73,6 +77,9 @@ impl UsageRow<'_> {
             (!e.labels.is_empty()).then(|| serde_json::to_vec(&e.labels).expect("a map of strings always serializes"));
         let labels = labels.as_deref().map(RawJsonb);
         let seconds = e.gpu_seconds.value();
+        let mig_instance = e.mig.as_ref().map(|m| i16::from(m.instance));
+        let mig_profile = e.mig.as_ref().map(|m| m.profile.as_str());
+        let energy_wh = e.energy_wh.map(|w| w.value());
         f(&[
             &e.interval_start,
             &self.recorded_at,
@@ -93,6 +100,9 @@ impl UsageRow<'_> {
             &e.job,
             &labels,
             &e.source,
+            &mig_instance,
+            &mig_profile,
+            &energy_wh,
         ])
     }
 }
