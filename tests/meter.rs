@@ -290,3 +290,45 @@ fn two_tenants_on_mig_instances_of_one_gpu_through_kafka() {
     assert!(store::read::verify_chains(&mut c).unwrap().iter().all(|r| r.result.is_ok()));
     assert_eq!(store::read::rebuild_hourly(&mut c).unwrap(), store::read::live_hourly(&mut c).unwrap());
 }
+
+/// A GPU model the code never heard of: its usage is quarantined as `unknown_sku` (and a price
+/// list for it refused) until finance loads its `sku.set` with `gpuledger reference load`; from
+/// then on the same writer ledgers it, from the entry's effective instant on.
+#[test]
+fn a_new_gpu_model_is_learnt_from_the_sku_catalogue() {
+    let url = fresh_db("meter_catalogue").unwrap();
+    let mut db = connect(&url);
+    let mut w = LedgerWriter::new(connect(&url), connect(&url));
+    let c = claim(&mut db, 0);
+    let b300 = |n: u128, minute: i64| UsageRecorded {
+        gpu_sku: "nvidia-b300".into(),
+        ..event(n, "rheinbank", 9, None, minute, "60", None)
+    };
+    let counts = append(&mut w, c, vec![msg(0, &b300(1, 0))]);
+    assert_eq!((counts.ledgered, counts.by_reason.clone()), (0, vec![(RejectionCode::UnknownSku, 1)]));
+
+    let dir = std::env::temp_dir().join(unique("catalogue"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let price = serde_json::json!({ "kind": "price_list.set", "data": { "sku": "nvidia-b300",
+        "effective_from": "2026-10-31T23:00:00Z", "currency": "EUR",
+        "tiers": [{ "from_gpu_hours": "0", "eur_per_gpu_hour": "7.50" }] } });
+    let sku = serde_json::json!({ "kind": "sku.set", "data": { "sku": "nvidia-b300",
+        "effective_from": "2026-10-31T23:00:00Z", "display_name": "NVIDIA B300",
+        "model_names": ["NVIDIA B300"],
+        "mig_profiles": [{ "profile": "1g.23gb", "gpu_fraction": "0.142857" }] } });
+    let price_file = dir.join("price.json");
+    std::fs::write(&price_file, serde_json::to_vec(&price).unwrap()).unwrap();
+    let refused = integration::gpuledger(&url, &["reference", "load", price_file.to_str().unwrap()]).unwrap_err();
+    assert!(refused.to_string().contains("not in the SKU catalogue"), "{refused}");
+    let both = dir.join("catalogue.json");
+    std::fs::write(&both, serde_json::to_vec(&serde_json::json!([sku, price])).unwrap()).unwrap();
+    integration::gpuledger(&url, &["reference", "load", both.to_str().unwrap()]).unwrap();
+
+    let c = Claim { next_offset: Some(1), ..c };
+    let counts = append(&mut w, c, vec![msg(1, &b300(2, 0)), msg(2, &b300(3, -1))]);
+    assert_eq!(counts.ledgered, 1, "the catalogue's entry is in force from 23:00");
+    assert_eq!(counts.by_reason, vec![(RejectionCode::UnknownSku, 1)]);
+    let state = store::billing::reference_state(&mut db).unwrap();
+    assert_eq!(state.catalogue.sku_of_model("NVIDIA B300", t0()), Some("nvidia-b300"));
+    assert!(store::read::verify_chains(&mut db).unwrap().iter().all(|r| r.result.is_ok()));
+}

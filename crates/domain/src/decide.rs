@@ -7,13 +7,15 @@
 //! Messages are decided exactly as if they came one at a time, so the outcome never depends on
 //! where batches are cut:
 //! 1. a message the validator rejected stays rejected, with its code;
-//! 2. an event id seen before (in the ledger, or earlier in the batch) is a duplicate when the
+//! 2. an event of a SKU the catalogue does not list (in force at the interval's start) is
+//!    quarantined as `unknown_sku`;
+//! 3. an event id seen before (in the ledger, or earlier in the batch) is a duplicate when the
 //!    content is equal and a conflict otherwise;
-//! 3. else usage overlapping GPU time already taken (in the ledger, or by an event ledgered
+//! 4. else usage overlapping GPU time already taken (in the ledger, or by an event ledgered
 //!    earlier in the batch) for the same GPU is an overlap. A MIG instance is part of its GPU:
 //!    two instances of one GPU do not overlap each other, an instance overlaps itself and the
 //!    whole GPU (see [`Slot`]);
-//! 4. else the event is ledgered, and becomes the reference for its id and its GPU time.
+//! 5. else the event is ledgered, and becomes the reference for its id and its GPU time.
 
 use crate::usage::{format_instant, Rejection, RejectionCode, UsageRecorded};
 use chrono::{DateTime, Utc};
@@ -119,6 +121,8 @@ pub enum KnownId {
 #[derive(Debug, Default, Clone)]
 pub struct Known {
     pub busy: GpuTime,
+    /// The SKU catalogue as the ledger holds it (the initial one by default).
+    pub catalogue: std::sync::Arc<crate::billing::catalogue::Catalogue>,
     /// By event id, then tenant (an id is nearly always one tenant's: a short list, looked up
     /// by a borrowed tenant without allocating a key).
     ids: FxHashMap<Uuid, Vec<(String, KnownId)>>,
@@ -194,6 +198,12 @@ fn fate<'b>(
     let conflict = |why: &str| {
         Fate::Quarantine(RejectionCode::Conflict, format!("event id {} {why} with other content", e.event_id))
     };
+    if !known.catalogue.knows(&e.gpu_sku, e.interval_start) {
+        return Fate::Quarantine(
+            RejectionCode::UnknownSku,
+            format!("data.gpu_sku {:?} is not in the SKU catalogue at {}", e.gpu_sku, format_instant(e.interval_start)),
+        );
+    }
     match known.lookup(e) {
         Some(KnownId::Row(r)) if **r == *e => return Fate::Duplicate,
         Some(KnownId::Id(Some(p))) if *p == e.fingerprint() => return Fate::Duplicate,

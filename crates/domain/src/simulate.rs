@@ -535,6 +535,12 @@ mod tests {
                 }
                 (Intent::Duplicate, Ok(_)) => {}
                 (Intent::Rejected(RejectionCode::Conflict | RejectionCode::Overlap), Ok(_)) => {}
+                // A well-formed SKU the catalogue (the ledger's reference data) does not list.
+                (Intent::Rejected(RejectionCode::UnknownSku), Ok(e)) => {
+                    let catalogue = crate::billing::catalogue::Catalogue::initial();
+                    assert!(!catalogue.knows(&e.gpu_sku, e.interval_start), "{}", e.gpu_sku);
+                    seen_codes.insert(RejectionCode::UnknownSku);
+                }
                 (Intent::Rejected(code), Err(r)) => {
                     assert_eq!(code, r.code, "{}", r.message);
                     seen_codes.insert(code);

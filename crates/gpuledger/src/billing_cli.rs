@@ -101,7 +101,8 @@ pub fn reference(db: &mut postgres::Client, cmd: ReferenceCmd) -> Result<()> {
             let prices: Vec<_> = s.prices.values().flat_map(|m| m.values()).collect();
             let profiles: Vec<_> = s.profiles.values().map(|(p, _)| p).collect();
             let contracts: Vec<_> = s.contracts.values().collect();
-            let v = serde_json::json!({ "seller": s.seller, "price_lists": prices, "profiles": profiles, "contracts": contracts });
+            let skus: Vec<_> = s.catalogue.entries().collect();
+            let v = serde_json::json!({ "seller": s.seller, "price_lists": prices, "profiles": profiles, "contracts": contracts, "skus": skus });
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
     }

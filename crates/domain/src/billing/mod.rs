@@ -2,6 +2,7 @@
 //! invoices and credit notes as documents, the plan of a month's close, and the exports finance
 //! needs (CSV, JSON, XRechnung UBL, FOCUS). Pure: every input is passed in, nothing is read.
 
+pub mod catalogue;
 pub mod close;
 pub mod dec;
 pub mod export;

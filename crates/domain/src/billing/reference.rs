@@ -16,7 +16,8 @@ pub const KIND_PRICE_LIST: &str = "price_list.set";
 pub const KIND_PROFILE: &str = "billing_profile.set";
 pub const KIND_CONTRACT: &str = "contract.set";
 pub const KIND_ADJUSTMENT: &str = "usage.adjusted";
-pub const REFERENCE_KINDS: &[&str] = &[KIND_SELLER, KIND_PRICE_LIST, KIND_PROFILE, KIND_CONTRACT, KIND_ADJUSTMENT];
+pub const REFERENCE_KINDS: &[&str] =
+    &[KIND_SELLER, KIND_PRICE_LIST, KIND_PROFILE, KIND_CONTRACT, KIND_ADJUSTMENT, super::catalogue::KIND_SKU];
 pub const REFERENCE_VERSION: i16 = 1;
 /// The tenant column of reference events that belong to no tenant (seller, price lists).
 pub const NO_TENANT: &str = "-";
@@ -48,6 +49,14 @@ fn text(field: &str, v: &str, max: usize) -> Result<(), RefError> {
     }
     if v.chars().any(|c| c.is_control()) {
         return Err(err(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// A well-formed SKU id; whether the catalogue lists it is [`ReferenceState::admits`]'s check.
+fn sku_id(field: &str, v: &str) -> Result<(), RefError> {
+    if !super::catalogue::is_valid_sku_id(v) {
+        return Err(err(field, format!("{v:?} is not a SKU id ([a-z0-9][a-z0-9-]*, 2 to 64 characters)")));
     }
     Ok(())
 }
@@ -271,9 +280,7 @@ pub struct PriceList {
 
 impl PriceList {
     pub fn validate(&self) -> Result<(), RefError> {
-        if !crate::sku::is_known_sku(&self.sku) {
-            return Err(err("sku", format!("{:?} is not in the SKU catalogue {:?}", self.sku, crate::sku::SKUS)));
-        }
+        sku_id("sku", &self.sku)?;
         if self.currency != "EUR" {
             return Err(err("currency", format!("{:?}: prices are in EUR", self.currency)));
         }
@@ -435,9 +442,7 @@ impl Contract {
             return Err(err("contract_id", "2 to 40 letters, digits, - or _"));
         }
         tenant(&self.tenant_id)?;
-        if !crate::sku::is_known_sku(&self.sku) {
-            return Err(err("sku", format!("{:?} is not in the SKU catalogue", self.sku)));
-        }
+        sku_id("sku", &self.sku)?;
         positive("committed_gpu_hours_per_month", self.committed_gpu_hours_per_month)?;
         scale("committed_gpu_hours_per_month", self.committed_gpu_hours_per_month, 0)?;
         for (f, v) in [
@@ -481,9 +486,7 @@ pub struct UsageAdjustment {
 impl UsageAdjustment {
     pub fn validate(&self) -> Result<(), RefError> {
         tenant(&self.tenant_id)?;
-        if !crate::sku::is_known_sku(&self.gpu_sku) {
-            return Err(err("gpu_sku", format!("{:?} is not in the SKU catalogue", self.gpu_sku)));
-        }
+        sku_id("gpu_sku", &self.gpu_sku)?;
         text("project", &self.project, crate::usage::PROJECT_LEN_MAX)?;
         if self.hour.timestamp() % 3600 != 0 || self.hour.timestamp_subsec_nanos() != 0 {
             return Err(err("hour", "the start of a clock hour (UTC), e.g. 2026-11-03T10:00:00Z"));
@@ -519,6 +522,8 @@ pub enum Reference {
     Profile(BillingProfile),
     Contract(Contract),
     Adjustment(UsageAdjustment),
+    /// An entry of the SKU catalogue (billing/catalogue.rs).
+    Sku(super::catalogue::SkuSet),
 }
 
 impl Reference {
@@ -533,6 +538,7 @@ impl Reference {
             KIND_PROFILE => Reference::Profile(de(data)?),
             KIND_CONTRACT => Reference::Contract(de(data)?),
             KIND_ADJUSTMENT => Reference::Adjustment(de(data)?),
+            super::catalogue::KIND_SKU => Reference::Sku(de(data)?),
             other => return Err(err("kind", format!("{other:?} is not one of {REFERENCE_KINDS:?}"))),
         };
         match &r {
@@ -541,6 +547,7 @@ impl Reference {
             Reference::Profile(x) => x.validate()?,
             Reference::Contract(x) => x.validate()?,
             Reference::Adjustment(x) => x.validate()?,
+            Reference::Sku(x) => x.validate()?,
         }
         Ok(r)
     }
@@ -573,13 +580,14 @@ impl Reference {
             Reference::Profile(_) => KIND_PROFILE,
             Reference::Contract(_) => KIND_CONTRACT,
             Reference::Adjustment(_) => KIND_ADJUSTMENT,
+            Reference::Sku(_) => super::catalogue::KIND_SKU,
         }
     }
 
     /// The tenant column of the ledger row.
     pub fn tenant(&self) -> &str {
         match self {
-            Reference::Seller(_) | Reference::PriceList(_) => NO_TENANT,
+            Reference::Seller(_) | Reference::PriceList(_) | Reference::Sku(_) => NO_TENANT,
             Reference::Profile(p) => &p.tenant_id,
             Reference::Contract(c) => &c.tenant_id,
             Reference::Adjustment(a) => &a.tenant_id,
@@ -594,6 +602,7 @@ impl Reference {
             Reference::Profile(x) => serde_json::to_value(x),
             Reference::Contract(x) => serde_json::to_value(x),
             Reference::Adjustment(x) => serde_json::to_value(x),
+            Reference::Sku(x) => serde_json::to_value(x),
         }
         .expect("reference data serializes")
     }
@@ -609,6 +618,8 @@ pub struct ReferenceState {
     pub profiles: BTreeMap<String, (BillingProfile, Uuid)>,
     /// Per contract id: the latest version.
     pub contracts: BTreeMap<String, Contract>,
+    /// The SKU catalogue: the initial one and every `sku.set`.
+    pub catalogue: super::catalogue::Catalogue,
 }
 
 impl ReferenceState {
@@ -616,6 +627,7 @@ impl ReferenceState {
     /// contracts of a tenant and SKU do not overlap, and nothing changes how a closed period is
     /// rated (a price list taking effect in it, a contract's terms for it).
     pub fn admits(&self, r: &Reference, closed: &std::collections::BTreeSet<Period>) -> Result<(), RefError> {
+        self.catalogue.admits(r)?;
         match r {
             Reference::PriceList(p) => {
                 if let Some(q) = closed.iter().find(|q| q.end() > p.effective_from) {
@@ -682,6 +694,7 @@ impl ReferenceState {
                 self.contracts.insert(c.contract_id.clone(), c);
             }
             Reference::Adjustment(_) => {}
+            Reference::Sku(s) => self.catalogue.apply(s),
         }
     }
 

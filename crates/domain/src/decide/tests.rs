@@ -137,6 +137,30 @@ fn mig_instances_of_one_gpu_share_it_and_the_whole_gpu_overlaps_them() {
 }
 
 #[test]
+fn a_sku_the_catalogue_does_not_list_then_is_unknown() {
+    use crate::billing::catalogue::{Catalogue, SkuSet};
+    let mut new_model = event(1, 0, 0, 0, 1);
+    new_model.gpu_sku = "nvidia-b300".into();
+    let fates = one(&[Ok(new_model.clone())], &Known::default());
+    assert!(matches!(&fates[0], Fate::Quarantine(RejectionCode::UnknownSku, m) if m.contains("nvidia-b300")));
+    let mut catalogue = Catalogue::initial();
+    catalogue.apply(SkuSet {
+        sku: "nvidia-b300".into(),
+        effective_from: t0() + Duration::hours(1),
+        display_name: "NVIDIA B300".into(),
+        model_names: vec!["NVIDIA B300".into()],
+        mig_profiles: vec![],
+    });
+    let known = Known { catalogue: std::sync::Arc::new(catalogue), ..Known::default() };
+    assert_eq!(code(&one(&[Ok(new_model.clone())], &known)[0]), Some(RejectionCode::UnknownSku), "not yet in force");
+    let later = event(2, 0, 0, 60, 1);
+    let mut later = UsageRecorded { gpu_sku: "nvidia-b300".into(), ..later };
+    assert_eq!(one(&[Ok(later.clone())], &known), vec![Fate::Ledger]);
+    later.gpu_sku = "nvidia-h100-sxm".into();
+    assert_eq!(one(&[Ok(later)], &known), vec![Fate::Ledger], "the initial SKUs stay");
+}
+
+#[test]
 fn a_rejection_keeps_its_code_and_message() {
     let fates = one(&[rejected()], &Known::default());
     assert_eq!(fates, vec![Fate::Quarantine(RejectionCode::MalformedJson, "not JSON".into())]);

@@ -2,8 +2,8 @@
 //! one tenant for an interval. Parsing and validation are one pure function from the raw Kafka
 //! message to either a `UsageRecorded` or a `Rejection` with a precise, stable reason code.
 
+use crate::billing::catalogue::is_valid_sku_id;
 use crate::gpu_seconds::{GpuSeconds, GpuSecondsError};
-use crate::sku::is_known_sku;
 use chrono::{DateTime, Datelike, Duration, SecondsFormat, Timelike, Utc};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

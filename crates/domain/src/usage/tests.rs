@@ -90,7 +90,11 @@ fn rules() {
         },
         Some(FutureTimestamp),
     );
-    check(|v| v["data"]["gpu_sku"] = json!("nvidia-rtx-9090"), Some(UnknownSku));
+    // Any well-formed SKU id is read; whether the catalogue lists it is the ingester's decision.
+    check(|v| v["data"]["gpu_sku"] = json!("nvidia-rtx-9090"), None);
+    check(|v| v["data"]["gpu_sku"] = json!("NVIDIA-RTX-9090"), Some(UnknownSku));
+    check(|v| v["data"]["gpu_sku"] = json!("x"), Some(UnknownSku));
+    check(|v| v["data"]["gpu_sku"] = json!("-nvidia"), Some(UnknownSku));
     check(|v| v["data"]["gpu_id"] = json!("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"), Some(InvalidField));
     check(|v| v["data"]["node"] = json!("n".repeat(64)), Some(OversizeField));
     check(|v| v["data"]["node"] = json!("a\u{0}b"), Some(NulCharacter));

@@ -145,8 +145,10 @@ pub(super) fn parse_data<O: JsonObject>(event_id: Uuid, source: String, data: &O
     let seconds_text = seconds_text(data)?;
     let mig = mig_field(data)?;
     let energy_wh = energy_field(data)?;
-    if !is_known_sku(gpu_sku) {
-        return Err(reject(RejectionCode::UnknownSku, format!("data.gpu_sku {gpu_sku:?} is not in the catalogue")));
+    // A SKU the catalogue does not list is refused by the ingester's decision (the catalogue is
+    // reference data in the ledger); one that cannot be a SKU id at all, here, with the same code.
+    if !is_valid_sku_id(gpu_sku) {
+        return Err(reject(RejectionCode::UnknownSku, format!("data.gpu_sku {gpu_sku:?} is not a SKU id")));
     }
     let (interval_start, interval_end) = interval(start_text, end_text)?;
     let gpu_seconds = gpu_seconds_within(seconds_text, interval_start, interval_end)?;

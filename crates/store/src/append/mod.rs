@@ -17,6 +17,7 @@
 //! [`outcome`] (what it reports), [`months`] (the monthly partitions), [`usage_row`] (a usage
 //! row's columns and COPY), [`writer`] (a writer's connections and commit log).
 
+mod catalogue;
 mod claim;
 mod commit;
 mod fence;
@@ -120,7 +121,8 @@ fn append_once(
 
     // Every commit up to this number is seen by the reads below (step 5 checks those after it).
     let seen: i64 = tx.query_one("SELECT commits FROM ledger_commit_clock", &[])?.get(0);
-    let known = known::read_known(&mut tx, &ordered, legacy, mode)?;
+    let mut known = known::read_known(&mut tx, &ordered, legacy, mode)?;
+    known.catalogue = w.catalogue.current(&mut tx)?;
     let t_ids = t0.elapsed();
 
     let decision = domain::decide::decide(ordered.iter().map(|b| b.messages.iter().map(|m| &m.verdict)), &known);

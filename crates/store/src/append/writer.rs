@@ -20,12 +20,21 @@ pub struct LedgerWriter {
     pub(super) legacy: Option<bool>,
     /// What this process's writers committed (see [`CommitLog`]).
     pub(super) commits: Arc<CommitLog>,
+    /// The SKU catalogue, read again when the reference stream grows.
+    pub(super) catalogue: super::catalogue::CatalogueCache,
 }
 
 impl LedgerWriter {
     /// A writer with a commit log of its own; see [`LedgerWriter::with_commit_log`].
     pub fn new(db: Client, check: Client) -> LedgerWriter {
-        LedgerWriter { db, check, cache: PartitionCache::default(), legacy: None, commits: Arc::default() }
+        LedgerWriter {
+            db,
+            check,
+            cache: PartitionCache::default(),
+            legacy: None,
+            commits: Arc::default(),
+            catalogue: Default::default(),
+        }
     }
 
     /// Shares one commit log among the writers of a process (and a writer's reconnections), so
