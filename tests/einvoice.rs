@@ -68,6 +68,7 @@ fn seller() -> Seller {
 fn price_list(sku: &str, from: DateTime<Utc>, tiers: &[(&str, &str)]) -> PriceList {
     PriceList {
         sku: sku.into(),
+        mig_profile: None,
         effective_from: from,
         currency: "EUR".into(),
         tiers: tiers.iter().map(|(f, p)| PriceTier { from_gpu_hours: d(f), eur_per_gpu_hour: d(p) }).collect(),
@@ -188,6 +189,7 @@ fn rows(sku: &str, project: &str, start: DateTime<Utc>, count: i64, step: i64, s
             project: project.into(),
             hour: start + Duration::hours(i * step),
             gpu_seconds: d(secs),
+            mig_profile: None,
         })
         .collect()
 }

@@ -332,3 +332,102 @@ fn a_new_gpu_model_is_learnt_from_the_sku_catalogue() {
     assert_eq!(state.catalogue.sku_of_model("NVIDIA B300", t0()), Some("nvidia-b300"));
     assert!(store::read::verify_chains(&mut db).unwrap().iter().all(|r| r.result.is_ok()));
 }
+
+/// MIG pricing end to end: slices of one H200 for two tenants through Kafka, a profile with a
+/// price list of its own (3g.71gb at 1.20) and one priced from its fraction of the GPU (1g.18gb:
+/// 3.80 × 0.142857 = 0.5428566 → 0.5429), a close of November, and the slice lines' amounts
+/// against a computation made here from the events; the documents replay byte for byte.
+#[test]
+fn mig_slices_are_priced_by_profile_and_invoiced_as_slices() {
+    let _serial = serial();
+    let db = fresh_db("meter_pricing").unwrap();
+    let topic = unique("t.migprice");
+    ingest::producer::ensure_topic(&brokers(), &topic, 4).unwrap();
+    let (gpu, other_gpu) = (0xbeef, 0xcafe);
+    let mut events = Vec::new();
+    for minute in 0..90i64 {
+        let n = 10 * minute as u128;
+        let seconds = format!("{}.{}", 40 + minute % 20, minute % 7);
+        events.push(event(n + 1, "rheinbank", gpu, Some(1), minute, &seconds, None)); // 1g.18gb
+        events.push(event(n + 2, "robotik-nord", gpu, Some(0), minute, "60", None)); // 3g.71gb
+        events.push(event(n + 3, "robotik-nord", gpu, Some(2), minute, "30.5", None)); // 1g.18gb
+        events.push(event(n + 4, "seekr-ai-us", other_gpu, None, minute, "60", None));
+        // whole GPU
+    }
+    let messages = events
+        .iter()
+        .map(|e| (Some(e.tenant_id.as_bytes().to_vec()), serde_json::to_vec(&e.to_cloudevent()).unwrap()))
+        .collect::<Vec<_>>();
+    ingest::producer::produce(&brokers(), &topic, messages.into_iter()).unwrap();
+    ingest_until(&db, &topic, &unique("g"), &[], events.len() as i64).unwrap();
+
+    let mut files: Vec<String> = ["seller", "prices", "profiles", "contracts"]
+        .iter()
+        .map(|f| integration::repo_root().join(format!("fixtures/billing/{f}.json")).display().to_string())
+        .collect();
+    let mig = serde_json::json!([
+        { "kind": "sku.set", "data": { "sku": "nvidia-h200", "effective_from": "2026-01-01T00:00:00Z",
+          "display_name": "NVIDIA H200 141GB", "model_names": ["NVIDIA H200"],
+          "mig_profiles": [{ "profile": "1g.18gb", "gpu_fraction": "0.142857" },
+                           { "profile": "3g.71gb", "gpu_fraction": "0.428571" }] } },
+        { "kind": "price_list.set", "data": { "sku": "nvidia-h200", "mig_profile": "3g.71gb",
+          "effective_from": "2026-01-01T00:00:00Z", "currency": "EUR",
+          "tiers": [{ "from_gpu_hours": "0", "eur_per_gpu_hour": "1.20" }] } }
+    ]);
+    let mig_file = std::env::temp_dir().join(format!("{}.json", unique("mig")));
+    std::fs::write(&mig_file, serde_json::to_vec(&mig).unwrap()).unwrap();
+    files.push(mig_file.display().to_string());
+    let mut args = vec!["reference", "load"];
+    args.extend(files.iter().map(String::as_str));
+    integration::gpuledger(&db, &args).unwrap();
+    let out = integration::gpuledger(&db, &["invoices", "close", "--period", "2026-11"]).unwrap();
+    assert!(out.contains("closed 2026-11"), "{out}");
+
+    // The expectation, from the events: per (tenant, profile) the GPU-seconds, at the profile's
+    // price (its own list, or the fraction's, 4 digits), rounded once to cents.
+    let price = |profile: Option<&str>| match profile {
+        None => Decimal::from_str("3.80").unwrap(),
+        Some("3g.71gb") => Decimal::from_str("1.20").unwrap(),
+        Some(_) => Decimal::from_str("0.5429").unwrap(),
+    };
+    let mut expected: BTreeMap<(String, Option<String>), Decimal> = BTreeMap::new();
+    for e in &events {
+        let profile = e.mig.as_ref().map(|m| m.profile.clone());
+        *expected.entry((e.tenant_id.clone(), profile)).or_default() += e.gpu_seconds.value();
+    }
+    let mut c = connect(&db);
+    let docs = store::billing::documents(&mut c, None, None).unwrap();
+    let mut billed: BTreeMap<(String, Option<String>), Decimal> = BTreeMap::new();
+    for d in docs.iter().filter(|d| d.tenant_id != "allgaeu-versicherung" && d.tenant_id != "falke-drones") {
+        for l in &d.lines {
+            let profile = l.charge.mig_profile.clone();
+            let exact = l.gpu_seconds * price(profile.as_deref()) / Decimal::from(3600);
+            assert_eq!(
+                l.net.amount(),
+                exact.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            );
+            assert_eq!(l.unit_price.value(), price(profile.as_deref()), "{}", l.description);
+            if let Some(p) = &profile {
+                assert!(l.description.contains(&format!("nvidia-h200 MIG {p} GPU-hours")), "{}", l.description);
+            }
+            *billed.entry((d.tenant_id.clone(), profile)).or_default() += l.gpu_seconds;
+        }
+    }
+    assert_eq!(billed, expected);
+
+    let out = integration::gpuledger(&db, &["invoices", "verify"]).unwrap();
+    assert!(out.contains("every document byte-identical"), "{out}");
+    let out = integration::gpuledger(&db, &["verify"]).unwrap();
+    assert!(!out.contains("BROKEN") && !out.contains("differ"), "{out}");
+    assert_eq!(store::read::rebuild_hourly(&mut c).unwrap(), store::read::live_hourly(&mut c).unwrap());
+
+    // The XRechnung of the slices passes the official rules and names them.
+    let dir = std::env::temp_dir().join(unique("mig_exports"));
+    integration::gpuledger(&db, &["invoices", "export", "--period", "2026-11", "--out", dir.to_str().unwrap()])
+        .unwrap();
+    let xml: Vec<std::path::PathBuf> =
+        std::fs::read_dir(dir.join("2026-11").join("xrechnung")).unwrap().map(|f| f.unwrap().path()).collect();
+    let all_xml: String = xml.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    assert!(all_xml.contains("<cbc:Name>nvidia-h200 MIG 3g.71gb GPU-hours"), "no slice line in the XRechnung");
+    integration::validate_xrechnung(&xml).unwrap();
+}

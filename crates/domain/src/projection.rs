@@ -1,5 +1,5 @@
 //! Projections as folds over the log. The hourly usage projection: GPU-seconds per tenant, SKU,
-//! project and hour. The store keeps it live in the same transaction as the append; a rebuild
+//! project, MIG profile (none for a whole GPU) and hour. The store keeps it live in the same transaction as the append; a rebuild
 //! folds the same function over the ledger and must find the same figures.
 
 use crate::gpu_seconds::GpuSeconds;
@@ -14,6 +14,9 @@ pub struct HourKey {
     pub tenant_id: String,
     pub gpu_sku: String,
     pub project: String,
+    /// The MIG profile of a slice (`1g.18gb`), `None` for whole-GPU usage; ordered before the
+    /// hour, as the store's key is.
+    pub mig_profile: Option<String>,
     pub hour: DateTime<Utc>,
 }
 
@@ -77,14 +80,11 @@ pub struct HourDifference<'a> {
 
 impl fmt::Display for HourKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "tenant {} sku {} project {} hour {}",
-            self.tenant_id,
-            self.gpu_sku,
-            self.project,
-            self.hour.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-        )
+        write!(f, "tenant {} sku {} project {}", self.tenant_id, self.gpu_sku, self.project)?;
+        if let Some(profile) = &self.mig_profile {
+            write!(f, " MIG profile {profile}")?;
+        }
+        write!(f, " hour {}", self.hour.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
     }
 }
 
@@ -110,18 +110,22 @@ fn hour_parts(e: &UsageRecorded) -> impl Iterator<Item = (DateTime<Utc>, Decimal
         .map(|(i, (hour, seconds))| (hour, seconds, i == 0))
 }
 
+/// A batch row's key, borrowed: tenant, SKU, project, MIG profile (none for a whole GPU), hour.
+pub type BatchKey<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, DateTime<Utc>);
+
 /// The hourly projection of a batch of events, keyed by borrowed names (no owned key per
 /// event): the ingester's per-batch fold. `into_owned` gives the same `HourlyUsage` as applying
 /// each event with `HourlyUsage::apply`.
 #[derive(Debug, Default)]
 pub struct BatchHourly<'a> {
-    pub rows: rustc_hash::FxHashMap<(&'a str, &'a str, &'a str, DateTime<Utc>), HourTotals>,
+    pub rows: rustc_hash::FxHashMap<BatchKey<'a>, HourTotals>,
 }
 
 impl<'a> BatchHourly<'a> {
     pub fn apply(&mut self, e: &'a UsageRecorded) {
         for (hour, seconds, first) in hour_parts(e) {
-            let row = self.rows.entry((&e.tenant_id, &e.gpu_sku, &e.project, hour)).or_default();
+            let profile = e.mig.as_ref().map(|m| m.profile.as_str());
+            let row = self.rows.entry((&e.tenant_id, &e.gpu_sku, &e.project, profile, hour)).or_default();
             row.gpu_seconds += seconds;
             row.events += i64::from(first);
         }
@@ -130,8 +134,14 @@ impl<'a> BatchHourly<'a> {
     #[cfg(test)]
     pub fn into_owned(self) -> HourlyUsage {
         let mut out = HourlyUsage::default();
-        for ((t, s, p, hour), v) in self.rows {
-            let key = HourKey { tenant_id: t.to_string(), gpu_sku: s.to_string(), project: p.to_string(), hour };
+        for ((t, s, p, m, hour), v) in self.rows {
+            let key = HourKey {
+                tenant_id: t.to_string(),
+                gpu_sku: s.to_string(),
+                project: p.to_string(),
+                mig_profile: m.map(str::to_string),
+                hour,
+            };
             out.rows.insert(key, v);
         }
         out
@@ -145,6 +155,7 @@ impl HourlyUsage {
                 tenant_id: e.tenant_id.clone(),
                 gpu_sku: e.gpu_sku.clone(),
                 project: e.project.clone(),
+                mig_profile: e.mig.as_ref().map(|m| m.profile.clone()),
                 hour,
             };
             let row = self.rows.entry(key).or_default();
@@ -153,12 +164,14 @@ impl HourlyUsage {
         }
     }
 
-    /// A finance correction (`usage.adjusted`): GPU-seconds added to (or taken from) one row.
+    /// A finance correction (`usage.adjusted`): GPU-seconds added to (or taken from) one
+    /// whole-GPU row (an adjustment names no MIG profile).
     pub fn adjust(&mut self, a: &crate::billing::reference::UsageAdjustment) {
         let key = HourKey {
             tenant_id: a.tenant_id.clone(),
             gpu_sku: a.gpu_sku.clone(),
             project: a.project.clone(),
+            mig_profile: None,
             hour: a.hour,
         };
         self.rows.entry(key).or_default().gpu_seconds += a.gpu_seconds_delta;
@@ -206,6 +219,7 @@ mod tests {
             tenant_id: t.into(),
             gpu_sku: "nvidia-l40s".into(),
             project: "p".into(),
+            mig_profile: None,
             hour: Utc.with_ymd_and_hms(2026, 10, 1, h, 0, 0).unwrap(),
         };
         let row = |s: i64, e: i64| HourTotals { gpu_seconds: Decimal::new(s, 1), events: e };
@@ -229,6 +243,40 @@ mod tests {
         // Each difference seen from the other side is the same key, sides swapped.
         let back = b.differences(&a);
         assert!(d.iter().zip(&back).all(|(x, y)| x.key == y.key && x.ours == y.theirs && x.theirs == y.ours));
+    }
+
+    /// None (a whole GPU) or one of two MIG slices.
+    fn slice(which: usize) -> Option<crate::usage::MigSlice> {
+        let profile = [None, Some("1g.18gb"), Some("3g.71gb")][which]?;
+        Some(crate::usage::MigSlice { instance: u8::try_from(which).unwrap(), profile: profile.into() })
+    }
+
+    #[test]
+    fn a_slice_and_the_whole_gpu_are_rows_of_their_own() {
+        let s = t0() + Duration::minutes(5);
+        let event = |mig| UsageRecorded {
+            event_id: uuid::Uuid::nil(),
+            source: "s".into(),
+            tenant_id: "a".into(),
+            gpu_sku: "nvidia-h200".into(),
+            gpu_id: uuid::Uuid::nil(),
+            node: "n".into(),
+            project: "p".into(),
+            job: None,
+            labels: Default::default(),
+            interval_start: s,
+            interval_end: s + Duration::minutes(1),
+            gpu_seconds: GpuSeconds::parse("60").unwrap(),
+            mig,
+            energy_wh: None,
+        };
+        let p = HourlyUsage::fold(&[event(None), event(slice(1)), event(slice(1)), event(slice(2))]);
+        let rows: Vec<(Option<&str>, HourTotals)> =
+            p.rows.iter().map(|(k, v)| (k.mig_profile.as_deref(), *v)).collect();
+        let row = |s: i64, e: i64| HourTotals { gpu_seconds: Decimal::from(s), events: e };
+        assert_eq!(rows, vec![(None, row(60, 1)), (Some("1g.18gb"), row(120, 2)), (Some("3g.71gb"), row(60, 1))]);
+        let key = p.rows.keys().nth(1).unwrap().to_string();
+        assert_eq!(key, "tenant a sku nvidia-h200 project p MIG profile 1g.18gb hour 2026-10-01T00:00:00Z");
     }
 
     fn t0() -> DateTime<Utc> {
@@ -279,12 +327,15 @@ mod tests {
         /// The ingester's per-batch fold gives the projection the rebuild folds event by event.
         #[test]
         fn the_batch_fold_is_the_event_fold(
-            events in proptest::collection::vec((0usize..3, 0usize..2, 0usize..2, 0i64..10_000, 1i64..=3600, 0u64..=1000), 0..40)
+            events in proptest::collection::vec(
+                ((0usize..3, 0usize..2, 0usize..2, 0usize..3), 0i64..10_000, 1i64..=3600, 0u64..=1000),
+                0..40,
+            )
         ) {
             let tenants = ["a", "b", "c"];
             let events: Vec<UsageRecorded> = events
                 .into_iter()
-                .map(|(t, s, p, start_s, len_s, permille)| {
+                .map(|((t, s, p, m), start_s, len_s, permille)| {
                     let start = t0() + Duration::seconds(start_s);
                     let seconds = (Decimal::from(len_s) * Decimal::new(permille as i64, 3)).round_dp(6);
                     UsageRecorded {
@@ -300,7 +351,7 @@ mod tests {
                         interval_start: start,
                         interval_end: start + Duration::seconds(len_s),
                         gpu_seconds: GpuSeconds::new(seconds).unwrap(),
-                        mig: None,
+                        mig: slice(m),
                         energy_wh: None,
                     }
                 })

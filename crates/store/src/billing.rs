@@ -271,7 +271,9 @@ pub fn load_reference(
         if let (Reference::Adjustment(adj), true) = (r, a.new) {
             let current: Option<Decimal> = tx
                 .query_opt(
-                    "SELECT gpu_seconds FROM usage_hourly WHERE tenant_id = $1 AND gpu_sku = $2 AND project = $3 AND hour = $4 FOR UPDATE",
+                    "SELECT gpu_seconds FROM usage_hourly
+                      WHERE tenant_id = $1 AND gpu_sku = $2 AND project = $3 AND hour = $4 AND mig_profile IS NULL
+                        FOR UPDATE",
                     &[&adj.tenant_id, &adj.gpu_sku, &adj.project, &adj.hour],
                 )?
                 .map(|row| row.get(0));
@@ -292,7 +294,7 @@ pub fn load_reference(
             // delta against the CHECK constraint before finding the conflict.
             let sql = if current.is_some() {
                 "UPDATE usage_hourly SET gpu_seconds = gpu_seconds + $5
-                  WHERE tenant_id = $1 AND gpu_sku = $2 AND project = $3 AND hour = $4"
+                  WHERE tenant_id = $1 AND gpu_sku = $2 AND project = $3 AND hour = $4 AND mig_profile IS NULL"
             } else {
                 "INSERT INTO usage_hourly (tenant_id, gpu_sku, project, hour, gpu_seconds, events) VALUES ($1, $2, $3, $4, $5, 0)"
             };
@@ -357,6 +359,7 @@ fn usage_rows(rows: Vec<postgres::Row>) -> BTreeMap<String, Vec<UsageRow>> {
             project: r.get(2),
             hour: r.get(3),
             gpu_seconds: r.get(4),
+            mig_profile: r.get(5),
         });
     }
     out
@@ -398,7 +401,7 @@ fn close_locked(client: &mut Client, period: Period, issued_at: DateTime<Utc>) -
     let issued = documents_where(&mut tx, "true", &[])?;
     let mut input = CloseInput { refs, closed, issued, ..CloseInput::default() };
     let current = tx.query(
-        "SELECT tenant_id, gpu_sku, project, hour, gpu_seconds FROM usage_hourly WHERE hour >= $1 AND hour < $2",
+        "SELECT tenant_id, gpu_sku, project, hour, gpu_seconds, mig_profile FROM usage_hourly WHERE hour >= $1 AND hour < $2",
         &[&period.start(), &period.end()],
     )?;
     for (tenant, rows) in usage_rows(current) {
@@ -419,7 +422,7 @@ fn close_locked(client: &mut Client, period: Period, issued_at: DateTime<Utc>) -
         let recheck = recheck_set(&seconds, &input.closed, &input.issued);
         for (tenant, q) in &recheck {
             let rows = tx.query(
-                "SELECT tenant_id, gpu_sku, project, hour, gpu_seconds FROM usage_hourly
+                "SELECT tenant_id, gpu_sku, project, hour, gpu_seconds, mig_profile FROM usage_hourly
                   WHERE tenant_id = $1 AND hour >= $2 AND hour < $3",
                 &[tenant, &q.start(), &q.end()],
             )?;
@@ -608,6 +611,7 @@ pub(crate) fn replan_close(
             project: k.project.clone(),
             hour: k.hour,
             gpu_seconds: v.gpu_seconds,
+            mig_profile: k.mig_profile.clone(),
         });
     }
     let recheck = recheck_set(&seconds, &input.closed, &input.issued);

@@ -53,8 +53,16 @@ pub fn stream_stats(client: &mut Client, topic: &str) -> Result<Vec<StreamStats>
 /// The live hourly projection as stored.
 pub fn live_hourly(client: &mut Client) -> Result<HourlyUsage, StoreError> {
     let mut p = HourlyUsage::default();
-    for r in client.query("SELECT tenant_id, gpu_sku, project, hour, gpu_seconds, events FROM usage_hourly", &[])? {
-        let key = HourKey { tenant_id: r.get(0), gpu_sku: r.get(1), project: r.get(2), hour: r.get(3) };
+    for r in client
+        .query("SELECT tenant_id, gpu_sku, project, hour, gpu_seconds, events, mig_profile FROM usage_hourly", &[])?
+    {
+        let key = HourKey {
+            tenant_id: r.get(0),
+            gpu_sku: r.get(1),
+            project: r.get(2),
+            mig_profile: r.get(6),
+            hour: r.get(3),
+        };
         let seconds: Decimal = r.get(4);
         p.rows.insert(key, HourTotals { gpu_seconds: seconds.normalize(), events: r.get(5) });
     }

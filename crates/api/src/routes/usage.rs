@@ -236,7 +236,8 @@ pub(crate) async fn usage_current(
     };
     let rows = tx
         .query(
-            "SELECT gpu_sku, project, hour, gpu_seconds FROM usage_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3",
+            "SELECT gpu_sku, project, hour, gpu_seconds, mig_profile FROM usage_hourly
+              WHERE tenant_id = $1 AND hour >= $2 AND hour < $3",
             &[&tenant, &period.start(), &period.end()],
         )
         .await?;
@@ -248,6 +249,7 @@ pub(crate) async fn usage_current(
             project: r.get(1),
             hour: r.get(2),
             gpu_seconds: r.get(3),
+            mig_profile: r.get(4),
         })
         .collect();
     let refs = CrossTenant::new(&s).run(store::billing::reference_state).await?;

@@ -141,10 +141,15 @@ impl InvoiceDoc {
     }
 }
 
+/// The SKU, and a MIG slice's profile (`nvidia-h200 MIG 1g.18gb`), with the line's GPU-hours.
 fn sku_words(key: &LineKey) -> String {
+    let what = match &key.mig_profile {
+        Some(m) => format!("{} MIG {m}", key.sku),
+        None => key.sku.clone(),
+    };
     match &key.project {
-        Some(p) => format!("{} GPU-hours, project {p}", key.sku),
-        None => format!("{} GPU-hours", key.sku),
+        Some(p) => format!("{what} GPU-hours, project {p}"),
+        None => format!("{what} GPU-hours"),
     }
 }
 

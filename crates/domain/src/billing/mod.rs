@@ -10,6 +10,7 @@ pub mod focus;
 pub mod index;
 pub mod invoice;
 pub mod leitweg;
+pub mod mig_price;
 pub mod period;
 pub mod rating;
 pub mod reference;

@@ -10,8 +10,11 @@
 //! - A contract for the SKU in the period replaces the list price: GPU-hours up to the commitment
 //!   at the committed rate, beyond it at the overage rate, an unused commitment as a minimum-charge
 //!   top-up, and the contract's discount as a negative line on all three.
+//! - MIG slices: lines of their own per profile, at the profile's price list or one derived from
+//!   the whole GPU's (`mig_price`); their tiers are their own, contracts do not cover them.
 
 use super::dec;
+use super::mig_price::price_for;
 use super::period::Period;
 use super::reference::{Contract, ReferenceState};
 use crate::gpu_hours::GpuHours;
@@ -23,13 +26,15 @@ use std::collections::BTreeMap;
 
 pub use crate::gpu_hours::SECONDS_PER_HOUR;
 
-/// GPU-seconds of one SKU, project and hour (a row of the hourly projection).
+/// GPU-seconds of one SKU, project, MIG profile and hour (a row of the hourly projection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRow {
     pub sku: String,
     pub project: String,
     pub hour: DateTime<Utc>,
     pub gpu_seconds: Decimal,
+    /// The MIG profile of a slice; `None` for whole-GPU usage.
+    pub mig_profile: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -60,6 +65,10 @@ pub struct LineKey {
     #[serde(with = "dec")]
     pub unit_price: Decimal,
     pub contract_id: Option<String>,
+    /// The MIG profile of a slice's line; absent (and so not serialized: documents without
+    /// slices keep their bytes) for whole-GPU lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig_profile: Option<String>,
 }
 
 /// Exact totals of one line.
@@ -95,6 +104,8 @@ impl Rated {
 pub enum RatingError {
     #[error("no price list for {sku} in force at {hour} (tenant {tenant_id})")]
     NoPrice { tenant_id: String, sku: String, hour: DateTime<Utc> },
+    #[error("no price list for {sku} MIG {profile} and no gpu_fraction of it in the SKU catalogue in force at {hour} (tenant {tenant_id})")]
+    NoSliceFraction { tenant_id: String, sku: String, profile: String, hour: DateTime<Utc> },
     #[error("usage of {tenant_id} at {hour} is outside period {period}")]
     OutsidePeriod { tenant_id: String, hour: DateTime<Utc>, period: Period },
 }
@@ -109,22 +120,25 @@ fn add(lines: &mut RatedLines, key: LineKey, secs: Decimal, price: Decimal, list
     r.list_numerator += list_numerator;
 }
 
-/// Walks `secs` GPU-seconds of `sku` at `hour` through the graduated tiers of the price list in
-/// force, from the tenant's `cumulative` GPU-seconds of the SKU in the month on: each piece as
+/// What is rated on one ladder of tiers: a SKU's whole GPUs (`slice` `None`) or one MIG profile.
+#[derive(Clone, Copy)]
+struct Slot<'a> {
+    sku: &'a str,
+    slice: Option<&'a str>,
+}
+
+/// Walks `secs` GPU-seconds of `slot` at `hour` through the graduated tiers of the price list in
+/// force, from the tenant's `cumulative` GPU-seconds of the slot in the month on: each piece as
 /// (tier index, EUR per GPU-hour, GPU-seconds). Advances `cumulative`.
 fn list_pieces(
     refs: &ReferenceState,
     tenant_id: &str,
-    sku: &str,
+    slot: Slot<'_>,
     hour: DateTime<Utc>,
     cumulative: &mut Decimal,
     secs: Decimal,
 ) -> Result<Vec<(usize, Decimal, Decimal)>, RatingError> {
-    let list = refs.price_at(sku, hour).ok_or_else(|| RatingError::NoPrice {
-        tenant_id: tenant_id.to_string(),
-        sku: sku.to_string(),
-        hour,
-    })?;
+    let list = price_for(refs, tenant_id, slot.sku, slot.slice, hour)?;
     let mut out = Vec::new();
     let mut left = secs;
     while left > Decimal::ZERO {
@@ -148,7 +162,8 @@ fn list_numerator(
     cumulative: &mut Decimal,
     secs: Decimal,
 ) -> Result<Decimal, RatingError> {
-    Ok(list_pieces(refs, tenant_id, sku, hour, cumulative, secs)?.iter().map(|(_, price, s)| price * s).sum())
+    let slot = Slot { sku, slice: None };
+    Ok(list_pieces(refs, tenant_id, slot, hour, cumulative, secs)?.iter().map(|(_, price, s)| price * s).sum())
 }
 
 /// GPU-seconds per (hour, project) of one SKU, in the order of rating.
@@ -163,45 +178,49 @@ pub fn rate_period(
     refs: &ReferenceState,
     by_project: bool,
 ) -> Result<RatedLines, RatingError> {
-    let per_sku = usage_per_sku(tenant_id, period, usage)?;
+    let per_slot = usage_per_slot(tenant_id, period, usage)?;
     let mut lines = RatedLines::new();
     let empty = BTreeMap::new();
-    for sku in billed_skus(tenant_id, period, &per_sku, refs) {
-        let hours = per_sku.get(sku).unwrap_or(&empty);
-        let rate = RateSku { tenant_id, sku, hours, refs, by_project };
+    for sku in billed_skus(tenant_id, period, &per_slot, refs) {
+        let hours = per_slot.get(&(sku, None)).unwrap_or(&empty);
+        let rate = RateSku { tenant_id, slot: Slot { sku, slice: None }, hours, refs, by_project };
         match refs.contract_for(tenant_id, sku, period) {
             Some(c) => rate.contract(c, &mut lines)?,
             None => rate.list(&mut lines)?,
         }
     }
+    for (&(sku, slice), hours) in per_slot.iter().filter(|((_, slice), _)| slice.is_some()) {
+        RateSku { tenant_id, slot: Slot { sku, slice }, hours, refs, by_project }.list(&mut lines)?;
+    }
     Ok(lines)
 }
 
-/// GPU-seconds per SKU, then per (hour, project): the order of rating.
-fn usage_per_sku<'a>(
+/// GPU-seconds per (SKU, MIG profile), then per (hour, project): the order of rating.
+fn usage_per_slot<'a>(
     tenant_id: &str,
     period: Period,
     usage: &'a [UsageRow],
-) -> Result<BTreeMap<&'a str, SkuHours<'a>>, RatingError> {
-    let mut per_sku: BTreeMap<&str, SkuHours> = BTreeMap::new();
+) -> Result<BTreeMap<(&'a str, Option<&'a str>), SkuHours<'a>>, RatingError> {
+    let mut per_slot: BTreeMap<(&str, Option<&str>), SkuHours> = BTreeMap::new();
     for u in usage {
         if u.hour < period.start() || u.hour >= period.end() {
             return Err(RatingError::OutsidePeriod { tenant_id: tenant_id.to_string(), hour: u.hour, period });
         }
-        *per_sku.entry(&u.sku).or_default().entry((u.hour, &u.project)).or_default() += u.gpu_seconds;
+        let slot = (u.sku.as_str(), u.mig_profile.as_deref());
+        *per_slot.entry(slot).or_default().entry((u.hour, &u.project)).or_default() += u.gpu_seconds;
     }
-    Ok(per_sku)
+    Ok(per_slot)
 }
 
-/// The SKUs to rate, sorted: those with usage, and those with a contract but no usage (they still
-/// owe the minimum charge).
+/// The SKUs whose whole GPUs are rated, sorted: those with whole-GPU usage, and those with a
+/// contract but no such usage (they still owe the minimum charge).
 fn billed_skus<'a>(
     tenant_id: &str,
     period: Period,
-    per_sku: &BTreeMap<&'a str, SkuHours<'a>>,
+    per_slot: &BTreeMap<(&'a str, Option<&'a str>), SkuHours<'a>>,
     refs: &'a ReferenceState,
 ) -> Vec<&'a str> {
-    let mut skus: Vec<&str> = per_sku.keys().copied().collect();
+    let mut skus: Vec<&str> = per_slot.keys().filter(|(_, slice)| slice.is_none()).map(|(sku, _)| *sku).collect();
     for c in refs.contracts.values() {
         if c.tenant_id == tenant_id && c.covers(period) && !skus.contains(&c.sku.as_str()) {
             skus.push(&c.sku);
@@ -214,7 +233,7 @@ fn billed_skus<'a>(
 /// The usage of one SKU of one tenant, to be rated under a contract or at the price list.
 struct RateSku<'a> {
     tenant_id: &'a str,
-    sku: &'a str,
+    slot: Slot<'a>,
     hours: &'a SkuHours<'a>,
     refs: &'a ReferenceState,
     by_project: bool,
@@ -227,7 +246,7 @@ impl RateSku<'_> {
 
     /// Commitment, overage, minimum top-up and discount lines of a contract.
     fn contract(&self, c: &Contract, lines: &mut RatedLines) -> Result<(), RatingError> {
-        let (refs, tenant_id, sku) = (self.refs, self.tenant_id, self.sku);
+        let (refs, tenant_id, sku) = (self.refs, self.tenant_id, self.slot.sku);
         let committed = GpuHours::new(c.committed_gpu_hours_per_month).gpu_seconds();
         let mut used = Decimal::ZERO;
         let key = |kind, p: Option<String>, price| LineKey {
@@ -237,6 +256,7 @@ impl RateSku<'_> {
             tier: 0,
             unit_price: price,
             contract_id: Some(c.contract_id.clone()),
+            mig_profile: None,
         };
         let mut contract_numerator = Decimal::ZERO;
         // The same hours at the price list, for the list cost (FOCUS): in the same order.
@@ -290,14 +310,15 @@ impl RateSku<'_> {
     fn list(&self, lines: &mut RatedLines) -> Result<(), RatingError> {
         let mut cumulative = Decimal::ZERO;
         for (&(hour, p), &secs) in self.hours {
-            for (idx, price, take) in list_pieces(self.refs, self.tenant_id, self.sku, hour, &mut cumulative, secs)? {
+            for (idx, price, take) in list_pieces(self.refs, self.tenant_id, self.slot, hour, &mut cumulative, secs)? {
                 let key = LineKey {
                     kind: LineKind::Usage,
-                    sku: self.sku.to_string(),
+                    sku: self.slot.sku.to_string(),
                     project: self.project(p),
                     tier: idx as u32 + 1,
                     unit_price: price,
                     contract_id: None,
+                    mig_profile: self.slot.slice.map(str::to_string),
                 };
                 add(lines, key, take, price, take * price);
             }

@@ -273,6 +273,10 @@ pub struct PriceTier {
 #[serde(deny_unknown_fields)]
 pub struct PriceList {
     pub sku: String,
+    /// A MIG profile (`1g.18gb`): the list prices that slice of the SKU (billing/mig_price.rs);
+    /// absent for the whole GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig_profile: Option<String>,
     pub effective_from: DateTime<Utc>,
     pub currency: String,
     pub tiers: Vec<PriceTier>,
@@ -281,6 +285,9 @@ pub struct PriceList {
 impl PriceList {
     pub fn validate(&self) -> Result<(), RefError> {
         sku_id("sku", &self.sku)?;
+        if let Some(m) = self.mig_profile.as_deref().filter(|m| !crate::usage::is_valid_mig_profile(m)) {
+            return Err(err("mig_profile", format!("{m:?} is not a MIG profile such as 1g.18gb")));
+        }
         if self.currency != "EUR" {
             return Err(err("currency", format!("{:?}: prices are in EUR", self.currency)));
         }
@@ -614,6 +621,8 @@ pub struct ReferenceState {
     pub seller: Option<Seller>,
     /// Per SKU, per effective instant: the latest price list.
     pub prices: BTreeMap<String, BTreeMap<DateTime<Utc>, PriceList>>,
+    /// Per (SKU, MIG profile), per effective instant: the latest price list of that slice.
+    pub slice_prices: BTreeMap<(String, String), BTreeMap<DateTime<Utc>, PriceList>>,
     /// Per tenant: the latest profile and the event id of that version.
     pub profiles: BTreeMap<String, (BillingProfile, Uuid)>,
     /// Per contract id: the latest version.
@@ -685,7 +694,11 @@ impl ReferenceState {
         match r {
             Reference::Seller(s) => self.seller = Some(s),
             Reference::PriceList(p) => {
-                self.prices.entry(p.sku.clone()).or_default().insert(p.effective_from, p);
+                let prices = match p.mig_profile.clone() {
+                    Some(m) => self.slice_prices.entry((p.sku.clone(), m)).or_default(),
+                    None => self.prices.entry(p.sku.clone()).or_default(),
+                };
+                prices.insert(p.effective_from, p);
             }
             Reference::Profile(p) => {
                 self.profiles.insert(p.tenant_id.clone(), (p, event_id));
@@ -701,6 +714,11 @@ impl ReferenceState {
     /// The price list of `sku` in force at `hour`.
     pub fn price_at(&self, sku: &str, hour: DateTime<Utc>) -> Option<&PriceList> {
         self.prices.get(sku)?.range(..=hour).next_back().map(|(_, p)| p)
+    }
+
+    /// The price list of MIG profile `profile` of `sku` in force at `hour`, if one was loaded.
+    pub fn slice_price_at(&self, sku: &str, profile: &str, hour: DateTime<Utc>) -> Option<&PriceList> {
+        self.slice_prices.get(&(sku.to_string(), profile.to_string()))?.range(..=hour).next_back().map(|(_, p)| p)
     }
 
     /// The contract of a tenant for a SKU in a period, if any.

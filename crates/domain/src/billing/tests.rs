@@ -67,6 +67,7 @@ fn d(s: &str) -> Decimal {
 fn price(sku: &str, from: DateTime<Utc>, tiers: &[(&str, &str)]) -> PriceList {
     PriceList {
         sku: sku.into(),
+        mig_profile: None,
         effective_from: from,
         currency: "EUR".into(),
         tiers: tiers.iter().map(|(f, p)| PriceTier { from_gpu_hours: d(f), eur_per_gpu_hour: d(p) }).collect(),
@@ -137,6 +138,7 @@ fn rows_of(period: Period, raw: &[(usize, usize, usize, i64, i64)], tenant: usiz
             project: format!("proj-{pr}"),
             hour: period.start() + Duration::hours(h.min(period.hours() - 1)),
             gpu_seconds: Decimal::new(us, 6),
+            mig_profile: None,
         })
         .collect()
 }
@@ -372,8 +374,13 @@ fn a_contract_bills_commitment_overage_minimum_and_discount() {
     let refs = refs(false, true);
     let oct = p("2026-10");
     let hour = oct.start() + Duration::hours(5);
-    let row =
-        |secs: i64| UsageRow { sku: "nvidia-b200".into(), project: "x".into(), hour, gpu_seconds: Decimal::from(secs) };
+    let row = |secs: i64| UsageRow {
+        sku: "nvidia-b200".into(),
+        project: "x".into(),
+        hour,
+        gpu_seconds: Decimal::from(secs),
+        mig_profile: None,
+    };
     // 1 GPU-hour of 3 committed: commitment 1 h, minimum top-up 2 h, discount 7.5 %.
     let lines = rate_period("de-bank", oct, &[row(3600)], &refs, false).unwrap();
     let by_kind: BTreeMap<LineKind, Decimal> = lines.iter().map(|(k, r)| (k.kind, r.net().amount())).collect();
@@ -399,6 +406,7 @@ fn tiers_and_a_mid_month_price_change() {
         project: "x".into(),
         hour,
         gpu_seconds: Decimal::from(secs),
+        mig_profile: None,
     };
     // 1.5 h at 2.90 (tier 1) before the change; after it 0.5 h more in tier 1 at 2.70, then 1 h in tier 2 at 2.45.
     let lines = rate_period("us-search", oct, &[row(before, 5400), row(after, 5400)], &refs, false).unwrap();
@@ -412,7 +420,13 @@ fn tiers_and_a_mid_month_price_change() {
 fn usage_without_a_price_is_refused() {
     let refs = ReferenceState::default();
     let oct = p("2026-10");
-    let row = UsageRow { sku: "nvidia-l40s".into(), project: "x".into(), hour: oct.start(), gpu_seconds: d("60") };
+    let row = UsageRow {
+        sku: "nvidia-l40s".into(),
+        project: "x".into(),
+        hour: oct.start(),
+        gpu_seconds: d("60"),
+        mig_profile: None,
+    };
     let e = rate_period("us-search", oct, &[row], &refs, false).unwrap_err();
     assert!(e.to_string().contains("no price list for nvidia-l40s"), "{e}");
 }
@@ -475,6 +489,7 @@ fn a_reverse_charge_invoice_after_the_14a_deadline_is_warned_about() {
         project: "x".into(),
         hour: oct.start() + Duration::hours(3),
         gpu_seconds: d("3600"),
+        mig_profile: None,
     };
     for t in TENANTS {
         input.usage.entry(t.to_string()).or_default().insert(oct, vec![row()]);

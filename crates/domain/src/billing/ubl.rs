@@ -396,6 +396,7 @@ mod tests {
             tier: 1,
             unit_price: Decimal::new(210, 2),
             contract_id: None,
+            mig_profile: None,
         };
         let lines = vec![
             make_line(1, period, false, "", &key, Decimal::new(7200, 0), Money::new(Decimal::new(420, 2))),

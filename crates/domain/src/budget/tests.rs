@@ -253,6 +253,7 @@ pub(super) fn journal_fixture() -> (BudgetState, Vec<crate::billing::invoice::In
             project: "p".into(),
             hour: oct.start() + chrono::Duration::hours(7),
             gpu_seconds: Decimal::new(secs, 1),
+            mig_profile: None,
         }];
         input.usage.entry(t.to_string()).or_default().insert(oct, rows);
     }

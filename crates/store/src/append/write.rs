@@ -194,23 +194,25 @@ pub(super) fn write_projection(
     let mut t = Vec::new();
     let mut s = Vec::new();
     let mut p = Vec::new();
+    let mut m: Vec<Option<&str>> = Vec::new();
     let mut h = Vec::new();
     let mut g: Vec<Decimal> = Vec::new();
     let mut n = Vec::new();
-    for ((tenant, sku, project, hour), v) in &projection.rows {
+    for ((tenant, sku, project, profile, hour), v) in &projection.rows {
         t.push(*tenant);
         s.push(*sku);
         p.push(*project);
+        m.push(*profile);
         h.push(*hour);
         g.push(v.gpu_seconds);
         n.push(v.events);
     }
     tx.execute(
-        "INSERT INTO usage_hourly AS u (tenant_id, gpu_sku, project, hour, gpu_seconds, events)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::numeric[], $6::bigint[])
-         ON CONFLICT (tenant_id, gpu_sku, project, hour) DO UPDATE
+        "INSERT INTO usage_hourly AS u (tenant_id, gpu_sku, project, mig_profile, hour, gpu_seconds, events)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $7::text[], $4::timestamptz[], $5::numeric[], $6::bigint[])
+         ON CONFLICT (tenant_id, gpu_sku, project, mig_profile, hour) DO UPDATE
             SET gpu_seconds = u.gpu_seconds + excluded.gpu_seconds, events = u.events + excluded.events",
-        &[&t, &s, &p, &h, &g, &n],
+        &[&t, &s, &p, &h, &g, &n, &m],
     )?;
     Ok(())
 }

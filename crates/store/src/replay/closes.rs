@@ -144,12 +144,13 @@ fn usage_of_close(tx: &mut Transaction<'_>, schema: &str, k: usize) -> Result<Ho
     let mut hourly = HourlyUsage::default();
     for r in tx.query(
         &format!(
-            "SELECT tenant_id, gpu_sku, project, hour, sum(gpu_seconds)::numeric(24, 6), sum(events)::bigint
-               FROM {schema}.usage_delta WHERE bucket <= $1 GROUP BY 1, 2, 3, 4"
+            "SELECT tenant_id, gpu_sku, project, hour, sum(gpu_seconds)::numeric(24, 6), sum(events)::bigint, mig_profile
+               FROM {schema}.usage_delta WHERE bucket <= $1 GROUP BY 1, 2, 3, 4, 7"
         ),
         &[&bucket],
     )? {
-        let key = HourKey { tenant_id: r.get(0), gpu_sku: r.get(1), project: r.get(2), hour: r.get(3) };
+        let key =
+            HourKey { tenant_id: r.get(0), gpu_sku: r.get(1), project: r.get(2), mig_profile: r.get(6), hour: r.get(3) };
         hourly.rows.insert(key, HourTotals { gpu_seconds: r.get(4), events: r.get(5) });
     }
     Ok(hourly)

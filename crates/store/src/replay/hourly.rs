@@ -76,7 +76,7 @@ const SPILL_MARK: &str = "1e15";
 const BAD_MARK: &str = "1e24";
 
 /// Per-partition fold of the usage events inside the cut: per (bucket key, tenant, SKU,
-/// project, hour of the interval's start) the GPU-seconds and events, and a `spill_code` for
+/// project, hour of the interval's start, MIG profile: NULL for a whole GPU and for jsonb rows) the GPU-seconds and events, and a `spill_code` for
 /// intervals that cross into the next hour: for each, `SPILL_MARK` plus what spills over, split
 /// exactly as `domain::projection::split_by_hour` does: pro rata to time, rounded half away
 /// from zero to microseconds (numeric division at 20 decimal places decides every such rounding
@@ -102,7 +102,7 @@ fn fold_sql(schema: &str, part: &str, table: &str, cond: &str, thresholds: &[i64
     format!(
         "CREATE TABLE {schema}.{table} AS
          SELECT {wb} AS wb, e.tenant_id, coalesce(e.gpu_sku, e.payload->'data'->>'gpu_sku') AS gpu_sku,
-                coalesce(e.project, e.payload->'data'->>'project') AS project, {h1} AS h1,
+                coalesce(e.project, e.payload->'data'->>'project') AS project, {h1} AS h1, e.mig_profile,
                 sum({g}) AS gpu_seconds, count(*) AS events,
                 sum(CASE WHEN {en} > {h2} THEN
                       CASE WHEN {en} > e.occurred_at + interval '1 hour' THEN {BAD_MARK}
@@ -112,7 +112,7 @@ fn fold_sql(schema: &str, part: &str, table: &str, cond: &str, thresholds: &[i64
                     END) AS spill_code
            FROM {part} e
           WHERE e.kind = '{LEDGER_KIND}' AND {cond}
-          GROUP BY 1, 2, 3, 4, 5"
+          GROUP BY 1, 2, 3, 4, 5, 6"
     )
 }
 
@@ -145,7 +145,8 @@ pub(super) fn build(
     tx.batch_execute(&format!(
         "CREATE TABLE {schema}.bucket_of (wb integer PRIMARY KEY, bucket integer NOT NULL);
          CREATE TABLE {schema}.usage_delta (bucket integer NOT NULL, tenant_id text NOT NULL, gpu_sku text NOT NULL,
-             project text NOT NULL, hour timestamptz NOT NULL, gpu_seconds numeric NOT NULL, events bigint NOT NULL)"
+             project text NOT NULL, hour timestamptz NOT NULL, gpu_seconds numeric NOT NULL, events bigint NOT NULL,
+             mig_profile text)"
     ))?;
     let insert_bucket = tx.prepare(&format!("INSERT INTO {schema}.bucket_of (wb, bucket) VALUES ($1, $2)"))?;
     for (j, bucket) in b.buckets.iter().enumerate() {
@@ -175,9 +176,10 @@ pub(super) fn build(
     tx.batch_execute(&format!(
         "CREATE TABLE {schema}.usage_hourly AS
          SELECT tenant_id COLLATE \"C\" AS tenant_id, gpu_sku COLLATE \"C\" AS gpu_sku, project COLLATE \"C\" AS project,
-                hour, sum(gpu_seconds)::numeric(24, 6) AS gpu_seconds, sum(events)::bigint AS events
-           FROM {schema}.usage_delta GROUP BY 1, 2, 3, 4;
-         ALTER TABLE {schema}.usage_hourly ADD PRIMARY KEY (tenant_id, gpu_sku, project, hour)"
+                hour, sum(gpu_seconds)::numeric(24, 6) AS gpu_seconds, sum(events)::bigint AS events,
+                mig_profile COLLATE \"C\" AS mig_profile
+           FROM {schema}.usage_delta GROUP BY 1, 2, 3, 4, 7;
+         CREATE UNIQUE INDEX ON {schema}.usage_hourly (tenant_id, gpu_sku, project, mig_profile, hour) NULLS NOT DISTINCT"
     ))?;
     on_progress(Progress { stage: "hourly projection built".into(), done: total, total });
     Ok(tx.query_one(&format!("SELECT coalesce(sum(events), 0)::bigint FROM {schema}.usage_hourly"), &[])?.get(0))
@@ -219,17 +221,19 @@ fn fold_partition(
     tx.batch_execute(&format!(
         "INSERT INTO {schema}.usage_delta
          SELECT m.bucket, f.tenant_id, f.gpu_sku, f.project, f.h1,
-                f.gpu_seconds - coalesce(mod(f.spill_code, {SPILL_MARK}), 0), f.events
+                f.gpu_seconds - coalesce(mod(f.spill_code, {SPILL_MARK}), 0), f.events, f.mig_profile
            FROM {schema}.{table} f JOIN {schema}.bucket_of m USING (wb)
          UNION ALL
-         SELECT m.bucket, f.tenant_id, f.gpu_sku, f.project, f.h1 + interval '1 hour', mod(f.spill_code, {SPILL_MARK}), 0
+         SELECT m.bucket, f.tenant_id, f.gpu_sku, f.project, f.h1 + interval '1 hour', mod(f.spill_code, {SPILL_MARK}), 0,
+                f.mig_profile
            FROM {schema}.{table} f JOIN {schema}.bucket_of m USING (wb) WHERE f.spill_code IS NOT NULL;
          DROP TABLE {schema}.{table}"
     ))?;
     Ok(())
 }
 
-/// Finance's usage adjustments (reference stream), in the bucket of the first close that saw them.
+/// Finance's usage adjustments (reference stream), in the bucket of the first close that saw
+/// them; an adjustment changes a whole-GPU row (NULL profile).
 fn add_adjustments(
     tx: &mut Transaction<'_>,
     schema: &str,
@@ -269,7 +273,8 @@ pub(super) fn hash_and_compare(
         let params: [&(dyn ToSql + Sync); 0] = [];
         let mut rows = tx.query_raw(
             &format!(
-                "SELECT tenant_id, gpu_sku, project, hour, gpu_seconds, events FROM {schema}.usage_hourly ORDER BY 1, 2, 3, 4"
+                "SELECT tenant_id, gpu_sku, project, hour, gpu_seconds, events, mig_profile
+                   FROM {schema}.usage_hourly ORDER BY 1, 2, 3, 4, 7 NULLS FIRST"
             ),
             params,
         )?;
@@ -277,7 +282,16 @@ pub(super) fn hash_and_compare(
             let (tenant, sku, project): (String, String, String) = (r.get(0), r.get(1), r.get(2));
             let (hour, seconds, events): (DateTime<Utc>, Decimal, i64) = (r.get(3), r.get(4), r.get(5));
             let seconds = seconds.normalize();
-            hourly_sha.line(&[&tenant, &sku, &project, &ts(&hour), &seconds.to_string(), &events.to_string()]);
+            let line: [&str; 6] = [&tenant, &sku, &project, &ts(&hour), &seconds.to_string(), &events.to_string()];
+            // A whole-GPU row hashes as it did before MIG slices had rows of their own.
+            match r.get::<_, Option<String>>(6) {
+                None => hourly_sha.line(&line),
+                Some(p) => {
+                    let mut with_profile = line.to_vec();
+                    with_profile.push(&p);
+                    hourly_sha.line(&with_profile)
+                }
+            }
             hourly_rows += 1;
             *replayed_totals.entry((tenant, sku)).or_default() += seconds;
         }
@@ -300,11 +314,13 @@ fn compare_live(tx: &mut Transaction<'_>, schema: &str) -> Result<Vec<Difference
     let mut rows = tx.query_raw(
         &format!(
             "SELECT coalesce(r.tenant_id, l.tenant_id), coalesce(r.gpu_sku, l.gpu_sku), coalesce(r.project, l.project),
-                    coalesce(r.hour, l.hour), r.gpu_seconds, r.events, l.gpu_seconds, l.events
+                    coalesce(r.hour, l.hour), r.gpu_seconds, r.events, l.gpu_seconds, l.events,
+                    coalesce(r.mig_profile, l.mig_profile)
                FROM {schema}.usage_hourly r FULL JOIN public.usage_hourly l
                     ON l.tenant_id = r.tenant_id AND l.gpu_sku = r.gpu_sku AND l.project = r.project AND l.hour = r.hour
+                   AND coalesce(l.mig_profile, '') = coalesce(r.mig_profile, '')
               WHERE r.gpu_seconds IS DISTINCT FROM l.gpu_seconds OR r.events IS DISTINCT FROM l.events
-              ORDER BY 1, 2, 3, 4"
+              ORDER BY 1, 2, 3, 9 NULLS FIRST, 4"
         ),
         params,
     )?;
@@ -316,7 +332,22 @@ fn compare_live(tx: &mut Transaction<'_>, schema: &str) -> Result<Vec<Difference
         };
         hourly_differences.push(Difference {
             projection: "usage_hourly",
-            key: format!("{} {} {} {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), ts(&hour)),
+            key: match r.get::<_, Option<String>>(8) {
+                None => format!(
+                    "{} {} {} {}",
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    ts(&hour)
+                ),
+                Some(m) => format!(
+                    "{} {} {} {m} {}",
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    ts(&hour)
+                ),
+            },
             replayed: side(r.get(4), r.get(5)),
             live: side(r.get(6), r.get(7)),
         });

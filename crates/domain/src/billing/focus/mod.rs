@@ -113,6 +113,7 @@ pub const CUSTOM_COLUMNS: &[&str] = &[
     "x_TaxCategory",
     "x_TaxRate",
     "x_CorrectedInvoiceId",
+    "x_MigProfile",
 ];
 
 /// The unit of every time quantity (FOCUS units: a count of hours of a GPU).

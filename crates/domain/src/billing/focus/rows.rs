@@ -158,7 +158,11 @@ pub(super) fn line_row(doc: &InvoiceDoc, line: &InvoiceLine, billing_period: Per
         };
         r.set("PricingCategory", category);
         r.text("SkuId", &key.sku);
-        r.text("SkuPriceId", &format!("{}:{}:{}:{}", key.sku, kind_name(key.kind), key.tier, key.unit_price));
+        let sku = match &key.mig_profile {
+            Some(m) => format!("{}/{m}", key.sku),
+            None => key.sku.clone(),
+        };
+        r.text("SkuPriceId", &format!("{sku}:{}:{}:{}", kind_name(key.kind), key.tier, key.unit_price));
         commitment_columns(&mut r, line, hours);
     }
     if let Some(p) = &key.project {
@@ -173,6 +177,9 @@ pub(super) fn line_row(doc: &InvoiceDoc, line: &InvoiceLine, billing_period: Per
     }
     r.set("x_ChargeKind", kind_name(key.kind));
     r.number("x_GpuSeconds", signed(credit, line.gpu_seconds));
+    if let Some(m) = &key.mig_profile {
+        r.text("x_MigProfile", m);
+    }
     (r, list_cost)
 }
 

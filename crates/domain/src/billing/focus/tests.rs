@@ -71,6 +71,7 @@ fn refs() -> ReferenceState {
     };
     let list = |sku: &str, tiers: &[(&str, &str)]| PriceList {
         sku: sku.into(),
+        mig_profile: None,
         effective_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         currency: "EUR".into(),
         tiers: tiers
@@ -130,6 +131,7 @@ fn row(sku: &str, project: &str, period: Period, hour: u32, gpu_hours: i64) -> U
         project: project.into(),
         hour: period.start() + chrono::Duration::hours(i64::from(hour)),
         gpu_seconds: Decimal::from(gpu_hours * 3600),
+        mig_profile: None,
     }
 }
 
