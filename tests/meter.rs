@@ -380,6 +380,10 @@ fn mig_slices_are_priced_by_profile_and_invoiced_as_slices() {
     let mut args = vec!["reference", "load"];
     args.extend(files.iter().map(String::as_str));
     integration::gpuledger(&db, &args).unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_str(&integration::gpuledger(&db, &["reference", "show"]).unwrap()).unwrap();
+    let lists = shown["price_lists"].as_array().unwrap();
+    assert!(lists.iter().any(|l| l["mig_profile"] == "3g.71gb"), "reference show lists the slice's price list");
     let out = integration::gpuledger(&db, &["invoices", "close", "--period", "2026-11"]).unwrap();
     assert!(out.contains("closed 2026-11"), "{out}");
 

@@ -98,7 +98,7 @@ pub fn reference(db: &mut postgres::Client, cmd: ReferenceCmd) -> Result<()> {
         }
         ReferenceCmd::Show => {
             let s = store::billing::reference_state(db)?;
-            let prices: Vec<_> = s.prices.values().flat_map(|m| m.values()).collect();
+            let prices: Vec<_> = s.prices.values().chain(s.slice_prices.values()).flat_map(|m| m.values()).collect();
             let profiles: Vec<_> = s.profiles.values().map(|(p, _)| p).collect();
             let contracts: Vec<_> = s.contracts.values().collect();
             let skus: Vec<_> = s.catalogue.entries().collect();

@@ -485,3 +485,30 @@ fn text_cannot_become_a_formula() {
     }
     assert_eq!(hostile, 1);
 }
+
+#[test]
+fn a_mig_slice_row_names_its_profile() {
+    let nov = p("2026-11");
+    let mut input = CloseInput { refs: refs(), ..CloseInput::default() };
+    let slice_list = PriceList {
+        sku: "nvidia-h100-sxm".into(),
+        mig_profile: Some("1g.10gb".into()),
+        effective_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        currency: "EUR".into(),
+        tiers: vec![PriceTier { from_gpu_hours: d("0"), eur_per_gpu_hour: d("0.40") }],
+    };
+    input.refs.apply(Reference::PriceList(slice_list), Uuid::nil());
+    let slice = UsageRow { mig_profile: Some("1g.10gb".into()), ..row("nvidia-h100-sxm", "train", nov, 5, 3) };
+    let usage = vec![row("nvidia-h100-sxm", "train", nov, 5, 2), slice];
+    input.usage.entry(TENANT.into()).or_default().insert(nov, usage);
+    input.recheck = Some(BTreeSet::new());
+    let docs = plan_close(nov, nov.end() + chrono::Duration::days(1), Uuid::nil(), &input).unwrap();
+    let (_, rows) = parse(&focus_csv(&docs, nov));
+    let usage: Vec<_> = rows.iter().filter(|r| r["x_ChargeKind"] == "usage").collect();
+    assert_eq!(usage.len(), 2, "{usage:#?}");
+    let slice = usage.iter().find(|r| r["x_MigProfile"] == "1g.10gb").expect("the slice's row");
+    assert_eq!(slice["SkuPriceId"], "nvidia-h100-sxm/1g.10gb:usage:1:0.40");
+    assert_eq!(d(&slice["BilledCost"]), d("1.20"));
+    let whole = usage.iter().find(|r| r["x_MigProfile"].is_empty()).expect("the whole GPU's row");
+    assert_eq!(whole["SkuPriceId"], "nvidia-h100-sxm:usage:1:2.50");
+}
