@@ -2,8 +2,8 @@
 //! price list of its SKU and profile in force at the hour (`price_list.set` with `mig_profile`);
 //! without one, at a list derived from the whole GPU's list in force: the same tiers, each
 //! price × the profile's `gpu_fraction` in the catalogue entry in force, rounded half away from
-//! zero to 4 decimals (a unit price's digits, `UnitPrice`), so that the invoice's unit price
-//! times its quantity is the line. A slice climbs its own tiers: its GPU-seconds count toward the
+//! zero to 4 decimals (a unit price's digits, `UnitPrice`: the invoice shows the price the line
+//! was rated at). A slice climbs its own tiers: its GPU-seconds count toward the
 //! tiers of its (SKU, profile) in the month, not toward the whole GPU's, and a contract for the
 //! SKU covers whole-GPU usage only (slices are rated at the list beside it).
 
