@@ -9,6 +9,7 @@ pub mod focus;
 pub mod index;
 pub mod invoice;
 pub mod leitweg;
+pub mod namespace_map;
 pub mod period;
 pub mod rating;
 pub mod reference;

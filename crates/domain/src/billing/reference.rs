@@ -16,7 +16,9 @@ pub const KIND_PRICE_LIST: &str = "price_list.set";
 pub const KIND_PROFILE: &str = "billing_profile.set";
 pub const KIND_CONTRACT: &str = "contract.set";
 pub const KIND_ADJUSTMENT: &str = "usage.adjusted";
-pub const REFERENCE_KINDS: &[&str] = &[KIND_SELLER, KIND_PRICE_LIST, KIND_PROFILE, KIND_CONTRACT, KIND_ADJUSTMENT];
+pub const REFERENCE_KINDS: &[&str] =
+    &[KIND_SELLER, KIND_PRICE_LIST, KIND_PROFILE, KIND_CONTRACT, KIND_ADJUSTMENT, KIND_NAMESPACE_MAP];
+use super::namespace_map::{NamespaceMap, NamespaceMapping, KIND_NAMESPACE_MAP};
 pub const REFERENCE_VERSION: i16 = 1;
 /// The tenant column of reference events that belong to no tenant (seller, price lists).
 pub const NO_TENANT: &str = "-";
@@ -519,6 +521,7 @@ pub enum Reference {
     Profile(BillingProfile),
     Contract(Contract),
     Adjustment(UsageAdjustment),
+    NamespaceMap(NamespaceMapping),
 }
 
 impl Reference {
@@ -533,6 +536,7 @@ impl Reference {
             KIND_PROFILE => Reference::Profile(de(data)?),
             KIND_CONTRACT => Reference::Contract(de(data)?),
             KIND_ADJUSTMENT => Reference::Adjustment(de(data)?),
+            KIND_NAMESPACE_MAP => Reference::NamespaceMap(de(data)?),
             other => return Err(err("kind", format!("{other:?} is not one of {REFERENCE_KINDS:?}"))),
         };
         match &r {
@@ -541,6 +545,7 @@ impl Reference {
             Reference::Profile(x) => x.validate()?,
             Reference::Contract(x) => x.validate()?,
             Reference::Adjustment(x) => x.validate()?,
+            Reference::NamespaceMap(x) => x.validate()?,
         }
         Ok(r)
     }
@@ -573,6 +578,7 @@ impl Reference {
             Reference::Profile(_) => KIND_PROFILE,
             Reference::Contract(_) => KIND_CONTRACT,
             Reference::Adjustment(_) => KIND_ADJUSTMENT,
+            Reference::NamespaceMap(_) => KIND_NAMESPACE_MAP,
         }
     }
 
@@ -583,6 +589,7 @@ impl Reference {
             Reference::Profile(p) => &p.tenant_id,
             Reference::Contract(c) => &c.tenant_id,
             Reference::Adjustment(a) => &a.tenant_id,
+            Reference::NamespaceMap(m) => m.tenant_id.as_deref().unwrap_or(NO_TENANT),
         }
     }
 
@@ -594,6 +601,7 @@ impl Reference {
             Reference::Profile(x) => serde_json::to_value(x),
             Reference::Contract(x) => serde_json::to_value(x),
             Reference::Adjustment(x) => serde_json::to_value(x),
+            Reference::NamespaceMap(x) => serde_json::to_value(x),
         }
         .expect("reference data serializes")
     }
@@ -609,6 +617,8 @@ pub struct ReferenceState {
     pub profiles: BTreeMap<String, (BillingProfile, Uuid)>,
     /// Per contract id: the latest version.
     pub contracts: BTreeMap<String, Contract>,
+    /// Namespace → tenant, effective-dated (`namespace.map`).
+    pub namespaces: NamespaceMap,
 }
 
 impl ReferenceState {
@@ -682,6 +692,7 @@ impl ReferenceState {
                 self.contracts.insert(c.contract_id.clone(), c);
             }
             Reference::Adjustment(_) => {}
+            Reference::NamespaceMap(m) => self.namespaces.apply(&m),
         }
     }
 
