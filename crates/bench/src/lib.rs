@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod close;
+pub mod collect;
 pub mod ingest;
 pub mod replay;
 

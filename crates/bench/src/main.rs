@@ -45,6 +45,12 @@ enum BenchKind {
         #[command(flatten)]
         fleet: FleetArgs,
     },
+    /// The collector's core: a 10,000-GPU dcgm-exporter scrape parsed bare, beside the same
+    /// bytes turned into a minute's events; CPU time a scrape. Needs no database.
+    Collect {
+        #[arg(long, default_value_t = 10_000)]
+        gpus: u32,
+    },
     /// Naive baseline: one INSERT and one COMMIT per event.
     Naive {
         #[command(flatten)]
@@ -116,7 +122,7 @@ impl BenchKind {
         match self {
             BenchKind::Copy { .. } | BenchKind::Naive { .. } | BenchKind::Close { .. } => true,
             BenchKind::Replay { floors_only, .. } => !floors_only,
-            BenchKind::Parse { .. } | BenchKind::Api { .. } => false,
+            BenchKind::Parse { .. } | BenchKind::Collect { .. } | BenchKind::Api { .. } => false,
         }
     }
 }
@@ -129,6 +135,9 @@ fn run(cli: Cli) -> Result<()> {
     let Cli { database_url, brokers, which } = cli;
     if let BenchKind::Parse { fleet } = which {
         return bench_parse(&fleet);
+    }
+    if let BenchKind::Collect { gpus } = which {
+        return bench::collect::bench_collect(gpus);
     }
     let mut db = store::connect(&database_url)?;
     if which.writes_the_ledger() {
@@ -153,7 +162,7 @@ fn run(cli: Cli) -> Result<()> {
             bench_replay(&mut db, spec)
         }
         BenchKind::Api(args) => bench_api(&args, &database_url, &brokers, &mut db),
-        BenchKind::Parse { .. } => unreachable!("handled above, without a database"),
+        BenchKind::Parse { .. } | BenchKind::Collect { .. } => unreachable!("handled above, without a database"),
     }
 }
 

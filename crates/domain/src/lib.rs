@@ -14,6 +14,7 @@ pub mod gdpdu;
 pub mod gpu_hours;
 pub mod gpu_seconds;
 pub mod ijson;
+pub mod meter;
 pub mod money;
 pub mod projection;
 pub mod simulate;

@@ -6,6 +6,7 @@ mod audit_cli;
 mod audit_tables;
 mod billing_cli;
 mod budget_cli;
+mod collect_cli;
 mod ingest_cli;
 mod ledger_cli;
 mod logins;
@@ -46,6 +47,11 @@ enum Command {
     Migrate,
     /// Consume usage events from Kafka into the ledger, exactly once.
     Ingest(ingest_cli::IngestArgs),
+    /// Meter the fleet: scrape dcgm-exporter and produce usage events (`collect dcgm`).
+    Collect {
+        #[command(subcommand)]
+        cmd: collect_cli::CollectCmd,
+    },
     /// Generate a seeded fleet's usage and produce it to Kafka; write the exact expected totals.
     Produce(produce_cli::ProduceArgs),
     /// Per-tenant GPU-hours by SKU from the hourly projection.
@@ -102,6 +108,9 @@ fn run(cli: Cli) -> Result<()> {
     match command {
         Command::Migrate => ledger_cli::migrate(&database_url),
         Command::Ingest(args) => ingest_cli::ingest(args, logins::url(&logins::INGEST, &database_url)?, brokers, topic),
+        Command::Collect { cmd } => {
+            collect_cli::collect(cmd, &logins::url(&logins::INGEST, &database_url)?, brokers, topic)
+        }
         Command::Produce(args) => produce_cli::produce(args, &brokers, &topic),
         Command::Report { format } => ledger_cli::report(&database_url, format),
         Command::Status => ledger_cli::status(&database_url, &topic),

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_runtime_roles", include_str!("../../../migrations/0011_runtime_roles.sql")),
     ("0012_ingest", include_str!("../../../migrations/0012_ingest.sql")),
     ("0013_meter_event", include_str!("../../../migrations/0013_meter_event.sql")),
+    ("0014_collect", include_str!("../../../migrations/0014_collect.sql")),
     ("0017_mig_hourly", include_str!("../../../migrations/0017_mig_hourly.sql")),
 ];
 

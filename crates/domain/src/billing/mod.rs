@@ -11,6 +11,7 @@ pub mod index;
 pub mod invoice;
 pub mod leitweg;
 pub mod mig_price;
+pub mod namespace_map;
 pub mod period;
 pub mod rating;
 pub mod reference;

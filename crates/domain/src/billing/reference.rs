@@ -16,8 +16,16 @@ pub const KIND_PRICE_LIST: &str = "price_list.set";
 pub const KIND_PROFILE: &str = "billing_profile.set";
 pub const KIND_CONTRACT: &str = "contract.set";
 pub const KIND_ADJUSTMENT: &str = "usage.adjusted";
-pub const REFERENCE_KINDS: &[&str] =
-    &[KIND_SELLER, KIND_PRICE_LIST, KIND_PROFILE, KIND_CONTRACT, KIND_ADJUSTMENT, super::catalogue::KIND_SKU];
+pub const REFERENCE_KINDS: &[&str] = &[
+    KIND_SELLER,
+    KIND_PRICE_LIST,
+    KIND_PROFILE,
+    KIND_CONTRACT,
+    KIND_ADJUSTMENT,
+    super::catalogue::KIND_SKU,
+    KIND_NAMESPACE_MAP,
+];
+use super::namespace_map::{NamespaceMap, NamespaceMapping, KIND_NAMESPACE_MAP};
 pub const REFERENCE_VERSION: i16 = 1;
 /// The tenant column of reference events that belong to no tenant (seller, price lists).
 pub const NO_TENANT: &str = "-";
@@ -531,6 +539,7 @@ pub enum Reference {
     Adjustment(UsageAdjustment),
     /// An entry of the SKU catalogue (billing/catalogue.rs).
     Sku(super::catalogue::SkuSet),
+    NamespaceMap(NamespaceMapping),
 }
 
 impl Reference {
@@ -546,6 +555,7 @@ impl Reference {
             KIND_CONTRACT => Reference::Contract(de(data)?),
             KIND_ADJUSTMENT => Reference::Adjustment(de(data)?),
             super::catalogue::KIND_SKU => Reference::Sku(de(data)?),
+            KIND_NAMESPACE_MAP => Reference::NamespaceMap(de(data)?),
             other => return Err(err("kind", format!("{other:?} is not one of {REFERENCE_KINDS:?}"))),
         };
         match &r {
@@ -555,6 +565,7 @@ impl Reference {
             Reference::Contract(x) => x.validate()?,
             Reference::Adjustment(x) => x.validate()?,
             Reference::Sku(x) => x.validate()?,
+            Reference::NamespaceMap(x) => x.validate()?,
         }
         Ok(r)
     }
@@ -588,6 +599,7 @@ impl Reference {
             Reference::Contract(_) => KIND_CONTRACT,
             Reference::Adjustment(_) => KIND_ADJUSTMENT,
             Reference::Sku(_) => super::catalogue::KIND_SKU,
+            Reference::NamespaceMap(_) => KIND_NAMESPACE_MAP,
         }
     }
 
@@ -598,6 +610,7 @@ impl Reference {
             Reference::Profile(p) => &p.tenant_id,
             Reference::Contract(c) => &c.tenant_id,
             Reference::Adjustment(a) => &a.tenant_id,
+            Reference::NamespaceMap(m) => m.tenant_id.as_deref().unwrap_or(NO_TENANT),
         }
     }
 
@@ -610,6 +623,7 @@ impl Reference {
             Reference::Contract(x) => serde_json::to_value(x),
             Reference::Adjustment(x) => serde_json::to_value(x),
             Reference::Sku(x) => serde_json::to_value(x),
+            Reference::NamespaceMap(x) => serde_json::to_value(x),
         }
         .expect("reference data serializes")
     }
@@ -629,6 +643,8 @@ pub struct ReferenceState {
     pub contracts: BTreeMap<String, Contract>,
     /// The SKU catalogue: the initial one and every `sku.set`.
     pub catalogue: super::catalogue::Catalogue,
+    /// Namespace → tenant, effective-dated (`namespace.map`).
+    pub namespaces: NamespaceMap,
 }
 
 impl ReferenceState {
@@ -708,6 +724,7 @@ impl ReferenceState {
             }
             Reference::Adjustment(_) => {}
             Reference::Sku(s) => self.catalogue.apply(s),
+            Reference::NamespaceMap(m) => self.namespaces.apply(&m),
         }
     }
 
