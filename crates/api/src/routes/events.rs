@@ -121,6 +121,9 @@ pub(crate) async fn post_events(
     Ok((StatusCode::ACCEPTED, Json(EventsAccepted { accepted: keyed.len() })).into_response())
 }
 
+/// Accepted events: each one's tenant (its Kafka key) and its bytes as received.
+type Keyed<'a> = Vec<(String, &'a [u8])>;
+
 /// Each event as the ingester would judge it, then against the token's scope: the (tenant key,
 /// bytes) to produce, or every refusal with the status of the answer (400; 403 when only the
 /// scope refused).
@@ -128,7 +131,7 @@ fn judge<'a>(
     events: &[&'a [u8]],
     scope: &ProducerScope,
     now: DateTime<Utc>,
-) -> Result<Vec<(String, &'a [u8])>, (StatusCode, Vec<EventRefusal>)> {
+) -> Result<Keyed<'a>, (StatusCode, Vec<EventRefusal>)> {
     let (mut keyed, mut refused, mut invalid) = (Vec::with_capacity(events.len()), Vec::new(), false);
     for (index, bytes) in events.iter().enumerate() {
         let key = tenant_key(bytes);
@@ -186,7 +189,10 @@ mod tests {
         ProducerScope { source: source.into(), tenants: tenants.iter().map(|t| t.to_string()).collect() }
     }
 
-    fn reasons(events: &[&str], scope: &ProducerScope) -> Result<Vec<String>, (u16, Vec<(usize, String)>)> {
+    /// The status and each refused event's (index, reason).
+    type Refused = (u16, Vec<(usize, String)>);
+
+    fn reasons(events: &[&str], scope: &ProducerScope) -> Result<Vec<String>, Refused> {
         let bytes: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
         judge(&bytes, scope, now)
