@@ -182,6 +182,24 @@ fn every_parameter_of_every_route_answers_hostile_values_with_a_4xx() {
                 .collect(),
         );
     }
+    // Producer tokens (they sign in to no page: no cookie), for `POST /v1/events` and every
+    // route they are refused.
+    let tenants = vec!["rheinbank".to_string()];
+    callers.push(
+        (0..8)
+            .map(|_| {
+                let t = store::tokens::create_producer_token(
+                    &mut c,
+                    "//probe",
+                    &tenants,
+                    "probe",
+                    Duration::days(1),
+                    Utc::now(),
+                );
+                (t.unwrap().1, String::new())
+            })
+            .collect(),
+    );
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(repo_root().join("schemas/openapi.json")).unwrap()).unwrap();
     let seed: u64 =

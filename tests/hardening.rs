@@ -119,6 +119,43 @@ fn a_request_whose_body_never_arrives_times_out() {
 }
 
 #[test]
+fn a_producers_slow_body_times_out_and_its_refusals_are_logged() {
+    let _serial = serial();
+    let db = fresh_db("eventstimeout").unwrap();
+    let tenants = vec!["rheinbank".to_string()];
+    let (producer_id, producer) =
+        store::tokens::create_producer_token(&mut connect(&db), "//x", &tenants, "t", Duration::days(1), Utc::now())
+            .unwrap();
+    let s = serve_api_with(&db, &["--request-timeout-secs", "2"]);
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.write_all(
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {producer}\r\n\
+             Content-Type: application/cloudevents-batch+json\r\nContent-Length: 1000\r\n\r\n[",
+            s.port
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    c.set_read_timeout(Some(StdDuration::from_secs(8))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = c.read(&mut buf).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 503"), "after {:?}: {answer:?}", t0.elapsed());
+    assert!(t0.elapsed() < StdDuration::from_secs(5), "{:?}", t0.elapsed());
+    // A refused post is logged with the producer's token and role.
+    assert_eq!(http(&s, "POST", "/v1/events", Some(&producer)).0, 415);
+    let rows: Vec<(Option<uuid::Uuid>, Option<String>, i16)> = connect(&db)
+        .query("SELECT token_id, role, status FROM access_log WHERE path = '/v1/events' ORDER BY access_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(rows.contains(&(Some(producer_id), Some("producer".into()), 415)), "{rows:?}");
+}
+
+#[test]
 fn metrics_are_private_and_their_labels_bounded() {
     let _serial = serial();
     let db = fresh_db("metrics").unwrap();

@@ -19,6 +19,58 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// RFC 9457 problem details for events refused by `POST /v1/events`: the usual members and, as
+/// an extension member, each refused event with its place in the body and its reason code (the
+/// codes the ingester quarantines with, and `source_not_permitted` / `tenant_not_permitted`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsProblem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub events: Vec<EventRefusal>,
+}
+
+/// One refused event of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EventRefusal {
+    /// Its place in the batch, from 0 (always 0 for a single event).
+    pub index: usize,
+    /// The reason code, stable (see docs/api.md).
+    pub reason: String,
+    /// The reason for people.
+    pub detail: String,
+    /// The event's id, when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<uuid::Uuid>,
+}
+
+/// The problem type of [`EventsProblem`].
+pub const EVENTS_REFUSED_TYPE: &str = "urn:gpuledger:problem:events-refused";
+
+/// Answers refused events: 400, or 403 when every refusal is about the token's scope.
+pub(crate) fn events_refused(status: StatusCode, events: Vec<EventRefusal>) -> Response {
+    let detail = format!("{} event(s) refused; nothing of this request was accepted", events.len());
+    let body = EventsProblem {
+        kind: EVENTS_REFUSED_TYPE.into(),
+        title: status.canonical_reason().unwrap_or("error").into(),
+        status: status.as_u16(),
+        detail,
+        events,
+    };
+    let mut r = (status, Json(body)).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    r
+}
+
+/// A problem answer that tells the client when to try again (429, 503).
+pub(crate) fn retry_after(e: ApiError, seconds: u32) -> Response {
+    let mut r = e.into_response();
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    r
+}
+
 #[derive(Debug)]
 pub struct ApiError(StatusCode, String);
 

@@ -30,15 +30,17 @@ mod openapi;
 mod pages;
 mod routes;
 mod server;
+mod sink;
 
 pub use openapi::openapi_document;
 pub use routes::usage::usage_sql;
 pub use server::Limits;
+pub use sink::EventIngest;
 
 use cache::UsageCache;
 use limit::RateLimiter;
 use metrics::Metrics;
-use routes::{audit, finance, health, invoices, usage};
+use routes::{audit, events, finance, health, invoices, usage};
 
 /// The largest request body (reference data loads).
 pub const BODY_MAX_BYTES: usize = 1024 * 1024;
@@ -59,6 +61,26 @@ pub struct AppState {
     verifying: Arc<tokio::sync::Semaphore>,
     /// Answers to `GET /v1/usage`, dropped when the usage under them changes.
     cache: Arc<UsageCache>,
+    /// `POST /v1/events`: the producer and the producers' event budget (see [`AppState::with_events`]).
+    events: Option<Arc<Events>>,
+}
+
+/// What `POST /v1/events` needs beside the database.
+pub(crate) struct Events {
+    sink: sink::EventSink,
+    /// Events per second per producer token (burst: two seconds' worth).
+    limiter: RateLimiter,
+}
+
+impl AppState {
+    /// Takes usage events over HTTP (`POST /v1/events`) and produces them as `ingest` says;
+    /// without this the route answers 503.
+    pub fn with_events(mut self, ingest: EventIngest) -> anyhow::Result<AppState> {
+        let limiter = RateLimiter::new(ingest.events_per_second, ingest.events_per_second.saturating_mul(2));
+        let sink = sink::EventSink::new(ingest)?;
+        self.events = Some(Arc::new(Events { sink, limiter }));
+        Ok(self)
+    }
 }
 
 /// The server's state: `database_url` logs in as `gpuledger_api`, `finance_url` as
@@ -77,6 +99,7 @@ pub fn state(database_url: &str, finance_url: &str, brokers: &str, pool_size: us
         limiter: Arc::new(RateLimiter::default()),
         verifying: Arc::new(tokio::sync::Semaphore::new(1)),
         cache: Arc::new(UsageCache::new(USAGE_CACHE_BYTES_MAX)),
+        events: None,
     })
 }
 
@@ -100,6 +123,7 @@ fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/finance/reference", post(finance::finance_reference)),
         ("/v1/audit/events", get(audit::audit_events)),
         ("/v1/audit/verify", get(audit::audit_verify)),
+        ("/v1/events", post(events::post_events)),
     ];
     t.extend(pages::routes());
     t

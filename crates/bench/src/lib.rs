@@ -1,12 +1,14 @@
 //! The benchmark harnesses of docs/benchmarks.md, outside the product crates: `ingest` (PostgreSQL's
 //! COPY ceiling and a naive writer), `replay` (a large ledger written directly, and the floors of
 //! the audit replay), `close` (a month of hourly usage written directly, the close beside its
-//! floor), `api` (concurrent HTTP clients beside the same SQL through a pool). The
+//! floor), `api` (concurrent HTTP clients beside the same SQL through a pool), `http_ingest`
+//! (`POST /v1/events` beside producing the same events straight to Kafka). The
 //! `gpuledger-bench` binary (src/main.rs) runs them.
 
 pub mod api;
 pub mod close;
 pub mod collect;
+pub mod http_ingest;
 pub mod ingest;
 pub mod replay;
 

@@ -94,6 +94,21 @@ enum BenchKind {
     /// `gpuledger serve` started here, beside the same SQL run directly in PostgreSQL (the floor).
     /// Needs a database with usage (e.g. after `gpuledger-bench close`).
     Api(ApiArgs),
+    /// HTTP ingest: the same usage events produced straight to Kafka, then posted in batches to
+    /// `POST /v1/events` of a `gpuledger serve` started here; events per second of each.
+    HttpIngest {
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// The `gpuledger` binary whose `serve` is measured (default: the one beside this binary).
+        #[arg(long, env = "GPULEDGER_BIN")]
+        gpuledger: Option<PathBuf>,
+    },
 }
 
 // The arguments of `gpuledger-bench api` (its help text is the variant's above).
@@ -122,7 +137,10 @@ impl BenchKind {
         match self {
             BenchKind::Copy { .. } | BenchKind::Naive { .. } | BenchKind::Close { .. } => true,
             BenchKind::Replay { floors_only, .. } => !floors_only,
-            BenchKind::Parse { .. } | BenchKind::Collect { .. } | BenchKind::Api { .. } => false,
+            BenchKind::Parse { .. }
+            | BenchKind::Collect { .. }
+            | BenchKind::Api { .. }
+            | BenchKind::HttpIngest { .. } => false,
         }
     }
 }
@@ -162,6 +180,22 @@ fn run(cli: Cli) -> Result<()> {
             bench_replay(&mut db, spec)
         }
         BenchKind::Api(args) => bench_api(&args, &database_url, &brokers, &mut db),
+        BenchKind::HttpIngest { events, batch, clients, partitions, gpuledger } => {
+            let server_bin = match gpuledger {
+                Some(path) => path,
+                None => std::env::current_exe()?.with_file_name("gpuledger"),
+            };
+            let run = bench::http_ingest::Run {
+                database_url: &database_url,
+                brokers: &brokers,
+                server_bin: &server_bin,
+                events,
+                batch,
+                clients,
+                partitions,
+            };
+            run.run(&mut db)
+        }
         BenchKind::Parse { .. } | BenchKind::Collect { .. } => unreachable!("handled above, without a database"),
     }
 }

@@ -125,6 +125,7 @@ fn run(cli: Cli) -> Result<()> {
             &logins::url(&logins::API, &database_url)?,
             &logins::url(&logins::FINANCE, &database_url)?,
             &brokers,
+            &topic,
         ),
         Command::Tokens { cmd } => serve_cli::tokens(&database_url, cmd),
         Command::Openapi => {

@@ -27,18 +27,27 @@ pub struct ServeArgs {
     /// Connections open at once; further ones wait in the listen queue.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: u64,
+    /// Seconds `POST /v1/events` waits for Kafka to acknowledge a batch (then 503).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    produce_timeout_secs: u64,
+    /// Events per second each producer token may post (it may send two seconds' worth at once).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    producer_events_per_second: u64,
 }
 
 #[derive(Subcommand)]
 pub enum TokensCmd {
     /// A new token; prints its id and the secret, which is stored only as a hash.
     Create {
-        /// tenant, finance, auditor or admin.
+        /// tenant, finance, auditor, admin or producer.
         #[arg(long)]
         role: String,
-        /// The tenant of a tenant token.
+        /// The tenant of a tenant token; the tenants a producer token may report for (repeated).
         #[arg(long)]
-        tenant: Option<String>,
+        tenant: Vec<String>,
+        /// The CloudEvents `source` of a producer token's events.
+        #[arg(long)]
+        source: Option<String>,
         #[arg(long, default_value = "")]
         label: String,
         /// Days until it expires.
@@ -55,7 +64,8 @@ pub enum TokensCmd {
 
 /// Serves until SIGTERM or Ctrl-C, on two unprivileged logins (`api_url` for everything behind
 /// the tenant wall, `finance_url` for finance's work across tenants); refuses privileged ones.
-pub fn serve(args: ServeArgs, api_url: &str, finance_url: &str, brokers: &str) -> Result<()> {
+/// `POST /v1/events` produces to `topic` on `brokers`.
+pub fn serve(args: ServeArgs, api_url: &str, finance_url: &str, brokers: &str, topic: &str) -> Result<()> {
     let ServeArgs {
         listen,
         pool_size,
@@ -64,13 +74,20 @@ pub fn serve(args: ServeArgs, api_url: &str, finance_url: &str, brokers: &str) -
         header_timeout_secs,
         request_timeout_secs,
         max_connections,
+        produce_timeout_secs,
+        producer_events_per_second,
     } = args;
     let mut api_db = store::connect(api_url).context("connecting to PostgreSQL as gpuledger_api")?;
     store::roles::refuse_privileged_api(&mut api_db)?;
     let mut finance_db = store::connect(finance_url).context("connecting to PostgreSQL as gpuledger_finance")?;
     store::roles::refuse_privileged(&mut finance_db)?;
     drop((api_db, finance_db));
-    let state = api::state(api_url, finance_url, brokers, pool_size)?;
+    let state = api::state(api_url, finance_url, brokers, pool_size)?.with_events(api::EventIngest {
+        brokers: brokers.to_string(),
+        topic: topic.to_string(),
+        produce_timeout: std::time::Duration::from_secs(produce_timeout_secs),
+        events_per_second: producer_events_per_second,
+    })?;
     let limits = api::Limits {
         header_read_timeout: std::time::Duration::from_secs(header_timeout_secs),
         request_timeout: std::time::Duration::from_secs(request_timeout_secs),
@@ -88,18 +105,27 @@ pub fn serve(args: ServeArgs, api_url: &str, finance_url: &str, brokers: &str) -
 pub fn tokens(database_url: &str, cmd: TokensCmd) -> Result<()> {
     let mut db = store::connect(database_url).context("connecting to PostgreSQL")?;
     match cmd {
-        TokensCmd::Create { role, tenant, label, days } => {
+        TokensCmd::Create { role, tenant, source, label, days } => {
             if !(1..=3650).contains(&days) {
                 bail!("--days must be 1..=3650");
             }
-            let (id, token) = store::tokens::create_token(
-                &mut db,
-                &role,
-                tenant.as_deref(),
-                &label,
-                chrono::Duration::days(days),
-                Utc::now(),
-            )?;
+            let valid_for = chrono::Duration::days(days);
+            let (id, token) = match (role.as_str(), source) {
+                ("producer", Some(source)) => {
+                    store::tokens::create_producer_token(&mut db, &source, &tenant, &label, valid_for, Utc::now())?
+                }
+                ("producer", None) => bail!("a producer token names its --source"),
+                (_, Some(_)) => bail!("only a producer token names a --source"),
+                (_, None) if tenant.len() > 1 => bail!("a tenant token names one --tenant"),
+                (_, None) => store::tokens::create_token(
+                    &mut db,
+                    &role,
+                    tenant.first().map(String::as_str),
+                    &label,
+                    valid_for,
+                    Utc::now(),
+                )?,
+            };
             println!("token id: {id}");
             println!("token:    {token}");
             eprintln!("the token is shown only now; it is stored as a hash");

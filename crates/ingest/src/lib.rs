@@ -6,7 +6,7 @@ pub mod consumer;
 pub mod producer;
 
 pub use consumer::{consume, IngestConfig, IngestStats, WRITERS_MAX};
-pub use producer::{ensure_topic, produce, ProduceStats};
+pub use producer::{ensure_topic, idempotent_config, produce, ProduceStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

@@ -27,6 +27,23 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), I
     Ok(())
 }
 
+/// The configuration of every usage producer (the simulator's and the HTTP ingest's): acks=all
+/// and idempotence, so a retry inside the client neither loses nor doubles a message, and the Java
+/// clients' partitioner, so that a key lands on the same partition whoever produces it.
+pub fn idempotent_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("message.max.bytes", "1000000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("compression.type", "lz4")
+        .set("partitioner", "murmur2_random");
+    c
+}
+
 #[derive(Default)]
 struct Delivery {
     delivered: AtomicU64,
@@ -61,18 +78,7 @@ pub fn produce(
     messages: impl Iterator<Item = (Option<Vec<u8>>, Vec<u8>)>,
 ) -> Result<ProduceStats, IngestError> {
     let delivery = Arc::new(Delivery::default());
-    let producer: ThreadedProducer<Ctx> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("message.max.bytes", "1000000")
-        .set("queue.buffering.max.messages", "200000")
-        .set("compression.type", "lz4")
-        // The Java clients' partitioner, so that a key lands on the same partition whoever produces it.
-        .set("partitioner", "murmur2_random")
-        .create_with_context(Ctx(delivery.clone()))?;
+    let producer: ThreadedProducer<Ctx> = idempotent_config(brokers).create_with_context(Ctx(delivery.clone()))?;
     let mut sent = 0u64;
     for (key, payload) in messages {
         let mut record = BaseRecord::to(topic).payload(&payload);

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0012_ingest", include_str!("../../../migrations/0012_ingest.sql")),
     ("0013_meter_event", include_str!("../../../migrations/0013_meter_event.sql")),
     ("0014_collect", include_str!("../../../migrations/0014_collect.sql")),
+    ("0015_http_ingest", include_str!("../../../migrations/0015_http_ingest.sql")),
     ("0017_mig_hourly", include_str!("../../../migrations/0017_mig_hourly.sql")),
 ];
 

@@ -88,6 +88,10 @@ pub enum Refusal {
     TokenTenant,
     #[error("{0:?} is not a tenant id")]
     TenantId(String),
+    /// A producer token's scope: one CloudEvents source and at least one tenant (`--source`,
+    /// `--tenant`), which no other role has.
+    #[error("{0}")]
+    ProducerScope(&'static str),
     #[error("no token {0}")]
     NoToken(Uuid),
     #[error("tenant {0:?} is unknown: the ledger holds no usage, document or reference data of it")]
@@ -107,6 +111,7 @@ impl Refusal {
             | Refusal::UnknownRole(_)
             | Refusal::TokenTenant
             | Refusal::TenantId(_)
+            | Refusal::ProducerScope(_)
             | Refusal::SchemaName(_) => Invalid,
             Refusal::ItemConflict { .. }
             | Refusal::EventIdReused { .. }
@@ -168,7 +173,7 @@ mod tests {
         check(
             Refusal::UnknownRole("root".into()),
             RefusalKind::Invalid,
-            "role \"root\" is not one of [\"tenant\", \"finance\", \"auditor\", \"admin\"]",
+            "role \"root\" is not one of [\"tenant\", \"finance\", \"auditor\", \"admin\", \"producer\"]",
         );
     }
 }

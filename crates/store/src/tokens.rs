@@ -1,5 +1,6 @@
 //! API tokens: random, shown once, stored only as their SHA-256; with a role, the tenant they
-//! belong to (tenant role), an expiry; revoked by an appended revocation.
+//! belong to (tenant role) or the source and tenants they may report usage for (producer role,
+//! migration 0015), an expiry; revoked by an appended revocation.
 
 use crate::{Refusal, StoreError};
 use chrono::{DateTime, Duration, Utc};
@@ -8,7 +9,11 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub const ROLES: &[&str] = &["tenant", "finance", "auditor", "admin"];
+pub const ROLES: &[&str] = &["tenant", "finance", "auditor", "admin", "producer"];
+/// Most tenants one producer token may report for (migration 0015 checks it too).
+pub const PRODUCER_TENANTS_MAX: usize = 1000;
+/// Longest CloudEvents `source` a producer token may name (the event's own limit).
+pub const PRODUCER_SOURCE_MAX: usize = 256;
 pub const TOKEN_PREFIX: &str = "glt_";
 
 pub fn hash_token(token: &str) -> Vec<u8> {
@@ -27,6 +32,9 @@ pub fn create_token(
     if !ROLES.contains(&role) {
         return Err(Refusal::UnknownRole(role.to_string()).into());
     }
+    if role == "producer" {
+        return Err(Refusal::ProducerScope("a producer token names its source and tenants (--source, --tenant)").into());
+    }
     if (role == "tenant") != tenant_id.is_some() {
         return Err(Refusal::TokenTenant.into());
     }
@@ -38,16 +46,52 @@ pub fn create_token(
             return Err(Refusal::UnknownTenant(t.to_string()).into());
         }
     }
-    let mut secret = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
-    let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
-    let id = Uuid::new_v4();
+    let (id, token) = new_secret();
     client.execute(
         "INSERT INTO api_tokens (token_id, token_hash, role, tenant_id, label, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[&id, &hash_token(&token), &role, &tenant_id, &label, &now, &(now + valid_for)],
     )?;
     Ok((id, token))
+}
+
+/// A new producer token: it may post usage events (`POST /v1/events`) whose CloudEvents `source`
+/// is `source` and whose tenant is one of `tenants`, and nothing else. The tenants need not be
+/// known to the ledger yet (a producer reports a new tenant's first usage), only valid ids.
+pub fn create_producer_token(
+    client: &mut Client,
+    source: &str,
+    tenants: &[String],
+    label: &str,
+    valid_for: Duration,
+    now: DateTime<Utc>,
+) -> Result<(Uuid, String), StoreError> {
+    if source.is_empty() || source.len() > PRODUCER_SOURCE_MAX || source.chars().any(char::is_control) {
+        return Err(Refusal::ProducerScope("--source must be a non-empty URI-reference of at most 256 bytes").into());
+    }
+    if tenants.is_empty() || tenants.len() > PRODUCER_TENANTS_MAX {
+        return Err(Refusal::ProducerScope("a producer token names 1 to 1000 tenants (--tenant, repeated)").into());
+    }
+    if let Some(bad) = tenants.iter().find(|t| !domain::usage::is_valid_tenant_id(t)) {
+        return Err(Refusal::TenantId(bad.clone()).into());
+    }
+    let mut tenants = tenants.to_vec();
+    tenants.sort();
+    tenants.dedup();
+    let (id, token) = new_secret();
+    client.execute(
+        "INSERT INTO api_tokens (token_id, token_hash, role, label, created_at, expires_at, source, tenants)
+         VALUES ($1, $2, 'producer', $3, $4, $5, $6, $7)",
+        &[&id, &hash_token(&token), &label, &now, &(now + valid_for), &source, &tenants],
+    )?;
+    Ok((id, token))
+}
+
+/// A token's id and its secret (32 random bytes from the operating system, hex).
+fn new_secret() -> (Uuid, String) {
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    (Uuid::new_v4(), format!("{TOKEN_PREFIX}{}", hex::encode(secret)))
 }
 
 /// Whether the ledger knows the tenant (migration 0008's `gpuledger_tenant_known`: usage, an

@@ -22,6 +22,8 @@ pub enum Role {
     Finance,
     Auditor,
     Admin,
+    /// Posts usage events (`POST /v1/events`) for its source and tenants, and nothing else.
+    Producer,
 }
 
 #[derive(Debug, Clone)]
@@ -29,8 +31,24 @@ pub struct Caller {
     pub token_id: Uuid,
     pub role: Role,
     pub tenant: Option<String>,
+    /// What a producer token may report (`None` for every other role).
+    pub producer: Option<std::sync::Arc<ProducerScope>>,
     /// What opens the wall for this caller's transactions (see [`Walled`]).
     pub(crate) wall_key: WallKey,
+}
+
+/// A producer token's scope: the one CloudEvents `source` its events carry and the tenants they
+/// may be for (sorted, without repeats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerScope {
+    pub source: String,
+    pub tenants: Vec<String>,
+}
+
+impl ProducerScope {
+    pub(crate) fn permits_tenant(&self, tenant: &str) -> bool {
+        self.tenants.binary_search_by(|t| t.as_str().cmp(tenant)).is_ok()
+    }
 }
 
 /// The SHA-256 of the caller's token, which `api_open_wall` takes to set the wall's scope; kept

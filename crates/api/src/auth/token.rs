@@ -1,12 +1,13 @@
 //! The pooled connection before the wall: it authenticates the bearer token and then opens the
 //! tenant wall for the caller.
 
-use super::{Caller, Role, WallKey, Walled};
+use super::{Caller, ProducerScope, Role, WallKey, Walled};
 use crate::error::{internal, ApiError};
 use crate::limit::RATE_PER_SECOND;
 use crate::AppState;
 use axum::http::{header, HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// A pooled connection as the API's login role (`gpuledger_api`), before the wall. Until a wall
 /// is opened that role sees no tenant's rows and no token table, so this type runs only the token
@@ -18,13 +19,16 @@ pub(crate) struct TokenLookup(deadpool_postgres::Object);
 /// Hours a web page sign-in lasts (a working day).
 pub(crate) const SESSION_HOURS: i32 = 8;
 
-/// A token by its hash: (id, role, tenant, expiry, revoked, the hash again).
-const TOKEN_SQL: &str = "SELECT token_id, role, tenant_id, expires_at, revoked, $1::bytea FROM api_token_lookup($1)";
+/// A token by its hash: (id, role, tenant, expiry, revoked, the hash again, a producer's source
+/// and tenants).
+const TOKEN_SQL: &str =
+    "SELECT token_id, role, tenant_id, expires_at, revoked, $1::bytea, source, tenants FROM api_token_lookup($1)";
 
 /// A sign-in session by its hash, as its token: (id, role, tenant, the earlier expiry, revoked or
 /// signed out, the token's hash, which opens the wall).
-const SESSION_SQL: &str =
-    "SELECT token_id, role, tenant_id, expires_at, revoked, token_hash FROM api_session_lookup($1)";
+/// (A producer token opens no session, migration 0015, so it has no scope here.)
+const SESSION_SQL: &str = "SELECT token_id, role, tenant_id, expires_at, revoked, token_hash, NULL::text, NULL::text[]
+     FROM api_session_lookup($1)";
 
 impl TokenLookup {
     pub(crate) async fn get(state: &AppState) -> Result<TokenLookup, ApiError> {
@@ -45,8 +49,37 @@ impl TokenLookup {
 
     /// Authenticates the request (one statement, no transaction) and takes one request from its
     /// token's rate budget. `Authorization: Bearer glt_...` is an API token; `Session gls_...` a
-    /// web page's sign-in (see [`crate::pages`]), which stands for its token until it ends.
+    /// web page's sign-in (see [`crate::pages`]), which stands for its token until it ends. A
+    /// producer token is refused here (403): it may only post events ([`Self::authenticate_producer`]).
     pub(crate) async fn authenticate(&self, state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let caller = self.identify(headers).await?;
+        if caller.role == Role::Producer {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a producer token may only post events (POST /v1/events)",
+            ));
+        }
+        if !state.limiter.allow(caller.token_id) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("at most {RATE_PER_SECOND} requests per second per token"),
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// Authenticates a producer token (403 for any other role). Its rate budget is counted in
+    /// events by the route ([`crate::routes::events`]), not in requests.
+    pub(crate) async fn authenticate_producer(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let caller = self.identify(headers).await?;
+        if caller.role != Role::Producer || caller.producer.is_none() {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "only a producer token may post events"));
+        }
+        Ok(caller)
+    }
+
+    /// Who the credential belongs to, if it is valid now (401 otherwise); noted for the access log.
+    async fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let client = &self.0;
         let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let (sql, secret, what) = if let Some(t) = auth.strip_prefix("Bearer ") {
@@ -71,16 +104,19 @@ impl TokenLookup {
             "tenant" => Role::Tenant,
             "finance" => Role::Finance,
             "auditor" => Role::Auditor,
-            _ => Role::Admin,
+            "admin" => Role::Admin,
+            "producer" => Role::Producer,
+            other => return Err(internal(format_args!("a token of unknown role {other:?}"))),
         };
-        let caller = Caller { token_id: row.get(0), role, tenant: row.get(2), wall_key: WallKey(row.get(5)) };
+        let producer = match (row.get::<_, Option<String>>(6), row.get::<_, Option<Vec<String>>>(7)) {
+            (Some(source), Some(mut tenants)) if role == Role::Producer => {
+                tenants.sort();
+                Some(Arc::new(ProducerScope { source, tenants }))
+            }
+            _ => None,
+        };
+        let caller = Caller { token_id: row.get(0), role, tenant: row.get(2), producer, wall_key: WallKey(row.get(5)) };
         crate::access::note_caller(&caller);
-        if !state.limiter.allow(caller.token_id) {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("at most {RATE_PER_SECOND} requests per second per token"),
-            ));
-        }
         Ok(caller)
     }
 

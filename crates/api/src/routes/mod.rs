@@ -2,6 +2,8 @@
 //! and auditors. Each module holds its handlers and the response types the OpenAPI document names.
 
 pub(crate) mod audit;
+mod batch;
+pub(crate) mod events;
 pub(crate) mod finance;
 pub(crate) mod health;
 pub(crate) mod invoices;
