@@ -85,15 +85,14 @@ pub fn serve(args: ServeArgs, api_url: &str, finance_url: &str, brokers: &str) -
     ))
 }
 
-pub fn tokens(database_url: &str, cmd: TokensCmd) -> Result<()> {
-    let mut db = store::connect(database_url).context("connecting to PostgreSQL")?;
+pub fn tokens(db: &mut postgres::Client, cmd: TokensCmd) -> Result<()> {
     match cmd {
         TokensCmd::Create { role, tenant, label, days } => {
             if !(1..=3650).contains(&days) {
                 bail!("--days must be 1..=3650");
             }
             let (id, token) = store::tokens::create_token(
-                &mut db,
+                db,
                 &role,
                 tenant.as_deref(),
                 &label,
@@ -105,7 +104,7 @@ pub fn tokens(database_url: &str, cmd: TokensCmd) -> Result<()> {
             eprintln!("the token is shown only now; it is stored as a hash");
         }
         TokensCmd::Revoke { id, reason } => {
-            store::tokens::revoke_token(&mut db, id, &reason, Utc::now())?;
+            store::tokens::revoke_token(db, id, &reason, Utc::now())?;
             println!("revoked {id}");
         }
     }

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_invoice_guard", include_str!("../../../migrations/0009_invoice_guard.sql")),
     ("0011_runtime_roles", include_str!("../../../migrations/0011_runtime_roles.sql")),
     ("0012_ingest", include_str!("../../../migrations/0012_ingest.sql")),
+    ("0016_trust", include_str!("../../../migrations/0016_trust.sql")),
 ];
 
 /// The migration that lets `gpuledger_writer` read `schema_migrations` (see `check_migrated`).
