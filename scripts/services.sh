@@ -330,28 +330,36 @@ pg_wait_ready() {
 }
 
 pg_bootstrap_db() {
-    # One round trip when everything exists already.
-    local state has_role has_db has_gist
+    # The owner of the tables ($PG_ROLE, the login `gpuledger migrate` uses) is no superuser and
+    # may not create roles; the login roles and the append-only guard (an event trigger) are set
+    # up by the cluster's superuser from scripts/pg-bootstrap.sql, in template1 (new databases,
+    # the tests' too, copy it) and in $PG_DB. A cluster made by an earlier services.sh, whose
+    # owner was a superuser, is narrowed the same way. One round trip when everything is done.
+    local state has_db has_gist marked want_sum
+    want_sum="$(sha256sum "$ROOT/scripts/pg-bootstrap.sql" | cut -c1-16)"
     state="$(pg_psql_admin -At -c "select
-        (select count(*) from pg_roles where rolname = '$PG_ROLE' and rolsuper and rolcanlogin)
-        || ',' || (select count(*) from pg_database where datname = '$PG_DB')
-        || ',' || (select count(*) from pg_available_extensions where name = 'btree_gist')")" ||
+        (select count(*) from pg_database where datname = '$PG_DB')
+        || ',' || (select count(*) from pg_available_extensions where name = 'btree_gist')
+        || ',' || (select count(*) from pg_database where datname in ('template1', '$PG_DB')
+                    and shobj_description(oid, 'pg_database') = 'gpuledger bootstrap $want_sum')")" ||
         die "cannot query PostgreSQL as $PG_SUPER"
-    IFS=, read -r has_role has_db has_gist <<<"$state"
+    IFS=, read -r has_db has_gist marked <<<"$state"
     [[ "$has_gist" == 1 ]] || die "btree_gist is not available in this PostgreSQL (install postgresql-contrib)"
-    if [[ "$has_role" != 1 ]]; then
-        log "creating role $PG_ROLE (LOGIN SUPERUSER)"
-        pg_psql_admin -c "do \$\$ begin
-            if exists (select 1 from pg_roles where rolname = '$PG_ROLE') then
-                alter role $PG_ROLE with login superuser;
-            else
-                create role $PG_ROLE with login superuser;
-            end if; end \$\$;"
-    fi
+    [[ "$has_db" == 1 && "$marked" == 2 ]] && return 0
+    log "setting up roles (owner $PG_ROLE: no superuser, no CREATEROLE) and the append-only guard"
+    pg_run_bootstrap template1 "$want_sum"
     if [[ "$has_db" != 1 ]]; then
         log "creating database $PG_DB"
         pg_psql_admin -c "create database $PG_DB owner $PG_ROLE"
     fi
+    pg_run_bootstrap "$PG_DB" "$want_sum"
+}
+
+pg_run_bootstrap() {  # DATABASE SUM: scripts/pg-bootstrap.sql in it, then mark it done
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -v owner="$PG_ROLE" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_SUPER" \
+        -d "$1" -f "$ROOT/scripts/pg-bootstrap.sql" >/dev/null ||
+        die "scripts/pg-bootstrap.sql failed in database $1"
+    pg_psql_admin -c "comment on database $1 is 'gpuledger bootstrap $2'"
 }
 
 pg_up() {

@@ -6,7 +6,9 @@
 
 use chrono::{Duration, Utc};
 use domain::billing::Period;
-use integration::{connect, fresh_db, gpuledger, http, metrics_text, repo_root, serial, serve_api, unique, ApiServer};
+use integration::{
+    connect, fresh_db, gpuledger, http, metrics_text, repo_root, serial, serve_api, superuser_url, unique, ApiServer,
+};
 use serde_json::{json, Value};
 
 fn get(s: &ApiServer, path: &str, token: Option<&str>) -> (u16, String, String) {
@@ -446,7 +448,8 @@ fn usage_answers_follow_the_ledger_through_the_response_cache() {
     assert_ne!(expected[0].1, seconds_of(&[&first], &tenants[0]), "the second fleet used the first tenant's GPUs");
 
     // The listener loses its connection while usage changes: no answer from before survives.
-    let mut c = connect(&db);
+    // (Ending another login's backend, and reading its query, takes the superuser.)
+    let mut c = connect(&superuser_url(&db));
     let killed: i64 = c
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity

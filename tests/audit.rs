@@ -9,8 +9,8 @@
 use chrono::{DateTime, Utc};
 use domain::chain::{link, ChainRow};
 use integration::{
-    admin_url, bin, brokers, connect, fresh_db, gdpdu_index_columns as index_columns, produce_and_ingest, repo_root,
-    unique,
+    admin_url, bin, brokers, connect, fresh_db, gdpdu_index_columns as index_columns, on_db, owner_url, owner_user,
+    produce_and_ingest, repo_root, superuser_url, unique,
 };
 use postgres::{Client, NoTls};
 use std::process::Command;
@@ -40,7 +40,9 @@ fn copy(name: &str) -> (String, String) {
     let mut admin = Client::connect(&admin_url(), NoTls).unwrap();
     // The ingester's and the helpers' sessions may take a moment to go away.
     for attempt in 0.. {
-        match admin.batch_execute(&format!("CREATE DATABASE \"{db}\" TEMPLATE \"{tpl_name}\"")) {
+        match admin
+            .batch_execute(&format!("CREATE DATABASE \"{db}\" TEMPLATE \"{tpl_name}\" OWNER \"{}\"", owner_user()))
+        {
             Ok(()) => break,
             Err(e) if attempt < 50 => {
                 eprintln!("copying the template: {e}");
@@ -49,7 +51,7 @@ fn copy(name: &str) -> (String, String) {
             Err(e) => panic!("copying the template: {e}"),
         }
     }
-    (admin_url().rsplit_once('/').unwrap().0.to_string() + "/" + &db, topic.clone())
+    (on_db(&owner_url(), &db), topic.clone())
 }
 
 /// Runs `gpuledger` and returns (exit success, stdout + stderr).
@@ -128,7 +130,7 @@ fn an_untouched_log_verifies_and_checkpoints_are_once_a_day() {
     let (ok, forced) = run(&db, &["audit", "checkpoint", "--force"]);
     assert!(ok && forced.contains("checkpoint #2 sealed"), "{forced}");
 
-    let mut c = connect(&db);
+    let mut c = connect(&superuser_url(&db));
     let heads: Vec<serde_json::Value> = c
         .query("SELECT payload->'data' FROM ledger_events WHERE kind = 'audit.checkpoint.sealed' ORDER BY seq", &[])
         .unwrap()
@@ -163,7 +165,7 @@ fn hex_of(b: &[u8]) -> String {
 #[test]
 fn a_changed_payload_is_named_by_stream_and_seq() {
     let (db, topic) = copy("payload");
-    let mut c = connect(&db);
+    let mut c = connect(&superuser_url(&db));
     let (sid, name) = kafka_stream(&mut c, &topic);
     let r = rows(&mut c, sid);
     let (seq, pos, _) = r[r.len() / 2].clone();
@@ -176,7 +178,7 @@ fn a_changed_payload_is_named_by_stream_and_seq() {
 #[test]
 fn a_deleted_row_is_named_by_the_row_after_it() {
     let (db, topic) = copy("delete");
-    let mut c = connect(&db);
+    let mut c = connect(&superuser_url(&db));
     let (sid, name) = kafka_stream(&mut c, &topic);
     let r = rows(&mut c, sid);
     let k = r.len() / 2;
@@ -188,7 +190,7 @@ fn a_deleted_row_is_named_by_the_row_after_it() {
 #[test]
 fn a_forged_row_with_a_plausible_hash_is_named() {
     let (db, topic) = copy("forge");
-    let mut c = connect(&db);
+    let mut c = connect(&superuser_url(&db));
     let (sid, name) = kafka_stream(&mut c, &topic);
     let partition: i32 =
         c.query_one("SELECT kafka_partition FROM ledger_streams WHERE stream_id = $1", &[&sid]).unwrap().get(0);
@@ -243,7 +245,7 @@ fn a_forged_row_with_a_plausible_hash_is_named() {
 #[test]
 fn a_cut_tail_with_a_rewritten_head_is_caught_by_the_checkpoint() {
     let (db, topic) = copy("tail");
-    let mut c = connect(&db);
+    let mut c = connect(&superuser_url(&db));
     let (sid, name) = kafka_stream(&mut c, &topic);
     let cut = |c: &mut Client| {
         let r = rows(c, sid);
@@ -264,7 +266,7 @@ fn a_cut_tail_with_a_rewritten_head_is_caught_by_the_checkpoint() {
 
     // Without a checkpoint the cut is invisible: the rest is a valid chain (docs/audit.md says so).
     let (plain, _) = copy("tail_plain");
-    let mut p = connect(&plain);
+    let mut p = connect(&superuser_url(&plain));
     let _ = cut(&mut p);
     let (ok, out) = verify(&plain, &[]);
     assert!(ok, "a consistent cut without a checkpoint cannot be seen:\n{out}");
@@ -278,7 +280,7 @@ fn a_cut_tail_with_a_rewritten_head_is_caught_by_the_checkpoint() {
 #[test]
 fn a_receipt_catches_the_removal_of_the_checkpoints_too() {
     let (db, topic) = copy("receipt");
-    let mut c = connect(&db);
+    let mut c = connect(&superuser_url(&db));
     let (sid, _) = kafka_stream(&mut c, &topic);
     let (ok, out) = run(&db, &["audit", "checkpoint"]);
     assert!(ok, "{out}");
@@ -324,7 +326,7 @@ fn an_edited_checkpoint_is_named() {
     let (db, _) = copy("edit_cp");
     let (ok, out) = run(&db, &["audit", "checkpoint"]);
     assert!(ok, "{out}");
-    let mut c = connect(&db);
+    let mut c = connect(&superuser_url(&db));
     let r = c
         .query_one(
             "SELECT e.seq, s.stream_id, s.topic || '/' || s.kafka_partition FROM ledger_events e
@@ -360,7 +362,7 @@ fn the_export_is_complete_checksummed_self_verifying_and_described() {
         assert!(listed.contains(&format!("  {f}\n")), "{f} in SHA256SUMS");
     }
 
-    let mut c = connect(&db);
+    let mut c = connect(&superuser_url(&db));
     let in_db: Vec<(i64, i32, i64, Vec<u8>)> = c
         .query("SELECT seq, stream_id, stream_pos, hash FROM ledger_events ORDER BY seq", &[])
         .unwrap()

@@ -8,7 +8,8 @@ use domain::billing::invoice::{InvoiceDoc, TYPE_CREDIT_NOTE};
 use domain::billing::rating::LineKind;
 use domain::billing::Period;
 use integration::{
-    connect, fresh_db, gpuledger, produce, produce_and_ingest, repo_root, serial, unique, validate_xrechnung,
+    connect, fresh_db, gpuledger, produce, produce_and_ingest, repo_root, serial, superuser_url, unique,
+    validate_xrechnung,
 };
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -373,7 +374,7 @@ fn verify_covers_every_billing_table_and_the_database_refuses_rows_without_their
     );
     let out = gpuledger(&db, &["invoices", "verify"]).unwrap();
     assert!(out.contains("every row matches its ledger event"), "{out}");
-    let mut c = connect(&db);
+    let mut c = connect(&superuser_url(&db));
     let first = "(SELECT min(number) FROM invoices)";
 
     // Each table people read, changed behind the triggers' back: verify names it.

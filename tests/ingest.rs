@@ -118,7 +118,7 @@ fn the_ingester_refuses_a_database_it_cannot_write_the_ledger_to() {
             &waiting,
         )
     };
-    let base = integration::admin_url().rsplit_once('/').unwrap().0.to_string();
+    let base = integration::owner_url().rsplit_once('/').unwrap().0.to_string();
 
     // A database nobody created.
     let err = run(&format!("{base}/{}", unique("t_missing")));

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::usage::{parse_usage_message, RejectionCode, UsageRecorded};
-use integration::{connect, fresh_db};
+use integration::{connect, fresh_db, superuser_url};
 use postgres::Client;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -124,7 +124,7 @@ fn ledger_rows_cannot_be_updated_deleted_or_truncated() {
     let statements = |t: &str| {
         vec![format!("UPDATE {t} SET tenant_id = tenant_id"), format!("DELETE FROM {t}"), format!("TRUNCATE {t}")]
     };
-    // As the table owner (a superuser here): the triggers refuse.
+    // As the table owner: the triggers refuse.
     for t in tables {
         for sql in statements(t) {
             let sql = sql.replace("SET tenant_id = tenant_id", "SET recorded_at = recorded_at");
@@ -144,6 +144,7 @@ fn ledger_rows_cannot_be_updated_deleted_or_truncated() {
         }
     }
     // As the writer role the ingester runs as: no privilege in the first place.
+    let mut db = connect(&integration::login_url(&url, "gpuledger_ingest"));
     db.batch_execute("SET ROLE gpuledger_writer").unwrap();
     for t in tables {
         for sql in statements(t) {
@@ -429,12 +430,13 @@ fn projection_rebuilds_from_the_log_and_the_chain_detects_tampering() {
 
     assert!(store::read::verify_chains(&mut db).unwrap().iter().all(|r| r.result.is_ok()));
     // A superuser can switch triggers off; the chain still tells.
-    db.batch_execute(
-        "SET session_replication_role = replica;
+    connect(&superuser_url(&url))
+        .batch_execute(
+            "SET session_replication_role = replica;
          UPDATE ledger_events SET gpu_seconds = 1 WHERE stream_pos = 17;
          SET session_replication_role = origin;",
-    )
-    .unwrap();
+        )
+        .unwrap();
     let reports = store::read::verify_chains(&mut db).unwrap();
     let broken = reports.iter().find_map(|r| r.result.clone().err()).expect("tampering detected");
     assert_eq!(broken.stream_pos, 17);

@@ -6,7 +6,7 @@
 //! the ledger knew then; a tampered projection row (usage or invoice) must be reported by key.
 
 use domain::billing::invoice::TYPE_CREDIT_NOTE;
-use integration::{bin, brokers, connect, fresh_db, produce_and_ingest, repo_root, serial, unique};
+use integration::{bin, brokers, connect, fresh_db, produce_and_ingest, repo_root, serial, superuser_url, unique};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -225,12 +225,13 @@ fn replay_equals_live_as_of_any_cut_and_names_tampered_rows() {
     assert_eq!(replay_json(&db, &[])["output_sha256"], all["output_sha256"], "restored");
 
     let number = &first_docs[0];
-    c.batch_execute(&format!(
-        "SET session_replication_role = replica;
+    connect(&superuser_url(&db))
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
          UPDATE invoices SET net_total = net_total + 1 WHERE number = '{number}';
          SET session_replication_role = origin;"
-    ))
-    .unwrap();
+        ))
+        .unwrap();
     let (success, out, _) = run(&db, &["audit", "replay"]);
     assert!(!success, "a changed invoice row must fail the replay:\n{out}");
     assert!(out.contains(&format!("DIFFERENCE invoices invoice {number}")), "{out}");

@@ -5,7 +5,7 @@
 //! PostgreSQL and refused; and each command refuses to start on a privileged login.
 
 use chrono::{Duration, Utc};
-use integration::{bin, brokers, connect, fresh_db, http, login_url, serial, serve_api};
+use integration::{bin, brokers, connect, fresh_db, http, login_url, serial, serve_api, superuser_url};
 use postgres::Client;
 use std::process::Command;
 
@@ -187,7 +187,7 @@ fn first_column(db: &str, table: &str) -> String {
 fn every_service_login_is_unprivileged_and_owns_nothing() {
     let _serial = serial();
     let db = two_tenants("roles_logins");
-    for role in ["gpuledger_ingest", "gpuledger_finance", "gpuledger_api"] {
+    for role in LOGINS {
         let mut c = connect(&login_url(&db, role));
         let r = c
             .query_one(
@@ -201,7 +201,7 @@ fn every_service_login_is_unprivileged_and_owns_nothing() {
         assert_eq!(flags, [false; 6], "{role}: superuser, bypassrls, createrole, createdb, replication, owner");
         store::roles::refuse_privileged(&mut c).unwrap();
         // The ingester sets the writer's role; resetting it gives back only the login.
-        if role != "gpuledger_api" {
+        if role == "gpuledger_ingest" || role == "gpuledger_finance" {
             c.batch_execute("SET ROLE gpuledger_writer").unwrap();
         }
         c.batch_execute("RESET ROLE").unwrap();
@@ -216,16 +216,172 @@ fn every_service_login_is_unprivileged_and_owns_nothing() {
             refused(&mut c, role, &format!("DELETE FROM {table}"));
             refused(&mut c, role, &format!("TRUNCATE {table}"));
         }
-        refused(&mut c, role, "SELECT * FROM api_tokens");
-        refused(&mut c, role, "SELECT * FROM api_token_revocations");
+        if role != "gpuledger_tokens" {
+            refused(&mut c, role, "SELECT * FROM api_tokens");
+            refused(&mut c, role, "SELECT * FROM api_token_revocations");
+        }
         refused(&mut c, role, "SELECT * FROM api_wall_key");
         refused(&mut c, role, "SET ROLE gpuledger");
         refused(&mut c, role, "CREATE ROLE x SUPERUSER");
         refused(&mut c, role, "GRANT gpuledger TO current_user");
     }
-    // The owner (here a superuser) is what the checks exist to refuse.
+    // The owner is what the checks exist to refuse.
     let e = store::roles::refuse_privileged(&mut connect(&db)).unwrap_err();
-    assert!(e.to_string().contains("is a superuser"), "{e}");
+    assert!(e.to_string().contains("owns the ledger"), "{e}");
+}
+
+/// Every login of migrations 0011 and 0016.
+const LOGINS: [&str; 5] =
+    ["gpuledger_ingest", "gpuledger_finance", "gpuledger_api", "gpuledger_auditor", "gpuledger_tokens"];
+
+/// The owner of the tables (the login `migrate` uses) owns them and may change the schema, but is
+/// no superuser, may not create roles (on PostgreSQL 15 CREATEROLE grants any role, such as
+/// pg_execute_server_program), and the administrator's event trigger (scripts/pg-bootstrap.sql)
+/// refuses every way the owner had to switch an append-only guard off.
+#[test]
+fn the_owner_owns_the_tables_but_cannot_switch_the_append_only_guards_off() {
+    let _serial = serial();
+    let db = two_tenants("roles_owner");
+    let mut owner = connect(&db);
+    let r = owner
+        .query_one(
+            "SELECT rolsuper, rolcreaterole, rolbypassrls, rolreplication,
+                    pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = 'ledger_events'::regclass), 'MEMBER')
+               FROM pg_roles WHERE rolname = session_user",
+            &[],
+        )
+        .unwrap();
+    let flags: Vec<bool> = (0..5).map(|i| r.get(i)).collect();
+    assert_eq!(flags, [false, false, false, false, true], "superuser, createrole, bypassrls, replication, owner");
+    let o = "the owner";
+    refused(&mut owner, o, "SET session_replication_role = replica");
+    refused(&mut owner, o, "SET LOCAL session_replication_role = replica");
+    for table in APPEND_ONLY {
+        refused(&mut owner, o, &format!("ALTER TABLE {table} DISABLE TRIGGER USER"));
+        refused(&mut owner, o, &format!("ALTER TABLE {table} DISABLE TRIGGER ALL"));
+        refused(&mut owner, o, &format!("ALTER TABLE {table} DISABLE TRIGGER refuse_update_delete"));
+        refused(&mut owner, o, &format!("ALTER TABLE {table} ENABLE REPLICA TRIGGER refuse_truncate"));
+        refused(&mut owner, o, &format!("DROP TRIGGER refuse_truncate ON {table}"));
+        refused(&mut owner, o, &format!("ALTER TRIGGER refuse_truncate ON {table} RENAME TO kept"));
+        refused(&mut owner, o, &format!("DROP TABLE {table} CASCADE"));
+        refused(&mut owner, o, &format!("TRUNCATE {table}"));
+        // The row guards fire per row: tried where there are rows.
+        let rows: bool = owner.query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[]).unwrap().get(0);
+        if rows {
+            refused(&mut owner, o, &format!("UPDATE {table} SET {} = {0}", first_column(&db, table)));
+            refused(&mut owner, o, &format!("DELETE FROM {table}"));
+        }
+    }
+    for (table, trigger) in [("invoices", "invoices_gapless"), ("invoices", "invoices_match_event")] {
+        refused(&mut owner, o, &format!("ALTER TABLE {table} DISABLE TRIGGER {trigger}"));
+        refused(&mut owner, o, &format!("DROP TRIGGER {trigger} ON {table}"));
+    }
+    for function in ["ledger_refuse_change", "invoices_gapless", "billing_invoice_guard", "billing_close_guard"] {
+        refused(
+            &mut owner,
+            o,
+            &format!(
+                "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'"
+            ),
+        );
+        refused(&mut owner, o, &format!("ALTER FUNCTION {function}() RENAME TO kept"));
+        refused(&mut owner, o, &format!("DROP FUNCTION {function}() CASCADE"));
+    }
+    for sql in [
+        "DROP EVENT TRIGGER gpuledger_guard_ddl",
+        "ALTER EVENT TRIGGER gpuledger_guard_drop DISABLE",
+        "DROP SCHEMA gpuledger_guard CASCADE",
+        "CREATE OR REPLACE FUNCTION gpuledger_guard.guard_triggers() RETURNS SETOF oid LANGUAGE sql AS 'SELECT 1::oid'",
+        "GRANT pg_execute_server_program TO current_user",
+        "GRANT pg_write_server_files TO current_user",
+        "ALTER ROLE current_user SUPERUSER",
+        "ALTER ROLE current_user CREATEROLE",
+        "CREATE ROLE x SUPERUSER",
+        "CREATE ROLE x",
+        "SET ROLE postgres",
+    ] {
+        refused(&mut owner, o, sql);
+    }
+    // What migrations do stays open to it.
+    let mut tx = owner.transaction().unwrap();
+    tx.batch_execute(
+        "ALTER TABLE invoices ADD COLUMN added int; CREATE TABLE added (a int);
+         CREATE FUNCTION added() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+         CREATE TRIGGER added BEFORE INSERT ON added FOR EACH ROW EXECUTE FUNCTION added();
+         ALTER TABLE added DISABLE TRIGGER added; DROP TABLE added;",
+    )
+    .unwrap();
+    tx.rollback().unwrap();
+    // Every guard is still on.
+    let off: i64 = owner
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname IN ('refuse_update_delete', 'refuse_truncate') AND tgenabled <> 'O'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(off, 0);
+}
+
+/// The operator's logins of 0016: the auditor reads the ledger, the projection and the issued
+/// documents and writes nothing; the token login issues and revokes tokens and reads nothing else.
+#[test]
+fn each_operator_login_does_its_duty_and_nothing_more() {
+    let _serial = serial();
+    let db = two_tenants("roles_operators");
+    let mut auditor = connect(&login_url(&db, "gpuledger_auditor"));
+    store::roles::refuse_privileged_reader(&mut auditor).unwrap();
+    for table in [
+        "ledger_events",
+        "ledger_events_y2026m08",
+        "ledger_streams",
+        "usage_hourly",
+        "invoices",
+        "billing_closes",
+        "quarantine",
+    ] {
+        auditor.query(&format!("SELECT * FROM {table} LIMIT 1"), &[]).unwrap();
+    }
+    store::read::verify_chains(&mut auditor).unwrap();
+    store::read::live_hourly(&mut auditor).unwrap();
+    let a = "the auditor";
+    refused(
+        &mut auditor,
+        a,
+        "INSERT INTO usage_hourly VALUES ('tenant-c', 'nvidia-h200', 'p', '2026-08-01T00:00:00Z', 1, 1)",
+    );
+    refused(&mut auditor, a, "UPDATE ledger_streams SET head_pos = head_pos");
+    refused(&mut auditor, a, "SELECT ledger_ensure_month('2026-09-01')");
+    for table in ["api_tokens", "api_token_revocations", "ui_sessions", "api_wall_key", "access_log"] {
+        refused(&mut auditor, a, &format!("SELECT * FROM {table}"));
+    }
+    refused(&mut auditor, a, "CREATE SCHEMA scratch");
+    refused(&mut auditor, a, "CREATE TABLE public.x (a int)");
+    refused(&mut auditor, a, "SET ROLE gpuledger_writer");
+
+    let mut tokens = connect(&login_url(&db, "gpuledger_tokens"));
+    store::roles::refuse_privileged(&mut tokens).unwrap();
+    let (id, _) =
+        store::tokens::create_token(&mut tokens, "tenant", Some("tenant-a"), "t", Duration::days(1), Utc::now())
+            .unwrap();
+    assert!(
+        store::tokens::create_token(&mut tokens, "tenant", Some("nobody"), "t", Duration::days(1), Utc::now()).is_err()
+    );
+    store::tokens::revoke_token(&mut tokens, id, "test", Utc::now()).unwrap();
+    let t = "the token login";
+    for table in
+        ["ledger_events", "usage_hourly", "invoices", "ledger_streams", "ui_sessions", "access_log", "api_wall_key"]
+    {
+        refused(&mut tokens, t, &format!("SELECT * FROM {table}"));
+    }
+    refused(&mut tokens, t, "UPDATE api_tokens SET expires_at = now() + interval '10 years'");
+    refused(&mut tokens, t, "DELETE FROM api_token_revocations");
+    refused(&mut tokens, t, "SELECT api_open_wall(sha256('x'))");
+    // A login with more rights than its duty is refused: a reader that may write, a token reader.
+    let e = store::roles::refuse_privileged_reader(&mut connect(&login_url(&db, "gpuledger_finance"))).unwrap_err();
+    assert!(e.to_string().contains("may change tables"), "{e}");
+    let e = store::roles::refuse_privileged_reader(&mut tokens).unwrap_err();
+    assert!(e.to_string().contains("reads the API tokens"), "{e}");
 }
 
 /// No row-level policy and no view reads a setting the session can change itself (only the sealed
@@ -247,8 +403,8 @@ fn no_wall_trusts_a_plain_setting() {
     assert!(found.is_empty(), "walls reading a setting: {found:?}");
 }
 
-/// Each service refuses to start on the owner's (a superuser's) login, and the API server holds
-/// no connection but its own roles'.
+/// Each service and operator command refuses to start on the owner's login, and the API server
+/// holds no connection but its own roles'.
 #[test]
 fn the_services_refuse_a_privileged_login() {
     let _serial = serial();
@@ -263,6 +419,13 @@ fn the_services_refuse_a_privileged_login() {
         ("GPULEDGER_FINANCE_DATABASE_URL", vec!["budget", "report", "--as-of", "2026-08-01"]),
         ("GPULEDGER_API_DATABASE_URL", vec!["serve", "--listen", "127.0.0.1:0"]),
         ("GPULEDGER_FINANCE_DATABASE_URL", vec!["serve", "--listen", "127.0.0.1:0"]),
+        ("GPULEDGER_FINANCE_DATABASE_URL", vec!["audit", "checkpoint"]),
+        ("GPULEDGER_AUDITOR_DATABASE_URL", vec!["status"]),
+        ("GPULEDGER_AUDITOR_DATABASE_URL", vec!["verify"]),
+        ("GPULEDGER_AUDITOR_DATABASE_URL", vec!["report"]),
+        ("GPULEDGER_AUDITOR_DATABASE_URL", vec!["audit", "verify"]),
+        ("GPULEDGER_AUDITOR_DATABASE_URL", vec!["audit", "export", "--out", "/nonexistent/never-written"]),
+        ("GPULEDGER_TOKENS_DATABASE_URL", vec!["tokens", "create", "--role", "finance", "--label", "x"]),
     ] {
         let out = Command::new(bin())
             .args(&args)
@@ -273,8 +436,17 @@ fn the_services_refuse_a_privileged_login() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{variable} {args:?} ran as the owner");
-        assert!(err.contains("is a superuser"), "{variable} {args:?}: {err}");
+        assert!(err.contains("owns the ledger"), "{variable} {args:?}: {err}");
     }
+    // The auditor's commands also refuse a login that may write (finance's).
+    let out = Command::new(bin())
+        .args(["verify"])
+        .env("GPULEDGER_DATABASE_URL", &db)
+        .env("GPULEDGER_AUDITOR_DATABASE_URL", login_url(&db, "gpuledger_finance"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("may change tables"), "{err}");
 
     let s = serve_api(&db);
     let (_, token) =
@@ -283,7 +455,7 @@ fn the_services_refuse_a_privileged_login() {
     let (status, _, body) = http(&s, "GET", "/v1/invoices", Some(&token));
     assert_eq!(status, 200, "{body}");
     let name = db.rsplit('/').next().unwrap();
-    let logins: Vec<String> = connect(&db)
+    let logins: Vec<String> = connect(&superuser_url(&db))
         .query(
             "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()
                 AND backend_type = 'client backend' ORDER BY 1",
@@ -331,6 +503,25 @@ const PRIVILEGES: &[(&str, &str, &str, &str)] = &[
     ("usage_hourly", "raw", "", "r"),
 ];
 
+/// What the operator's logins of migration 0016 may do, for the relations where they may do
+/// anything (every other relation: nothing): the read-only `gpuledger_auditor` and the token
+/// login `gpuledger_tokens`. Letters as in [`PRIVILEGES`].
+const OPERATORS: &[(&str, &str, &str)] = &[
+    // relation                     auditor tokens
+    ("api_token_revocations", "", "ar"),
+    ("api_tokens", "", "ar"),
+    ("billing_closes", "r", ""),
+    ("gpu_occupancy", "r", ""),
+    ("invoices", "r", ""),
+    ("ledger_commit_clock", "r", ""),
+    ("ledger_event_ids", "r", ""),
+    ("ledger_events", "r", ""),
+    ("ledger_streams", "r", ""),
+    ("quarantine", "r", ""),
+    ("schema_migrations", "r", ""),
+    ("usage_hourly", "r", ""),
+];
+
 /// Which roles may call each SECURITY DEFINER function (it runs with the owner's rights); every
 /// such function must be listed. "writer" includes its members ingest and finance.
 const DEFINERS: &[(&str, &[&str])] = &[
@@ -346,12 +537,20 @@ const DEFINERS: &[(&str, &[&str])] = &[
     // 0009: the guards of the billing index run as triggers, never called by anyone.
     ("billing_close_guard", &[]),
     ("billing_invoice_guard", &[]),
-    ("gpuledger_tenant_known", &["gpuledger_api"]),
+    ("gpuledger_tenant_known", &["gpuledger_api", "gpuledger_tokens"]),
     ("ledger_ensure_month", &["gpuledger_writer", "gpuledger_ingest", "gpuledger_finance"]),
 ];
 
-/// The roles the matrix is checked for: the group, the three logins, and everyone.
-const CHECKED: [&str; 5] = ["gpuledger_writer", "gpuledger_ingest", "gpuledger_finance", "gpuledger_api", "public"];
+/// The roles the matrix is checked for: the group, the five logins, and everyone.
+const CHECKED: [&str; 7] = [
+    "gpuledger_writer",
+    "gpuledger_ingest",
+    "gpuledger_finance",
+    "gpuledger_api",
+    "gpuledger_auditor",
+    "gpuledger_tokens",
+    "public",
+];
 
 /// What [`PRIVILEGES`] gives `role` on the relation of this row (letters sorted).
 fn expected(row: &(&str, &str, &str, &str), role: &str) -> String {
@@ -360,6 +559,12 @@ fn expected(row: &(&str, &str, &str, &str), role: &str) -> String {
         "gpuledger_writer" | "gpuledger_ingest" => writer.to_string(),
         "gpuledger_finance" => format!("{writer}{finance}"),
         "gpuledger_api" => api.to_string(),
+        "gpuledger_auditor" | "gpuledger_tokens" => OPERATORS
+            .iter()
+            .find(|o| o.0 == row.0)
+            .map(|o| if role == "gpuledger_auditor" { o.1 } else { o.2 })
+            .unwrap_or("")
+            .to_string(),
         _ => String::new(),
     };
     let mut letters: Vec<char> = granted.chars().collect();
@@ -411,7 +616,7 @@ fn every_relation_has_exactly_the_decided_privileges() {
         }
     }
     // A decision without a relation is a stale line.
-    for (relation, ..) in PRIVILEGES {
+    for relation in PRIVILEGES.iter().map(|p| p.0).chain(OPERATORS.iter().map(|o| o.0)) {
         let exists: bool =
             c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("public.{relation}")]).unwrap().get(0);
         if !exists {
@@ -466,7 +671,7 @@ fn every_relation_has_exactly_the_decided_privileges() {
               WHERE has_schema_privilege(r, 'public', 'CREATE')
              UNION ALL SELECT r || ' may create in the database' FROM unnest($1::text[]) r
               WHERE has_database_privilege(r, current_database(), 'CREATE')",
-            &[&CHECKED[..4].to_vec()],
+            &[&CHECKED[..6].to_vec()],
         )
         .unwrap()
         .iter()

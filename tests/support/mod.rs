@@ -15,8 +15,39 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
+/// The owner of the tables (the login `gpuledger migrate` uses, no superuser:
+/// scripts/pg-bootstrap.sql), from `GPULEDGER_DATABASE_URL` as `scripts/services.sh env` prints it.
+pub fn owner_url() -> String {
+    std::env::var("GPULEDGER_DATABASE_URL").unwrap_or_else(|_| "postgres://gpuledger@127.0.0.1:55432/gpuledger".into())
+}
+
+/// The owner's user name.
+pub fn owner_user() -> String {
+    user_of(&owner_url()).unwrap_or_else(|| "gpuledger".into())
+}
+
+fn user_of(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(':').next().unwrap_or(user).to_string())
+}
+
+/// The cluster's superuser on its `postgres` database (`GPULEDGER_ADMIN_URL`, else the owner's
+/// host with the bootstrap superuser `postgres` of scripts/services.sh): it makes the test
+/// databases and roles, and the tests that tamper with the ledger behind its back.
 pub fn admin_url() -> String {
-    std::env::var("GPULEDGER_ADMIN_URL").unwrap_or_else(|_| "postgres://gpuledger@127.0.0.1:55432/postgres".into())
+    std::env::var("GPULEDGER_ADMIN_URL").unwrap_or_else(|_| on_db(&login_url(&owner_url(), "postgres"), "postgres"))
+}
+
+/// `url` with its database changed to `db`.
+pub fn on_db(url: &str, db: &str) -> String {
+    url.rsplit_once('/').expect("url has a path").0.to_string() + "/" + db
+}
+
+/// The superuser's URL for the test database `db_url`: only for tampering with what no login of
+/// the application may change (switching triggers off with `session_replication_role`).
+pub fn superuser_url(db_url: &str) -> String {
+    login_url(db_url, &user_of(&admin_url()).unwrap_or_else(|| "postgres".into()))
 }
 
 pub fn brokers() -> String {
@@ -49,13 +80,14 @@ pub fn unique(name: &str) -> String {
     format!("{name}_{}_{}", std::process::id(), nanos % 1_000_000_000)
 }
 
-/// Creates a fresh database, migrates it, and returns its URL.
+/// Creates a fresh database owned by the owner of the tables, migrates it as the owner (as
+/// `gpuledger migrate` does), and returns the owner's URL of it.
 pub fn fresh_db(name: &str) -> Result<String> {
     let db = unique(&format!("t_{name}"));
     let mut admin =
         Client::connect(&admin_url(), NoTls).context("connecting to PostgreSQL: is scripts/services.sh up?")?;
-    admin.batch_execute(&format!("CREATE DATABASE \"{db}\""))?;
-    let url = admin_url().rsplit_once('/').expect("url has a path").0.to_string() + "/" + &db;
+    admin.batch_execute(&format!("CREATE DATABASE \"{db}\" OWNER \"{}\"", owner_user()))?;
+    let url = on_db(&owner_url(), &db);
     let mut c = Client::connect(&url, NoTls)?;
     store::migrate(&mut c)?;
     Ok(url)
@@ -73,12 +105,14 @@ pub fn login_url(db_url: &str, role: &str) -> String {
 /// up (docs/operations.md, "Database roles"): the owner's URL (for `migrate` and the operator's
 /// commands) and each service's own unprivileged login: ingest, serve, and finance's closes,
 /// exports and loads. Set explicitly, so that no variable exported in the shell reaches past it.
-pub fn logins(db_url: &str) -> [(&'static str, String); 4] {
+pub fn logins(db_url: &str) -> [(&'static str, String); 6] {
     [
         ("GPULEDGER_DATABASE_URL", db_url.to_string()),
         ("GPULEDGER_INGEST_DATABASE_URL", login_url(db_url, "gpuledger_ingest")),
         ("GPULEDGER_API_DATABASE_URL", login_url(db_url, "gpuledger_api")),
         ("GPULEDGER_FINANCE_DATABASE_URL", login_url(db_url, "gpuledger_finance")),
+        ("GPULEDGER_AUDITOR_DATABASE_URL", login_url(db_url, "gpuledger_auditor")),
+        ("GPULEDGER_TOKENS_DATABASE_URL", login_url(db_url, "gpuledger_tokens")),
     ]
 }
 

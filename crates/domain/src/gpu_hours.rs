@@ -11,7 +11,7 @@
 
 use crate::billing::dec;
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// 3600 seconds in an hour (scale 0, so products keep the scale of the other factor).
@@ -24,8 +24,9 @@ pub const BILLED_SCALE: u32 = 6;
 pub const SUMMARY_SCALE_MAX: u32 = 3;
 
 /// An amount of GPU time in hours. Signed: a credit note's line bills negative hours.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GpuHours(Decimal);
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GpuHours(#[serde(with = "crate::billing::dec")] Decimal);
 
 impl GpuHours {
     /// Whole or exact hours as given (a price tier's start, a commitment).
@@ -60,18 +61,6 @@ impl GpuHours {
 impl fmt::Display for GpuHours {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl Serialize for GpuHours {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        dec::serialize(&self.0, s)
-    }
-}
-
-impl<'de> Deserialize<'de> for GpuHours {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<GpuHours, D::Error> {
-        dec::deserialize(d).map(GpuHours)
     }
 }
 

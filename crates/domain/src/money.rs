@@ -16,8 +16,9 @@ pub const UNIT_PRICE_SCALE: u32 = 4;
 
 /// An amount in EUR: signed (credit notes and discounts are negative), exact until rounded to
 /// cents by `round_cents`. On the wire a JSON string such as `"12.50"`, as `dec` writes decimals.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Money(Decimal);
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Money(#[serde(with = "crate::billing::dec")] Decimal);
 
 impl Money {
     pub const ZERO: Money = Money(Decimal::ZERO);
@@ -123,18 +124,6 @@ impl Sum for Money {
 impl<'a> Sum<&'a Money> for Money {
     fn sum<I: Iterator<Item = &'a Money>>(iter: I) -> Money {
         Money(iter.map(|m| m.0).sum())
-    }
-}
-
-impl Serialize for Money {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        dec::serialize(&self.0, s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Money {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
-        dec::deserialize(d).map(Money)
     }
 }
 

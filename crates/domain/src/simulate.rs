@@ -175,6 +175,88 @@ pub fn poison_codes() -> &'static [RejectionCode] {
     POISON_CODES
 }
 
+/// Poison made by setting one member of `data` to a value that breaks the rule.
+const DATA_POISON: &[(RejectionCode, &str, &str)] = &[
+    (RejectionCode::NulCharacter, "node", "fra1\u{0}r01"),
+    (RejectionCode::UnknownField, "colour", "green"),
+    (RejectionCode::InvalidField, "gpu_id", "GPU-not-a-uuid"),
+    (RejectionCode::InvalidTimestamp, "interval_start", "2026-10-01 00:00:00"),
+    (RejectionCode::FutureTimestamp, "interval_start", "2099-01-01T00:00:00Z"),
+    (RejectionCode::GpuSecondsNotDecimal, "gpu_seconds", "NaN"),
+    (RejectionCode::GpuSecondsNegative, "gpu_seconds", "-60"),
+    (RejectionCode::GpuSecondsOutOfRange, "gpu_seconds", "59.0000001"),
+    (RejectionCode::GpuSecondsExceedInterval, "gpu_seconds", "61"),
+    (RejectionCode::UnknownSku, "gpu_sku", "nvidia-rtx-9090"),
+    // Not in POISON_CODES (that would change every seeded run's stream), but made alike.
+    (RejectionCode::InvalidMig, "mig_instance", "3"),
+    (RejectionCode::InvalidEnergy, "energy_wh", "-1"),
+];
+
+/// The bytes of a message that breaks the rule `code`, made from the valid event `e` (the key
+/// of a `KeyMismatch` is the caller's).
+fn poison_payload(code: RejectionCode, e: &UsageRecorded) -> Vec<u8> {
+    let mut v = e.to_cloudevent();
+    let json = |v: &Value| serde_json::to_vec(v).expect("json");
+    let set = |v: &mut Value, field: &str, to: Value| {
+        v["data"][field] = to;
+    };
+    for (_, field, value) in DATA_POISON.iter().filter(|p| p.0 == code) {
+        set(&mut v, field, Value::String((*value).into()));
+    }
+    match code {
+        RejectionCode::OversizeMessage => set(&mut v, "job", Value::String("x".repeat(20_000))),
+        RejectionCode::InvalidUtf8 => {
+            let mut b = json(&v);
+            let at = b.len() / 2;
+            b.splice(at..at, [0xff, 0xfe, 0xc3]);
+            return b;
+        }
+        RejectionCode::MalformedJson => {
+            let b = json(&v);
+            return b[..b.len() - 7].to_vec();
+        }
+        RejectionCode::WrongShape => return b"[\"usage\", 60]".to_vec(),
+        RejectionCode::MissingField => {
+            v["data"].as_object_mut().expect("object").remove("gpu_id");
+        }
+        RejectionCode::UnsupportedSpecversion => v["specversion"] = Value::String("0.3".into()),
+        RejectionCode::UnknownEventType => v["type"] = Value::String("com.example.something.else".into()),
+        RejectionCode::InvalidEventId => v["id"] = Value::String("event-42".into()),
+        RejectionCode::OversizeField => set(&mut v, "node", Value::String("n".repeat(200))),
+        RejectionCode::EndBeforeStart => {
+            set(&mut v, "interval_start", Value::String(format_instant(e.interval_end)));
+            set(&mut v, "interval_end", Value::String(format_instant(e.interval_start)));
+        }
+        RejectionCode::IntervalTooLong => {
+            set(&mut v, "interval_end", Value::String(format_instant(e.interval_start + Duration::hours(2))))
+        }
+        RejectionCode::FutureTimestamp => set(&mut v, "interval_end", Value::String("2099-01-01T00:01:00Z".into())),
+        RejectionCode::DuplicateMember => {
+            // The valid value last: a reader that keeps the last of repeated names would
+            // accept the message, one that keeps the first would not.
+            let text = serde_json::to_string(&v).expect("json");
+            return text.replacen("\"data\":{", "\"data\":{\"gpu_seconds\":\"7200\",", 1).into_bytes();
+        }
+        RejectionCode::Conflict | RejectionCode::Overlap | RejectionCode::RefusedByDatabase => {
+            unreachable!("not poison")
+        }
+        // Set from DATA_POISON above; a KeyMismatch has a valid payload under another key.
+        RejectionCode::NulCharacter
+        | RejectionCode::UnknownField
+        | RejectionCode::InvalidField
+        | RejectionCode::InvalidTimestamp
+        | RejectionCode::GpuSecondsNotDecimal
+        | RejectionCode::GpuSecondsNegative
+        | RejectionCode::GpuSecondsOutOfRange
+        | RejectionCode::GpuSecondsExceedInterval
+        | RejectionCode::UnknownSku
+        | RejectionCode::InvalidMig
+        | RejectionCode::InvalidEnergy
+        | RejectionCode::KeyMismatch => {}
+    }
+    json(&v)
+}
+
 fn random_uuid(rng: &mut ChaCha8Rng) -> Uuid {
     uuid::Builder::from_random_bytes(rng.gen()).into_uuid()
 }
@@ -300,126 +382,13 @@ impl Simulator {
     fn poison(&mut self, base: &UsageRecorded) -> SimMessage {
         let code = POISON_CODES[self.poison_cycle % POISON_CODES.len()];
         self.poison_cycle += 1;
-        let key = Some(base.tenant_id.as_bytes().to_vec());
+        let key = match code {
+            RejectionCode::KeyMismatch => b"someone-else".to_vec(),
+            _ => base.tenant_id.as_bytes().to_vec(),
+        };
         let mut e = base.clone();
         e.event_id = event_id(self.spec.event_ids, &mut self.rng, e.interval_end);
-        let mut v = e.to_cloudevent();
-        let set = |v: &mut Value, field: &str, to: Value| {
-            v["data"][field] = to;
-        };
-        let payload = match code {
-            RejectionCode::OversizeMessage => {
-                set(&mut v, "job", Value::String("x".repeat(20_000)));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::InvalidUtf8 => {
-                let mut b = serde_json::to_vec(&v).expect("json");
-                let at = b.len() / 2;
-                b.splice(at..at, [0xff, 0xfe, 0xc3]);
-                b
-            }
-            RejectionCode::MalformedJson => {
-                let b = serde_json::to_vec(&v).expect("json");
-                b[..b.len() - 7].to_vec()
-            }
-            RejectionCode::NulCharacter => {
-                set(&mut v, "node", Value::String("fra1\u{0}r01".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::WrongShape => b"[\"usage\", 60]".to_vec(),
-            RejectionCode::MissingField => {
-                v["data"].as_object_mut().expect("object").remove("gpu_id");
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::UnknownField => {
-                set(&mut v, "colour", Value::String("green".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::UnsupportedSpecversion => {
-                v["specversion"] = Value::String("0.3".into());
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::UnknownEventType => {
-                v["type"] = Value::String("com.example.something.else".into());
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::InvalidEventId => {
-                v["id"] = Value::String("event-42".into());
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::InvalidField => {
-                set(&mut v, "gpu_id", Value::String("GPU-not-a-uuid".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::OversizeField => {
-                set(&mut v, "node", Value::String("n".repeat(200)));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::KeyMismatch => {
-                return SimMessage {
-                    key: Some(b"someone-else".to_vec()),
-                    payload: serde_json::to_vec(&v).expect("json"),
-                    intent: Intent::Rejected(code),
-                };
-            }
-            RejectionCode::InvalidTimestamp => {
-                set(&mut v, "interval_start", Value::String("2026-10-01 00:00:00".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::EndBeforeStart => {
-                set(&mut v, "interval_start", Value::String(format_instant(e.interval_end)));
-                set(&mut v, "interval_end", Value::String(format_instant(e.interval_start)));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::IntervalTooLong => {
-                set(&mut v, "interval_end", Value::String(format_instant(e.interval_start + Duration::hours(2))));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::FutureTimestamp => {
-                set(&mut v, "interval_start", Value::String("2099-01-01T00:00:00Z".into()));
-                set(&mut v, "interval_end", Value::String("2099-01-01T00:01:00Z".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::GpuSecondsNotDecimal => {
-                set(&mut v, "gpu_seconds", Value::String("NaN".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::GpuSecondsNegative => {
-                set(&mut v, "gpu_seconds", Value::String("-60".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::GpuSecondsOutOfRange => {
-                set(&mut v, "gpu_seconds", Value::String("59.0000001".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::GpuSecondsExceedInterval => {
-                set(&mut v, "gpu_seconds", Value::String("61".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::UnknownSku => {
-                set(&mut v, "gpu_sku", Value::String("nvidia-rtx-9090".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            // Not in POISON_CODES (that would change every seeded run's stream), but made alike.
-            RejectionCode::InvalidMig => {
-                set(&mut v, "mig_instance", Value::String("3".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::InvalidEnergy => {
-                set(&mut v, "energy_wh", Value::String("-1".into()));
-                serde_json::to_vec(&v).expect("json")
-            }
-            RejectionCode::DuplicateMember => {
-                // The valid value last: a reader that keeps the last of repeated names would
-                // accept the message, one that keeps the first would not.
-                let text = serde_json::to_string(&v).expect("json");
-                text.replacen("\"data\":{", "\"data\":{\"gpu_seconds\":\"7200\",", 1).into_bytes()
-            }
-            RejectionCode::Conflict | RejectionCode::Overlap | RejectionCode::RefusedByDatabase => {
-                unreachable!("not poison")
-            }
-        };
-        SimMessage { key, payload, intent: Intent::Rejected(code) }
+        SimMessage { key: Some(key), payload: poison_payload(code, &e), intent: Intent::Rejected(code) }
     }
 
     fn mix_in(&mut self, e: &UsageRecorded) {

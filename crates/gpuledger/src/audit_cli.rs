@@ -76,10 +76,16 @@ pub enum AuditCmd {
     },
 }
 
-pub fn audit(db: &mut postgres::Client, cmd: AuditCmd) -> Result<()> {
+/// Runs an audit command on its login: `verify` and `export` on the auditor's (read-only),
+/// `checkpoint` on finance's (it appends the checkpoint to the ledger's local stream), and
+/// `replay` on the owner's, the one login that may make its scratch schema (a read-only login
+/// that could create schemas could also shadow other logins' tables through their search path).
+pub fn audit(owner_url: &str, cmd: AuditCmd) -> Result<()> {
+    use crate::logins::{connect, AUDITOR, FINANCE};
     match cmd {
-        AuditCmd::Verify { receipt } => verify(db, &receipt),
+        AuditCmd::Verify { receipt } => verify(&mut connect(&AUDITOR, owner_url)?, &receipt),
         AuditCmd::Checkpoint { force } => {
+            let db = &mut connect(&FINANCE, owner_url)?;
             let sealed = store::audit::seal_checkpoint(db, Utc::now(), force)?;
             let cp = &sealed.checkpoint;
             let what = if sealed.new { "sealed" } else { "already sealed today" };
@@ -99,7 +105,7 @@ pub fn audit(db: &mut postgres::Client, cmd: AuditCmd) -> Result<()> {
         }
         AuditCmd::Export { out, from_seq, to_seq, since, until } => {
             let range = ExportRange { from_seq, to_seq, since, until };
-            export(db, &out, &range)
+            export(&mut connect(&AUDITOR, owner_url)?, &out, &range)
         }
         AuditCmd::Replay { as_of, until_seq, schema, keep, json, progress, max_differences } => {
             let cut = match (as_of, until_seq) {
@@ -108,7 +114,7 @@ pub fn audit(db: &mut postgres::Client, cmd: AuditCmd) -> Result<()> {
                 (None, None) => Cut::Now,
             };
             let opts = ReplayOptions { cut, schema, keep, differences_max: max_differences };
-            replay(db, &opts, json, progress)
+            replay(&mut store::connect(owner_url).context("connecting to PostgreSQL")?, &opts, json, progress)
         }
     }
 }
@@ -390,13 +396,48 @@ const GDPDU_DTD: &str = include_str!("../../../docs/gdpdu/gdpdu-01-09-2004.dtd")
 
 fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut typed = crate::audit_tables::TypedTables::create(out, csv_writer)?;
+    let written = write_events(db, out, range, &mut typed)?;
+    write_streams(out, &written.streams)?;
+    let typed_specs = typed.finish(db)?;
+    std::fs::write(out.join("index.xml"), export_index(range, &written, &typed_specs))?;
+    std::fs::write(out.join(GDPDU_DTD_NAME), GDPDU_DTD)?;
+
+    let mut sums = String::new();
+    let typed_files = typed_specs.iter().map(|t| t.url);
+    for name in ["ledger_events.csv", "ledger_events.jsonl", "ledger_streams.csv", "index.xml", GDPDU_DTD_NAME]
+        .into_iter()
+        .chain(typed_files)
+    {
+        sums.push_str(&format!("{}  {name}\n", sha256_file(&out.join(name))?));
+    }
+    std::fs::write(out.join("SHA256SUMS"), sums)?;
+    let (rows, n, dir) = (written.rows, written.streams.len(), out.display());
+    println!("export: {rows} rows of {n} streams to {dir} (check with: cd {dir} && sha256sum -c SHA256SUMS)");
+    Ok(())
+}
+
+/// What the export of the ledger's rows wrote: the streams as they stood, the number of rows,
+/// and the first and last day they occurred on.
+struct WrittenEvents {
+    streams: Vec<store::read::StreamInfo>,
+    rows: u64,
+    days: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+}
+
+/// ledger_events.csv and .jsonl, and each row into the typed tables too.
+fn write_events(
+    db: &mut postgres::Client,
+    out: &Path,
+    range: &ExportRange,
+    typed: &mut crate::audit_tables::TypedTables,
+) -> Result<WrittenEvents> {
     let mut csv = csv_writer(&out.join("ledger_events.csv"))?;
     csv.write_record(EVENT_COLUMNS.iter().map(|c| c.0))?;
     let jsonl_path = out.join("ledger_events.jsonl");
     let mut jsonl = BufWriter::new(
         std::fs::File::create(&jsonl_path).with_context(|| format!("creating {}", jsonl_path.display()))?,
     );
-    let mut typed = crate::audit_tables::TypedTables::create(out, csv_writer)?;
     let mut days: Option<(chrono::NaiveDate, chrono::NaiveDate)> = None;
     let mut failed: Option<anyhow::Error> = None;
     let (streams, rows) = store::audit::export_rows(db, range, |r| {
@@ -419,11 +460,14 @@ fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<
     .map_err(|e| failed.take().unwrap_or_else(|| e.into()))?;
     csv.flush()?;
     jsonl.flush()?;
-    drop((csv, jsonl));
+    Ok(WrittenEvents { streams, rows, days })
+}
 
+/// ledger_streams.csv: every stream with its head and offset counters.
+fn write_streams(out: &Path, streams: &[store::read::StreamInfo]) -> Result<()> {
     let mut sw = csv_writer(&out.join("ledger_streams.csv"))?;
     sw.write_record(STREAM_COLUMNS.iter().map(|c| c.0))?;
-    for s in &streams {
+    for s in streams {
         sw.write_record([
             s.stream_id.to_string(),
             s.topic.clone(),
@@ -437,9 +481,11 @@ fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<
         ])?;
     }
     sw.flush()?;
-    drop(sw);
-    let typed_specs = typed.finish(db)?;
+    Ok(())
+}
 
+/// index.xml: the GDPdU description of the two raw tables and the typed ones.
+fn export_index(range: &ExportRange, written: &WrittenEvents, typed_specs: &[TableSpec<'static>]) -> String {
     let range_text =
         if range.from_seq.is_none() && range.to_seq.is_none() && range.since.is_none() && range.until.is_none() {
             "the whole log".to_string()
@@ -452,10 +498,10 @@ fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<
                 range.until.as_ref().map(ts).unwrap_or_default()
             )
         };
-    let index = gdpdu_index(
+    gdpdu_index(
         "gpuledger",
         "-",
-        &format!("raw ledger export, {rows} rows, {range_text}; chain formula in docs/audit.md"),
+        &format!("raw ledger export, {} rows, {range_text}; chain formula in docs/audit.md", written.rows),
         "gpuledger audit export",
         &[
             TableSpec {
@@ -465,7 +511,7 @@ fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<
                 columns: EVENT_COLUMNS,
                 key_columns: 1,
                 header_bytes: csv_header(EVENT_COLUMNS).len(),
-                validity: days,
+                validity: written.days,
             },
             TableSpec {
                 url: "ledger_streams.csv",
@@ -481,22 +527,7 @@ fn export(db: &mut postgres::Client, out: &Path, range: &ExportRange) -> Result<
         .into_iter()
         .chain(typed_specs.iter().cloned())
         .collect::<Vec<_>>(),
-    );
-    std::fs::write(out.join("index.xml"), index)?;
-    std::fs::write(out.join(GDPDU_DTD_NAME), GDPDU_DTD)?;
-
-    let mut sums = String::new();
-    let typed_files = typed_specs.iter().map(|t| t.url);
-    for name in ["ledger_events.csv", "ledger_events.jsonl", "ledger_streams.csv", "index.xml", GDPDU_DTD_NAME]
-        .into_iter()
-        .chain(typed_files)
-    {
-        sums.push_str(&format!("{}  {name}\n", sha256_file(&out.join(name))?));
-    }
-    std::fs::write(out.join("SHA256SUMS"), sums)?;
-    let (n, dir) = (streams.len(), out.display());
-    println!("export: {rows} rows of {n} streams to {dir} (check with: cd {dir} && sha256sum -c SHA256SUMS)");
-    Ok(())
+    )
 }
 
 fn sha256_file(path: &Path) -> Result<String> {

@@ -25,9 +25,8 @@ pub fn migrate(database_url: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn status(database_url: &str, topic: &str) -> Result<()> {
-    let mut db = store::connect(database_url)?;
-    let stats = store::read::stream_stats(&mut db, topic)?;
+pub fn status(db: &mut postgres::Client, topic: &str) -> Result<()> {
+    let stats = store::read::stream_stats(db, topic)?;
     println!(
         "{:>9} {:>12} {:>12} {:>10} {:>11} {:>6}",
         "partition", "next_offset", "ledgered", "duplicates", "quarantined", "epoch"
@@ -46,13 +45,12 @@ pub fn status(database_url: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn check(database_url: &str, totals: &Path) -> Result<()> {
+pub fn check(db: &mut postgres::Client, totals: &Path) -> Result<()> {
     let expected: serde_json::Value = domain::ijson::from_slice(&std::fs::read(totals)?)?;
     let want = domain::simulate::Totals::gpu_seconds_from_json(&expected)
         .context("the totals file has no gpu_seconds by tenant and SKU")?;
-    let mut db = store::connect(database_url)?;
-    let projected = store::read::totals_by_tenant_sku(&mut db)?;
-    let ledgered = store::read::ledger_totals_by_tenant_sku(&mut db)?;
+    let projected = store::read::totals_by_tenant_sku(db)?;
+    let ledgered = store::read::ledger_totals_by_tenant_sku(db)?;
     if projected != want || ledgered != want {
         bail!("the ledger's GPU-seconds differ from the generator's totals in {}", totals.display());
     }
@@ -60,10 +58,9 @@ pub fn check(database_url: &str, totals: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn verify(database_url: &str) -> Result<()> {
-    let mut db = store::connect(database_url)?;
+pub fn verify(db: &mut postgres::Client) -> Result<()> {
     let mut ok = true;
-    for r in store::read::verify_chains(&mut db)? {
+    for r in store::read::verify_chains(db)? {
         match &r.result {
             Ok(()) => println!("stream {}: {} rows, chain intact", r.stream_id, r.rows),
             Err(b) => {
@@ -72,8 +69,8 @@ pub fn verify(database_url: &str) -> Result<()> {
             }
         }
     }
-    let live = store::read::live_hourly(&mut db)?;
-    let rebuilt = store::read::rebuild_hourly(&mut db)?;
+    let live = store::read::live_hourly(db)?;
+    let rebuilt = store::read::rebuild_hourly(db)?;
     let differences = rebuilt.differences(&live);
     if differences.is_empty() {
         println!("hourly projection: rebuilt from the log, {} rows, equal to the live one", live.rows.len());
@@ -103,9 +100,8 @@ fn difference_line(d: &domain::projection::HourDifference<'_>) -> String {
     format!("{}: rebuilt from the log {}, live {}", d.key, side(d.ours), side(d.theirs))
 }
 
-pub fn report(database_url: &str, format: Format) -> Result<()> {
-    let mut db = store::connect(database_url)?;
-    let totals = store::read::totals_by_tenant_sku(&mut db)?;
+pub fn report(db: &mut postgres::Client, format: Format) -> Result<()> {
+    let totals = store::read::totals_by_tenant_sku(db)?;
     print_report(&totals, format)
 }
 

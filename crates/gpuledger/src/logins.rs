@@ -1,27 +1,60 @@
-//! Which database login each command uses. `migrate` (and the operator's `tokens`, `status`,
-//! `check`, `verify`, `report` and `audit`) use `GPULEDGER_DATABASE_URL`, the owner of the tables;
-//! the services use their own unprivileged roles (migration 0011), each from its own variable,
-//! else from the owner's URL with only the user changed (no password: the development cluster
-//! trusts local logins; production sets the variables):
+//! Which database login each command uses. Only `migrate` and `audit replay` (which builds a
+//! scratch schema) use `GPULEDGER_DATABASE_URL`, the owner of the tables; every other command
+//! uses an unprivileged login of migration 0011 or 0016, each from its own variable, else from
+//! the owner's URL with only the user changed (no password: the development cluster trusts local
+//! logins; production sets the variables):
 //!
 //!   ingest                          GPULEDGER_INGEST_DATABASE_URL   gpuledger_ingest
 //!   serve                           GPULEDGER_API_DATABASE_URL      gpuledger_api
 //!   serve (cross-tenant), reference,
-//!   invoices, budget                GPULEDGER_FINANCE_DATABASE_URL  gpuledger_finance
+//!   invoices, budget, audit checkpoint GPULEDGER_FINANCE_DATABASE_URL  gpuledger_finance
+//!   status, check, verify, report,
+//!   audit verify, audit export      GPULEDGER_AUDITOR_DATABASE_URL  gpuledger_auditor (read-only)
+//!   tokens                          GPULEDGER_TOKENS_DATABASE_URL   gpuledger_tokens
 //!
 //! Each of them refuses to start on a login that is privileged (`store::roles`).
 
 use anyhow::{bail, Context, Result};
+use store::StoreError;
 
-/// A service's login role and the variable that names its URL.
+/// A command's login role, the variable that names its URL, and the check that refuses a login
+/// with more rights than the duty needs.
 pub struct Duty {
     pub role: &'static str,
     pub variable: &'static str,
+    pub refuse: fn(&mut postgres::Client) -> Result<(), StoreError>,
 }
 
-pub const INGEST: Duty = Duty { role: "gpuledger_ingest", variable: "GPULEDGER_INGEST_DATABASE_URL" };
-pub const API: Duty = Duty { role: "gpuledger_api", variable: "GPULEDGER_API_DATABASE_URL" };
-pub const FINANCE: Duty = Duty { role: "gpuledger_finance", variable: "GPULEDGER_FINANCE_DATABASE_URL" };
+pub const INGEST: Duty = Duty {
+    role: "gpuledger_ingest",
+    variable: "GPULEDGER_INGEST_DATABASE_URL",
+    refuse: store::roles::refuse_privileged,
+};
+pub const API: Duty =
+    Duty { role: "gpuledger_api", variable: "GPULEDGER_API_DATABASE_URL", refuse: store::roles::refuse_privileged_api };
+pub const FINANCE: Duty = Duty {
+    role: "gpuledger_finance",
+    variable: "GPULEDGER_FINANCE_DATABASE_URL",
+    refuse: store::roles::refuse_privileged,
+};
+pub const AUDITOR: Duty = Duty {
+    role: "gpuledger_auditor",
+    variable: "GPULEDGER_AUDITOR_DATABASE_URL",
+    refuse: store::roles::refuse_privileged_reader,
+};
+pub const TOKENS: Duty = Duty {
+    role: "gpuledger_tokens",
+    variable: "GPULEDGER_TOKENS_DATABASE_URL",
+    refuse: store::roles::refuse_privileged,
+};
+
+/// A connection on the duty's login, refused (before any work) if the login is privileged.
+pub fn connect(duty: &Duty, owner_url: &str) -> Result<postgres::Client> {
+    let url = url(duty, owner_url)?;
+    let mut db = store::connect(&url).with_context(|| format!("connecting to PostgreSQL as {}", duty.role))?;
+    (duty.refuse)(&mut db)?;
+    Ok(db)
+}
 
 /// The duty's URL: its variable when set, else the owner's URL with the duty's user.
 pub fn url(duty: &Duty, owner_url: &str) -> Result<String> {

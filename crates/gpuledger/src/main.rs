@@ -13,17 +13,17 @@ mod logins;
 mod produce_cli;
 mod serve_cli;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "gpuledger", version, about = "Metering and billing ledger for GPU time")]
 struct Cli {
-    /// PostgreSQL connection URL of the tables' owner (`migrate`, `tokens`, the operator's
-    /// reports). The services log in as their own roles (GPULEDGER_INGEST_DATABASE_URL,
-    /// GPULEDGER_API_DATABASE_URL, GPULEDGER_FINANCE_DATABASE_URL; by default this URL with the
-    /// user gpuledger_ingest, gpuledger_api, gpuledger_finance).
+    /// PostgreSQL connection URL of the tables' owner (`migrate`, `audit replay`). The other
+    /// commands log in as their own roles (GPULEDGER_INGEST_DATABASE_URL, ..._API_..., ..._FINANCE_...,
+    /// ..._AUDITOR_..., ..._TOKENS_...; by default this URL with the user gpuledger_ingest,
+    /// gpuledger_api, gpuledger_finance, gpuledger_auditor, gpuledger_tokens).
     #[arg(
         long,
         env = "GPULEDGER_DATABASE_URL",
@@ -112,14 +112,14 @@ fn run(cli: Cli) -> Result<()> {
             collect_cli::collect(cmd, &logins::url(&logins::INGEST, &database_url)?, brokers, topic)
         }
         Command::Produce(args) => produce_cli::produce(args, &brokers, &topic),
-        Command::Report { format } => ledger_cli::report(&database_url, format),
-        Command::Status => ledger_cli::status(&database_url, &topic),
-        Command::Check { totals } => ledger_cli::check(&database_url, &totals),
-        Command::Verify => ledger_cli::verify(&database_url),
+        Command::Report { format } => ledger_cli::report(&mut auditor(&database_url)?, format),
+        Command::Status => ledger_cli::status(&mut auditor(&database_url)?, &topic),
+        Command::Check { totals } => ledger_cli::check(&mut auditor(&database_url)?, &totals),
+        Command::Verify => ledger_cli::verify(&mut auditor(&database_url)?),
         Command::Reference { cmd } => billing_cli::reference(&mut connect_finance(&database_url)?, cmd),
         Command::Invoices { cmd } => billing_cli::invoices(&mut connect_finance(&database_url)?, cmd),
         Command::Budget { cmd } => budget_cli::budget(&mut connect_finance(&database_url)?, cmd),
-        Command::Audit { cmd } => audit_cli::audit(&mut connect(&database_url)?, cmd),
+        Command::Audit { cmd } => audit_cli::audit(&database_url, cmd),
         Command::Serve(args) => serve_cli::serve(
             args,
             &logins::url(&logins::API, &database_url)?,
@@ -127,7 +127,7 @@ fn run(cli: Cli) -> Result<()> {
             &brokers,
             &topic,
         ),
-        Command::Tokens { cmd } => serve_cli::tokens(&database_url, cmd),
+        Command::Tokens { cmd } => serve_cli::tokens(&mut logins::connect(&logins::TOKENS, &database_url)?, cmd),
         Command::Openapi => {
             serve_cli::openapi();
             Ok(())
@@ -135,16 +135,14 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The connection of the audit commands (the owner's, for now: `audit replay` makes a scratch schema).
-fn connect(database_url: &str) -> Result<postgres::Client> {
-    store::connect(database_url).context("connecting to PostgreSQL")
-}
-
 /// The connection of the finance commands (loads, closes, exports, budget): finance's own
 /// unprivileged login, refused if it is privileged.
 fn connect_finance(owner_url: &str) -> Result<postgres::Client> {
-    let url = logins::url(&logins::FINANCE, owner_url)?;
-    let mut db = store::connect(&url).context("connecting to PostgreSQL as gpuledger_finance")?;
-    store::roles::refuse_privileged(&mut db)?;
-    Ok(db)
+    logins::connect(&logins::FINANCE, owner_url)
+}
+
+/// The connection of the read-only reports (`status`, `check`, `verify`, `report`): the
+/// auditor's login, refused if it may change anything.
+fn auditor(owner_url: &str) -> Result<postgres::Client> {
+    logins::connect(&logins::AUDITOR, owner_url)
 }

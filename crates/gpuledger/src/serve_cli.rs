@@ -102,8 +102,7 @@ pub fn serve(args: ServeArgs, api_url: &str, finance_url: &str, brokers: &str, t
     ))
 }
 
-pub fn tokens(database_url: &str, cmd: TokensCmd) -> Result<()> {
-    let mut db = store::connect(database_url).context("connecting to PostgreSQL")?;
+pub fn tokens(db: &mut postgres::Client, cmd: TokensCmd) -> Result<()> {
     match cmd {
         TokensCmd::Create { role, tenant, source, label, days } => {
             if !(1..=3650).contains(&days) {
@@ -112,13 +111,13 @@ pub fn tokens(database_url: &str, cmd: TokensCmd) -> Result<()> {
             let valid_for = chrono::Duration::days(days);
             let (id, token) = match (role.as_str(), source) {
                 ("producer", Some(source)) => {
-                    store::tokens::create_producer_token(&mut db, &source, &tenant, &label, valid_for, Utc::now())?
+                    store::tokens::create_producer_token(db, &source, &tenant, &label, valid_for, Utc::now())?
                 }
                 ("producer", None) => bail!("a producer token names its --source"),
                 (_, Some(_)) => bail!("only a producer token names a --source"),
                 (_, None) if tenant.len() > 1 => bail!("a tenant token names one --tenant"),
                 (_, None) => store::tokens::create_token(
-                    &mut db,
+                    db,
                     &role,
                     tenant.first().map(String::as_str),
                     &label,
@@ -131,7 +130,7 @@ pub fn tokens(database_url: &str, cmd: TokensCmd) -> Result<()> {
             eprintln!("the token is shown only now; it is stored as a hash");
         }
         TokensCmd::Revoke { id, reason } => {
-            store::tokens::revoke_token(&mut db, id, &reason, Utc::now())?;
+            store::tokens::revoke_token(db, id, &reason, Utc::now())?;
             println!("revoked {id}");
         }
     }

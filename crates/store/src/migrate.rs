@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0013_meter_event", include_str!("../../../migrations/0013_meter_event.sql")),
     ("0014_collect", include_str!("../../../migrations/0014_collect.sql")),
     ("0015_http_ingest", include_str!("../../../migrations/0015_http_ingest.sql")),
+    ("0016_trust", include_str!("../../../migrations/0016_trust.sql")),
     ("0017_mig_hourly", include_str!("../../../migrations/0017_mig_hourly.sql")),
 ];
 

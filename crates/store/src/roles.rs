@@ -33,6 +33,29 @@ pub fn refuse_privileged(client: &mut Client) -> Result<(), StoreError> {
 /// about one token at a time, through `api_token_lookup`).
 pub fn refuse_privileged_api(client: &mut Client) -> Result<(), StoreError> {
     refuse_privileged(client)?;
+    refuse_token_reader(client)
+}
+
+/// [`refuse_privileged_api`], and also any right to change a table of the schema: the login of
+/// the read-only commands (`status`, `verify`, `audit verify`, ...).
+pub fn refuse_privileged_reader(client: &mut Client) -> Result<(), StoreError> {
+    refuse_privileged_api(client)?;
+    let writes: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c
+                             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+                               AND has_table_privilege(session_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE'))",
+            &[],
+        )?
+        .get(0);
+    if writes {
+        let role: String = client.query_one("SELECT session_user::text", &[])?.get(0);
+        return Err(StoreError::Privileged { role, why: "may change tables, and its commands only read" });
+    }
+    Ok(())
+}
+
+fn refuse_token_reader(client: &mut Client) -> Result<(), StoreError> {
     let reads: bool = client
         .query_one(
             "SELECT has_table_privilege(session_user, 'api_tokens', 'SELECT')

@@ -323,6 +323,69 @@ pub enum BudgetEvent {
     DepreciationPosting(DepreciationPosting),
 }
 
+impl Reallocation {
+    fn validate(&self) -> Result<(), BudgetError> {
+        let r = self;
+        code("reallocation_id", &r.reallocation_id, 24)?;
+        if r.moves.len() < 2 || r.moves.len() > 50 {
+            return Err(err("moves", "2 to 50 moves"));
+        }
+        for (i, m) in r.moves.iter().enumerate() {
+            money(&format!("moves[{i}].amount"), m.amount)?;
+            if m.amount.is_zero() {
+                return Err(err(&format!("moves[{i}].amount"), "must not be zero"));
+            }
+        }
+        let net: Decimal = r.moves.iter().map(|m| m.amount).sum();
+        if !net.is_zero() {
+            return Err(err("moves", format!("a reallocation must net to zero; these net to {net}")));
+        }
+        text("reason", &r.reason, 500)?;
+        text("approved_by", &r.approved_by, 100)?;
+        Ok(())
+    }
+}
+
+impl Asset {
+    fn validate(&self) -> Result<(), BudgetError> {
+        let a = self;
+        code("asset_id", &a.asset_id, 24)?;
+        text("description", &a.description, 200)?;
+        if !crate::sku::is_known_sku(&a.sku) {
+            return Err(err("sku", format!("{:?} is not in the SKU catalogue", a.sku)));
+        }
+        if a.gpus == 0 || a.gpus > 100_000 {
+            return Err(err("gpus", "1 to 100000"));
+        }
+        positive_money("cost", a.cost)?;
+        if !(1..=240).contains(&a.depreciation_months) {
+            return Err(err("depreciation_months", "1 to 240"));
+        }
+        Ok(())
+    }
+}
+
+impl AllocationKey {
+    fn validate(&self) -> Result<(), BudgetError> {
+        let k = self;
+        code("key_id", &k.key_id, 24)?;
+        if k.shares.is_empty() {
+            return Err(err("shares", "at least one share"));
+        }
+        for (i, s) in k.shares.iter().enumerate() {
+            if s.percent <= Decimal::ZERO || s.percent.normalize().scale() > 4 {
+                return Err(err(&format!("shares[{i}].percent"), "greater than zero, at most 4 decimals"));
+            }
+        }
+        let total: Decimal = k.shares.iter().map(|s| s.percent).sum();
+        if total != Decimal::ONE_HUNDRED {
+            return Err(err("shares", format!("the shares add up to {total} %, not 100 %")));
+        }
+        text("rationale", &k.rationale, 500)?;
+        Ok(())
+    }
+}
+
 fn text(field: &str, v: &str, max: usize) -> Result<(), BudgetError> {
     if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
         return Err(err(field, format!("1 to {max} printable characters")));
@@ -421,24 +484,7 @@ impl BudgetEvent {
                 positive_money("amount", a.amount)?;
                 text("approved_by", &a.approved_by, 100)?;
             }
-            BudgetEvent::Reallocated(r) => {
-                code("reallocation_id", &r.reallocation_id, 24)?;
-                if r.moves.len() < 2 || r.moves.len() > 50 {
-                    return Err(err("moves", "2 to 50 moves"));
-                }
-                for (i, m) in r.moves.iter().enumerate() {
-                    money(&format!("moves[{i}].amount"), m.amount)?;
-                    if m.amount.is_zero() {
-                        return Err(err(&format!("moves[{i}].amount"), "must not be zero"));
-                    }
-                }
-                let net: Decimal = r.moves.iter().map(|m| m.amount).sum();
-                if !net.is_zero() {
-                    return Err(err("moves", format!("a reallocation must net to zero; these net to {net}")));
-                }
-                text("reason", &r.reason, 500)?;
-                text("approved_by", &r.approved_by, 100)?;
-            }
+            BudgetEvent::Reallocated(r) => r.validate()?,
             BudgetEvent::PurchaseOrder(p) => {
                 code("po_number", &p.po_number, 24)?;
                 text("supplier", &p.supplier, 200)?;
@@ -454,36 +500,8 @@ impl BudgetEvent {
                 positive_money("amount", c.amount)?;
                 eur(&c.currency)?;
             }
-            BudgetEvent::Asset(a) => {
-                code("asset_id", &a.asset_id, 24)?;
-                text("description", &a.description, 200)?;
-                if !crate::sku::is_known_sku(&a.sku) {
-                    return Err(err("sku", format!("{:?} is not in the SKU catalogue", a.sku)));
-                }
-                if a.gpus == 0 || a.gpus > 100_000 {
-                    return Err(err("gpus", "1 to 100000"));
-                }
-                positive_money("cost", a.cost)?;
-                if !(1..=240).contains(&a.depreciation_months) {
-                    return Err(err("depreciation_months", "1 to 240"));
-                }
-            }
-            BudgetEvent::AllocationKey(k) => {
-                code("key_id", &k.key_id, 24)?;
-                if k.shares.is_empty() {
-                    return Err(err("shares", "at least one share"));
-                }
-                for (i, s) in k.shares.iter().enumerate() {
-                    if s.percent <= Decimal::ZERO || s.percent.normalize().scale() > 4 {
-                        return Err(err(&format!("shares[{i}].percent"), "greater than zero, at most 4 decimals"));
-                    }
-                }
-                let total: Decimal = k.shares.iter().map(|s| s.percent).sum();
-                if total != Decimal::ONE_HUNDRED {
-                    return Err(err("shares", format!("the shares add up to {total} %, not 100 %")));
-                }
-                text("rationale", &k.rationale, 500)?;
-            }
+            BudgetEvent::Asset(a) => a.validate()?,
+            BudgetEvent::AllocationKey(k) => k.validate()?,
             BudgetEvent::TaxCode(t) => t.validate()?,
             BudgetEvent::Customer(c) => c.validate()?,
             BudgetEvent::JournalExported(j) => j.validate()?,

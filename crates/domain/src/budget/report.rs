@@ -228,6 +228,45 @@ pub fn report(
 ) -> BudgetReport {
     let through = last_completed_month(as_of);
     let owner_of = |cc: &str| state.cost_centers.get(cc).map_or("unknown", |c| c.owner.as_str()).to_string();
+    let rows = budget_rows(state, &owner_of);
+    let docs: Vec<&InvoiceDoc> = all_docs.iter().filter(|d| d.issue_date <= as_of).collect();
+    let (mut fleet, assets) = fleet_in_service(state, as_of, through);
+    let (revenue, attribution) = revenue_by_issue_date(state, &docs, &mut fleet, &owner_of);
+    let recovered = if assets.investment.is_zero() {
+        Decimal::ZERO
+    } else {
+        dec::fixed(revenue * Decimal::ONE_HUNDRED / assets.investment, 4)
+    };
+    BudgetReport {
+        as_of,
+        programme: state.programme.as_ref().map_or(String::new(), |p| p.name.clone()),
+        programme_total: cents(state.programme.as_ref().map_or(Decimal::ZERO, |p| p.total_budget)),
+        unallocated: cents(state.unallocated()),
+        rows,
+        fleet: Fleet {
+            per_sku: fleet.into_values().map(FleetRow::rounded).collect(),
+            gpu_investment: cents(assets.investment),
+            monthly_depreciation: cents(assets.monthly_depreciation),
+            accumulated_depreciation: cents(assets.accumulated_depreciation),
+            revenue_invoiced_net: cents(revenue),
+            recovered_percent: recovered,
+        },
+        revenue_attribution: attribution
+            .into_iter()
+            .map(|((owner, cost_center), revenue)| Attribution { owner, cost_center, revenue: cents(revenue) })
+            .collect(),
+        revenue_by_service_period: revenue_by_service_period(all_docs, posting_period, as_of),
+        bases: Bases {
+            monthly_depreciation_of: month_of(as_of),
+            accumulated_depreciation_through: through,
+            revenue: REVENUE_BASIS,
+            revenue_by_service_period: SERVICE_PERIOD_BASIS,
+        },
+    }
+}
+
+/// The budget rows: each WBS element, each cost centre, each owner, then the programme.
+fn budget_rows(state: &BudgetState, owner_of: &dyn Fn(&str) -> String) -> Vec<BudgetRow> {
     let mut rows = Vec::new();
     let mut per_wbs: BTreeMap<(String, String), Figures> = BTreeMap::new();
     for (b, f) in &state.buckets {
@@ -249,11 +288,27 @@ pub fn report(
         programme.add(f);
     }
     rows.push(row("programme", "", "", "", &programme));
+    rows
+}
 
-    let docs: Vec<&InvoiceDoc> = all_docs.iter().filter(|d| d.issue_date <= as_of).collect();
+/// What the assets in service on `as_of` cost and have lost in value.
+#[derive(Default)]
+struct AssetTotals {
+    investment: Decimal,
+    monthly_depreciation: Decimal,
+    accumulated_depreciation: Decimal,
+}
+
+/// The fleet per SKU in service on `as_of` (GPUs and available GPU-hours; billed hours come
+/// later), and the assets' totals.
+fn fleet_in_service(
+    state: &BudgetState,
+    as_of: NaiveDate,
+    through: Period,
+) -> (BTreeMap<String, FleetRow>, AssetTotals) {
     let end = berlin_midnight(as_of.checked_add_days(Days::new(1)).expect("date"));
     let mut fleet: BTreeMap<String, FleetRow> = BTreeMap::new();
-    let (mut investment, mut monthly, mut accumulated_total) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    let mut totals = AssetTotals::default();
     for a in state.assets.values().filter(|a| a.in_service <= as_of) {
         let r = fleet.entry(a.sku.clone()).or_insert_with(|| FleetRow {
             sku: a.sku.clone(),
@@ -265,13 +320,24 @@ pub fn report(
         r.gpus += u64::from(a.gpus);
         let hours = (end - berlin_midnight(a.in_service)).num_hours();
         r.available_gpu_hours += Decimal::from(a.gpus) * Decimal::from(hours);
-        investment += a.cost;
-        monthly += depreciation_of_month(a, Period::of(end - chrono::Duration::hours(1)));
-        accumulated_total += accumulated_depreciation(a, through);
+        totals.investment += a.cost;
+        totals.monthly_depreciation += depreciation_of_month(a, Period::of(end - chrono::Duration::hours(1)));
+        totals.accumulated_depreciation += accumulated_depreciation(a, through);
     }
+    (fleet, totals)
+}
+
+/// The net revenue of the documents (by issue date), their GPU-hours added to the fleet's billed
+/// hours, and the revenue attributed to (owner, cost centre) by the allocation key in force.
+fn revenue_by_issue_date(
+    state: &BudgetState,
+    docs: &[&InvoiceDoc],
+    fleet: &mut BTreeMap<String, FleetRow>,
+    owner_of: &dyn Fn(&str) -> String,
+) -> (Decimal, BTreeMap<(String, String), Decimal>) {
     let mut revenue = Decimal::ZERO;
     let mut attribution: BTreeMap<(String, String), Decimal> = BTreeMap::new();
-    for d in &docs {
+    for d in docs {
         let net = (d.sign() * d.net_total).amount();
         revenue += net;
         for l in &d.lines {
@@ -292,46 +358,20 @@ pub fn report(
             None => *attribution.entry(("unattributed".into(), "unattributed".into())).or_default() += net,
         }
     }
-    let per_sku: Vec<FleetRow> = fleet
-        .into_values()
-        .map(|mut r| {
-            r.utilisation_percent = if r.available_gpu_hours.is_zero() {
-                Decimal::ZERO
-            } else {
-                dec::fixed(r.billed_gpu_hours * Decimal::ONE_HUNDRED / r.available_gpu_hours, 2)
-            };
-            r.billed_gpu_hours = dec::fixed(r.billed_gpu_hours, 2);
-            r.available_gpu_hours = dec::fixed(r.available_gpu_hours, 0);
-            r
-        })
-        .collect();
-    let recovered =
-        if investment.is_zero() { Decimal::ZERO } else { dec::fixed(revenue * Decimal::ONE_HUNDRED / investment, 4) };
-    BudgetReport {
-        as_of,
-        programme: state.programme.as_ref().map_or(String::new(), |p| p.name.clone()),
-        programme_total: cents(state.programme.as_ref().map_or(Decimal::ZERO, |p| p.total_budget)),
-        unallocated: cents(state.unallocated()),
-        rows,
-        fleet: Fleet {
-            per_sku,
-            gpu_investment: cents(investment),
-            monthly_depreciation: cents(monthly),
-            accumulated_depreciation: cents(accumulated_total),
-            revenue_invoiced_net: cents(revenue),
-            recovered_percent: recovered,
-        },
-        revenue_attribution: attribution
-            .into_iter()
-            .map(|((owner, cost_center), revenue)| Attribution { owner, cost_center, revenue: cents(revenue) })
-            .collect(),
-        revenue_by_service_period: revenue_by_service_period(all_docs, posting_period, as_of),
-        bases: Bases {
-            monthly_depreciation_of: month_of(as_of),
-            accumulated_depreciation_through: through,
-            revenue: REVENUE_BASIS,
-            revenue_by_service_period: SERVICE_PERIOD_BASIS,
-        },
+    (revenue, attribution)
+}
+
+impl FleetRow {
+    /// The row as reported: utilisation from the exact hours, then the hours rounded.
+    fn rounded(mut self) -> FleetRow {
+        self.utilisation_percent = if self.available_gpu_hours.is_zero() {
+            Decimal::ZERO
+        } else {
+            dec::fixed(self.billed_gpu_hours * Decimal::ONE_HUNDRED / self.available_gpu_hours, 2)
+        };
+        self.billed_gpu_hours = dec::fixed(self.billed_gpu_hours, 2);
+        self.available_gpu_hours = dec::fixed(self.available_gpu_hours, 0);
+        self
     }
 }
 

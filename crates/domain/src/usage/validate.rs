@@ -136,9 +136,9 @@ pub(super) fn parse_data<O: JsonObject>(event_id: Uuid, source: String, data: &O
     let gpu_id = req_str(data, "gpu_id", "data")?;
     bounded(gpu_id, "data.gpu_id", 64)?;
     let gpu_id = parse_gpu_id(gpu_id)?;
-    let node = name_field(data, "node", NODE_LEN_MAX)?.expect("required");
-    let project = name_field(data, "project", PROJECT_LEN_MAX)?.expect("required");
-    let job = name_field(data, "job", PROJECT_LEN_MAX)?;
+    let node = required_name(data, "node", NODE_LEN_MAX)?;
+    let project = required_name(data, "project", PROJECT_LEN_MAX)?;
+    let job = opt_str(data, "job", "data")?.map(|v| valid_name(v, "job", PROJECT_LEN_MAX)).transpose()?;
     let labels = labels_field(data)?;
     let start_text = req_str(data, "interval_start", "data")?;
     let end_text = req_str(data, "interval_end", "data")?;
@@ -170,16 +170,18 @@ pub(super) fn parse_data<O: JsonObject>(event_id: Uuid, source: String, data: &O
     })
 }
 
-/// A name field (`node`, `project` required; `job` optional): bounded, and a valid name.
-fn name_field<'a, O: JsonObject>(data: &'a O, name: &str, len_max: usize) -> Result<Option<&'a str>, Rejection> {
-    let value = if name == "job" { opt_str(data, name, "data")? } else { Some(req_str(data, name, "data")?) };
-    if let Some(v) = value {
-        bounded(v, &format!("data.{name}"), len_max)?;
-        if !is_valid_name(v) {
-            return Err(reject(RejectionCode::InvalidField, format!("data.{name} {v:?} is not a valid name")));
-        }
+/// A required name field (`node`, `project`): bounded, and a valid name.
+fn required_name<'a, O: JsonObject>(data: &'a O, name: &str, len_max: usize) -> Result<&'a str, Rejection> {
+    valid_name(req_str(data, name, "data")?, name, len_max)
+}
+
+/// `v`, the value of the name field `data.{name}`, if it is bounded and a valid name.
+fn valid_name<'a>(v: &'a str, name: &str, len_max: usize) -> Result<&'a str, Rejection> {
+    bounded(v, &format!("data.{name}"), len_max)?;
+    if !is_valid_name(v) {
+        return Err(reject(RejectionCode::InvalidField, format!("data.{name} {v:?} is not a valid name")));
     }
-    Ok(value)
+    Ok(v)
 }
 
 /// `data.labels`: absent, or an object of at most [`LABELS_COUNT_MAX`] valid keys with string
