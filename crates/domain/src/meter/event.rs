@@ -143,6 +143,5 @@ fn event(run: &Run, w: &Workload, tenant_id: &str, sku: &str, gpu_seconds: Decim
         },
         energy_wh: run.energy_wh.map(|wh| WattHours::new(wh).expect("a run's energy is non-negative")),
     };
-    let ce = usage.to_cloudevent();
-    ce
+    usage.to_cloudevent()
 }
