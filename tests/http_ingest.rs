@@ -276,3 +276,34 @@ fn kafka_down_is_503_with_retry_after_and_nothing_is_produced() {
     }
     assert_eq!(topic_messages(&topic).unwrap(), 0);
 }
+
+/// The HTTP path judges SKUs with the ledger's catalogue, as the ingester does: a GPU model the
+/// catalogue does not list is refused as `unknown_sku`, and accepted once `sku.set` lists it from
+/// the event's interval on (a server already running learns it when the reference stream moves).
+#[test]
+fn an_sku_is_refused_until_the_catalogue_lists_it_as_the_ingester_does() {
+    let (db, topic, s) = setup("catalogue", &[]);
+    let (_, token) = producer(&db, SOURCE, &["rheinbank"]);
+    let mut e = event("rheinbank", 0, 1, "60");
+    e["data"]["gpu_sku"] = json!("nvidia-b300");
+    let body = serde_json::to_vec(&e).unwrap();
+    let (status, _, refused) = post(&s, Some(&token), Some(ONE), &body);
+    assert_eq!((status, reasons(&refused)), (400, vec![(0, "unknown_sku".to_string())]));
+
+    let sku = json!({ "kind": "sku.set", "data": { "sku": "nvidia-b300",
+        "effective_from": "2026-10-01T00:00:00Z", "display_name": "NVIDIA B300", "model_names": ["NVIDIA B300"] } });
+    let file = std::env::temp_dir().join(unique("b300")).with_extension("json");
+    std::fs::write(&file, serde_json::to_vec(&sku).unwrap()).unwrap();
+    gpuledger(&db, &["reference", "load", file.to_str().unwrap()]).unwrap();
+    let (status, head, accepted) = post(&s, Some(&token), Some(ONE), &body);
+    assert_eq!(status, 202, "{head} {accepted}");
+
+    let mut before = e.clone();
+    before["id"] = json!(uuid::Uuid::new_v4().to_string());
+    before["data"]["interval_start"] = json!("2026-09-30T23:59:00Z");
+    before["data"]["interval_end"] = json!("2026-10-01T00:00:00Z");
+    before["time"] = json!("2026-10-01T00:00:00Z");
+    let (status, _, refused) = post(&s, Some(&token), Some(ONE), &serde_json::to_vec(&before).unwrap());
+    assert_eq!((status, reasons(&refused)), (400, vec![(0, "unknown_sku".to_string())]), "before the entry's date");
+    assert_eq!(topic_messages(&topic).unwrap(), 1, "only the accepted event reached Kafka");
+}

@@ -70,6 +70,9 @@ pub(crate) struct Events {
     sink: sink::EventSink,
     /// Events per second per producer token (burst: two seconds' worth).
     limiter: RateLimiter,
+    /// The SKU catalogue events are judged with, as of the reference stream's head it was read at
+    /// (the ingester's rule: `routes::events::catalogue`).
+    catalogue: tokio::sync::Mutex<(Option<Option<i64>>, Arc<domain::billing::catalogue::Catalogue>)>,
 }
 
 impl AppState {
@@ -78,7 +81,7 @@ impl AppState {
     pub fn with_events(mut self, ingest: EventIngest) -> anyhow::Result<AppState> {
         let limiter = RateLimiter::new(ingest.events_per_second, ingest.events_per_second.saturating_mul(2));
         let sink = sink::EventSink::new(ingest)?;
-        self.events = Some(Arc::new(Events { sink, limiter }));
+        self.events = Some(Arc::new(Events { sink, limiter, catalogue: Default::default() }));
         Ok(self)
     }
 }

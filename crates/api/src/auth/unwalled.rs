@@ -58,6 +58,18 @@ impl Telemetry {
         self.0.query_one("SELECT 1", &[]).await.map(drop)
     }
 
+    /// The reference stream's head: where the SKU catalogue was last changed, or later.
+    pub(crate) async fn reference_head(&self) -> Result<Option<i64>, tokio_postgres::Error> {
+        let row = self
+            .0
+            .query_opt(
+                "SELECT head_pos FROM ledger_streams WHERE topic = $1 AND kafka_partition = 0",
+                &[&store::billing::REFERENCE_STREAM],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     pub(crate) async fn streams(&self) -> Result<Vec<StreamCounts>, tokio_postgres::Error> {
         let rows = self
             .0

@@ -10,9 +10,9 @@
 //! counts an id it holds as a duplicate.
 
 use super::batch::{split_batch, NotABatch};
-use crate::auth::{ProducerScope, TokenLookup};
+use crate::auth::{CrossTenant, ProducerScope, Telemetry, TokenLookup};
 use crate::error::{events_refused, retry_after, ApiError, EventRefusal, EventsProblem, Problem};
-use crate::AppState;
+use crate::{AppState, Events};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -20,7 +20,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use domain::billing::catalogue::Catalogue;
+use domain::usage::RejectionCode;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// Most events one request may carry.
@@ -105,7 +108,11 @@ pub(crate) async fn post_events(
         );
         return Ok(retry_after(e, 1));
     }
-    let keyed = match judge(&events, &scope, Utc::now()) {
+    let catalogue = match catalogue(&s, &ingest).await {
+        Ok(c) => c,
+        Err(unavailable) => return Ok(unavailable),
+    };
+    let keyed = match judge(&events, &scope, &catalogue, Utc::now()) {
         Ok(keyed) => keyed,
         Err((status, refusals)) => return Ok(events_refused(status, refusals)),
     };
@@ -121,6 +128,30 @@ pub(crate) async fn post_events(
     Ok((StatusCode::ACCEPTED, Json(EventsAccepted { accepted: keyed.len() })).into_response())
 }
 
+/// The SKU catalogue as the ledger holds it now, read again only when the reference stream moved
+/// (as the ingester's writer does), so both paths refuse exactly the same SKUs.
+async fn catalogue(s: &AppState, ingest: &Events) -> Result<Arc<Catalogue>, Response> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "the SKU catalogue could not be read");
+        retry_after(
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the database is not available"),
+            RETRY_AFTER_SECONDS,
+        )
+    };
+    let telemetry = Telemetry::get(s).await.map_err(|e| unavailable(&e))?;
+    let head = telemetry.reference_head().await.map_err(|e| unavailable(&e))?;
+    drop(telemetry);
+    let mut cached = ingest.catalogue.lock().await;
+    if cached.0 != Some(head) {
+        let read = CrossTenant::new(s)
+            .run(move |c| store::append::read_catalogue(c, head))
+            .await
+            .map_err(|e| unavailable(&e.detail()))?;
+        *cached = (Some(head), Arc::new(read));
+    }
+    Ok(cached.1.clone())
+}
+
 /// Accepted events: each one's tenant (its Kafka key) and its bytes as received.
 type Keyed<'a> = Vec<(String, &'a [u8])>;
 
@@ -130,6 +161,7 @@ type Keyed<'a> = Vec<(String, &'a [u8])>;
 fn judge<'a>(
     events: &[&'a [u8]],
     scope: &ProducerScope,
+    catalogue: &Catalogue,
     now: DateTime<Utc>,
 ) -> Result<Keyed<'a>, (StatusCode, Vec<EventRefusal>)> {
     let (mut keyed, mut refused, mut invalid) = (Vec::with_capacity(events.len()), Vec::new(), false);
@@ -140,6 +172,16 @@ fn judge<'a>(
                 invalid = true;
                 let reason = r.code.as_str().to_string();
                 refused.push(EventRefusal { index, reason, detail: r.message, event_id: r.event_id });
+            }
+            // The ingester's rule (`domain::decide`): an SKU the catalogue does not list then.
+            Ok(u) if !catalogue.knows(&u.gpu_sku, u.interval_start) => {
+                invalid = true;
+                refused.push(EventRefusal {
+                    index,
+                    reason: RejectionCode::UnknownSku.as_str().to_string(),
+                    detail: format!("gpu_sku {:?} is not in the SKU catalogue at interval_start", u.gpu_sku),
+                    event_id: Some(u.event_id),
+                });
             }
             Ok(u) if u.source != scope.source => refused.push(EventRefusal {
                 index,
@@ -195,7 +237,7 @@ mod tests {
     fn reasons(events: &[&str], scope: &ProducerScope) -> Result<Vec<String>, Refused> {
         let bytes: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
-        judge(&bytes, scope, now)
+        judge(&bytes, scope, &Catalogue::initial(), now)
             .map(|k| k.into_iter().map(|(t, _)| t).collect())
             .map_err(|(s, r)| (s.as_u16(), r.into_iter().map(|r| (r.index, r.reason)).collect()))
     }

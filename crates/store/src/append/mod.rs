@@ -18,6 +18,7 @@
 //! row's columns and COPY), [`writer`] (a writer's connections and commit log).
 
 mod catalogue;
+pub use catalogue::{read_catalogue, reference_head};
 mod claim;
 mod commit;
 mod fence;
