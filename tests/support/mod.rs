@@ -526,6 +526,21 @@ pub fn raw_http(port: u16, request: &[u8]) -> (u16, String, String) {
     (status, head.to_string(), body.to_string())
 }
 
+/// A sign-in of the web pages with `token`: the cookie to send back.
+pub fn sign_in(port: u16, token: &str) -> String {
+    let body = format!("token={token}");
+    let req = format!(
+        "POST /ui/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, head, _) = raw_http(port, req.as_bytes());
+    assert_eq!(status, 303, "{head}");
+    head.lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_string()))
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .unwrap_or_else(|| panic!("no cookie: {head}"))
+}
+
 /// A plain HTTP/1.1 request without a body: (status, content type, body).
 pub fn http(s: &ApiServer, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
     http_with_body(s, method, path, token, None)
