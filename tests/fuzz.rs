@@ -7,7 +7,7 @@
 //! overlong strings, numbers beyond 64 bits, and random bytes (seeded); each must get a 4xx.
 
 use chrono::{Duration, Utc};
-use integration::{connect, fresh_db, gpuledger, raw_http, repo_root, serial, serve_api};
+use integration::{connect, fresh_db, gpuledger, raw_http, repo_root, serial, serve_api, sign_in};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,21 +143,6 @@ fn methods(doc: &Value, template: &str) -> Vec<String> {
         Some(ops) => ops.keys().map(|m| m.to_uppercase()).collect(),
         None => vec!["GET".into(), "POST".into()],
     }
-}
-
-/// A sign-in of the web pages with `token`: the cookie to send back.
-fn sign_in(port: u16, token: &str) -> String {
-    let body = format!("token={token}");
-    let req = format!(
-        "POST /ui/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let (status, head, _) = raw_http(port, req.as_bytes());
-    assert_eq!(status, 303, "{head}");
-    head.lines()
-        .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_string()))
-        .and_then(|c| c.split(';').next().map(str::to_string))
-        .unwrap_or_else(|| panic!("no cookie: {head}"))
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! a fresh topic per test on the real Kafka (both started by `scripts/services.sh up`), the
 //! `gpuledger` binary as a child process, and the checks every exactly-once test ends with.
 
+pub mod dcgm;
+
 use anyhow::{bail, Context, Result};
 use postgres::{Client, NoTls};
 use serde_json::Value;
@@ -522,6 +524,21 @@ pub fn raw_http(port: u16, request: &[u8]) -> (u16, String, String) {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, head.to_string(), body.to_string())
+}
+
+/// A sign-in of the web pages with `token`: the cookie to send back.
+pub fn sign_in(port: u16, token: &str) -> String {
+    let body = format!("token={token}");
+    let req = format!(
+        "POST /ui/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, head, _) = raw_http(port, req.as_bytes());
+    assert_eq!(status, 303, "{head}");
+    head.lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_string()))
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .unwrap_or_else(|| panic!("no cookie: {head}"))
 }
 
 /// A plain HTTP/1.1 request without a body: (status, content type, body).

@@ -33,6 +33,7 @@ mod server;
 mod sink;
 
 pub use openapi::openapi_document;
+pub use routes::coverage::coverage_json;
 pub use routes::usage::usage_sql;
 pub use server::Limits;
 pub use sink::EventIngest;
@@ -40,7 +41,7 @@ pub use sink::EventIngest;
 use cache::UsageCache;
 use limit::RateLimiter;
 use metrics::Metrics;
-use routes::{audit, events, finance, health, invoices, usage};
+use routes::{audit, coverage, events, finance, health, invoices, usage};
 
 /// The largest request body (reference data loads).
 pub const BODY_MAX_BYTES: usize = 1024 * 1024;
@@ -124,6 +125,7 @@ fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/finance/periods/{period}/close", post(finance::finance_close)),
         ("/v1/finance/exports/{period}/{file}", get(finance::finance_export)),
         ("/v1/finance/reference", post(finance::finance_reference)),
+        ("/v1/finance/coverage", get(coverage::finance_coverage)),
         ("/v1/audit/events", get(audit::audit_events)),
         ("/v1/audit/verify", get(audit::audit_verify)),
         ("/v1/events", post(events::post_events)),

@@ -5,6 +5,7 @@ use crate::error::{EventRefusal, EventsProblem, Problem};
 use crate::routes::audit::{
     __path_audit_events, __path_audit_verify, Break, EventsPage, LedgerEvent, StreamVerdict, Verification,
 };
+use crate::routes::coverage::{__path_finance_coverage, CoverageFigures, CoverageLine, CoverageResponse};
 use crate::routes::events::{__path_post_events, EventsAccepted};
 use crate::routes::finance::{
     __path_finance_budget, __path_finance_close, __path_finance_export, __path_finance_reference, CloseResult,
@@ -36,8 +37,8 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "gpuledger", description = "Metering and billing ledger of a sovereign GPU cloud: usage, invoices, health."),
     paths(healthz, readyz, usage, usage_current, list_invoices, invoice_json, invoice_xml, invoice_csv,
-          finance_budget, finance_close, finance_export, finance_reference, audit_events, audit_verify, post_events),
-    components(schemas(Problem, EventsProblem, EventRefusal, EventsAccepted, Health, UsageRow, UsageResponse, EstimateLine, CurrentMonth, InvoiceSummary, CloseResult, LoadedItem, LedgerEvent, EventsPage, Verification, StreamVerdict, Break)),
+          finance_budget, finance_close, finance_export, finance_reference, finance_coverage, audit_events, audit_verify, post_events),
+    components(schemas(Problem, EventsProblem, EventRefusal, EventsAccepted, Health, UsageRow, UsageResponse, EstimateLine, CurrentMonth, InvoiceSummary, CloseResult, LoadedItem, CoverageResponse, CoverageLine, CoverageFigures, LedgerEvent, EventsPage, Verification, StreamVerdict, Break)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -52,8 +52,8 @@ pub fn commit(
     }
     let coverage = tx.prepare(
         "INSERT INTO collector_coverage (source, device, interval_start, interval_end, class, gpu_sku,
-                model_name, node, namespace, tenant_id, gpu_seconds, energy_wh, event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+                model_name, node, namespace, tenant_id, gpu_seconds, energy_wh, event_id, mig_profile)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING",
     )?;
     for m in metered {
         let tenant = match &m.class {
@@ -81,6 +81,7 @@ pub fn commit(
                 &m.gpu_seconds,
                 &m.run.energy_wh,
                 &event_id,
+                &m.run.observation.mig_profile,
             ],
         )?;
     }

@@ -7,7 +7,8 @@
 //!   ingest                          GPULEDGER_INGEST_DATABASE_URL   gpuledger_ingest
 //!   serve                           GPULEDGER_API_DATABASE_URL      gpuledger_api
 //!   serve (cross-tenant), reference,
-//!   invoices, budget, audit checkpoint GPULEDGER_FINANCE_DATABASE_URL  gpuledger_finance
+//!   invoices, coverage, budget,
+//!   audit checkpoint                GPULEDGER_FINANCE_DATABASE_URL  gpuledger_finance
 //!   status, check, verify, report,
 //!   audit verify, audit export      GPULEDGER_AUDITOR_DATABASE_URL  gpuledger_auditor (read-only)
 //!   tokens                          GPULEDGER_TOKENS_DATABASE_URL   gpuledger_tokens

@@ -7,6 +7,7 @@ mod audit_tables;
 mod billing_cli;
 mod budget_cli;
 mod collect_cli;
+mod coverage_cli;
 mod ingest_cli;
 mod ledger_cli;
 mod logins;
@@ -52,6 +53,8 @@ enum Command {
         #[command(subcommand)]
         cmd: collect_cli::CollectCmd,
     },
+    /// The collector's coverage per SKU and Berlin day: capacity, metered, idle, unmetered, unmapped, unbillable.
+    Coverage(coverage_cli::CoverageArgs),
     /// Generate a seeded fleet's usage and produce it to Kafka; write the exact expected totals.
     Produce(produce_cli::ProduceArgs),
     /// Per-tenant GPU-hours by SKU from the hourly projection.
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Check { totals } => ledger_cli::check(&mut auditor(&database_url)?, &totals),
         Command::Verify => ledger_cli::verify(&mut auditor(&database_url)?),
         Command::Reference { cmd } => billing_cli::reference(&mut connect_finance(&database_url)?, cmd),
+        Command::Coverage(args) => coverage_cli::coverage(&mut connect_finance(&database_url)?, args),
         Command::Invoices { cmd } => billing_cli::invoices(&mut connect_finance(&database_url)?, cmd),
         Command::Budget { cmd } => budget_cli::budget(&mut connect_finance(&database_url)?, cmd),
         Command::Audit { cmd } => audit_cli::audit(&database_url, cmd),

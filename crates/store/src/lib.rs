@@ -8,6 +8,7 @@ pub mod billing;
 pub mod billing_index;
 pub mod budget;
 mod copy;
+pub mod coverage;
 pub mod ledger_row;
 pub mod migrate;
 pub mod read;

@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0015_http_ingest", include_str!("../../../migrations/0015_http_ingest.sql")),
     ("0016_trust", include_str!("../../../migrations/0016_trust.sql")),
     ("0017_mig_hourly", include_str!("../../../migrations/0017_mig_hourly.sql")),
+    ("0018_coverage_report", include_str!("../../../migrations/0018_coverage_report.sql")),
 ];
 
 /// The migration that lets `gpuledger_writer` read `schema_migrations` (see `check_migrated`).

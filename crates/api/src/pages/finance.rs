@@ -1,11 +1,13 @@
-//! The finance dashboard (a period's invoices and exports, budget burn per cost centre, fleet
-//! utilisation) and its export downloads.
+//! The finance dashboard (a period's invoices and exports, the collector's coverage of the
+//! period, budget burn per cost centre, fleet utilisation) and its export downloads.
 
 use super::chart::{budget_bars, stacked_bars, Series};
+use super::coverage::coverage_section;
 use super::layout::{attachment, de, eur, hours, page, page_error};
 use super::session::as_bearer;
-use crate::auth::{authorize, CrossTenant, READERS};
+use crate::auth::{authorize, CrossTenant, FINANCE, READERS};
 use crate::error::{bad_query, ApiError};
+use crate::routes::coverage::read_coverage;
 use crate::routes::finance::finance_export;
 use crate::routes::invoices::{list_invoices, InvoiceQuery, InvoiceSummary};
 use crate::AppState;
@@ -55,6 +57,11 @@ async fn finance_page_inner(
             .await?;
     let as_of = today;
     let report = CrossTenant::new(&s).run(move |c| store::budget::budget_report(c, as_of)).await?;
+    let coverage = if FINANCE.contains(&caller.role) {
+        Some(read_coverage(&s, period.first_day(), period.last_day()).await?)
+    } else {
+        None
+    };
     let body = html! {
         h1 { "Finance · " (period) }
         form.filters.noprint method="get" action="/ui/finance" {
@@ -64,6 +71,7 @@ async fn finance_page_inner(
             a href={"/ui/finance?period=" (period.next())} { (period.next()) " →" }
         }
         (invoices_section(period, &invoices))
+        (coverage_section(period, coverage.as_ref()))
         (budget_section(as_of, &report))
         (utilisation_section(&report))
     };

@@ -9,6 +9,7 @@
 //! writing routes never accept the cookie, so a forged cross-site form cannot close a period.
 
 pub mod chart;
+mod coverage;
 mod finance;
 mod invoice;
 mod layout;

@@ -3,6 +3,7 @@
 
 pub(crate) mod audit;
 mod batch;
+pub(crate) mod coverage;
 pub(crate) mod events;
 pub(crate) mod finance;
 pub(crate) mod health;

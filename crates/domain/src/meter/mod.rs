@@ -1,12 +1,14 @@
 //! The meter: dcgm-exporter scrapes turned into usage events, without I/O. `exposition` reads
 //! the Prometheus text format, `scrape` finds the devices of one scrape, `timeline` keeps each
 //! device's held time between scrapes and closes whole minutes into runs, `energy` turns the
-//! millijoule counter into exact watt-hours, `event` builds the usage events and their ids.
+//! millijoule counter into exact watt-hours, `event` builds the usage events and their ids,
+//! `coverage` folds the coverage rows of closed runs into the report per SKU and day.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use uuid::Uuid;
 
+pub mod coverage;
 pub mod energy;
 pub mod event;
 pub mod exposition;
