@@ -2,6 +2,8 @@
 //! a fresh topic per test on the real Kafka (both started by `scripts/services.sh up`), the
 //! `gpuledger` binary as a child process, and the checks every exactly-once test ends with.
 
+pub mod dcgm;
+
 use anyhow::{bail, Context, Result};
 use postgres::{Client, NoTls};
 use serde_json::Value;
