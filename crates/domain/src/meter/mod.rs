@@ -1,7 +1,8 @@
 //! The meter: dcgm-exporter scrapes turned into usage events, without I/O. `exposition` reads
 //! the Prometheus text format, `scrape` finds the devices of one scrape, `timeline` keeps each
 //! device's held time between scrapes and closes whole minutes into runs, `energy` turns the
-//! millijoule counter into exact watt-hours, `event` builds the usage events and their ids.
+//! millijoule counter into exact watt-hours, `event` builds the usage events and their ids,
+//! `sku_map` finds a model's SKU in the catalogue, `fleet` writes a large synthetic scrape.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -10,6 +11,7 @@ use uuid::Uuid;
 pub mod energy;
 pub mod event;
 pub mod exposition;
+pub mod fleet;
 pub mod scrape;
 pub mod sku_map;
 pub mod timeline;
