@@ -13,12 +13,8 @@ use integration::*;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-const T0_MS: i64 = 1_790_000_040_000; // a whole minute (divisible by 60,000)
-const STEP_MS: i64 = 15_000;
 
 /// Every message of the topic: (event id, event).
 fn read_topic(topic: &str) -> Vec<(String, Value)> {
@@ -54,16 +50,6 @@ fn distinct(messages: Vec<(String, Value)>) -> BTreeMap<String, Value> {
         }
     }
     events
-}
-
-fn dec(v: &Value) -> Decimal {
-    Decimal::from_str(v.as_str().unwrap()).unwrap()
-}
-
-fn wh(mj: i64) -> Decimal {
-    // Independent of the meter: µWh as an integer, rounded half up (mj ≥ 0), then scaled.
-    let micro = (i128::from(mj) * 1_000_000 * 2 + 3_600_000) / (2 * 3_600_000);
-    Decimal::from_i128_with_scale(micro, 6)
 }
 
 const GPU_A: &str = "GPU-aaaaaaaa-0000-4000-8000-000000000001";

@@ -1,15 +1,21 @@
-//! The dcgm collector's test kit (tests/collect.rs, tests/coverage.rs): scrapes in
-//! dcgm-exporter's exact shape, a playback HTTP server that serves them, the namespace map
-//! loaded as reference data, and the collector as a child process.
+//! dcgm-exporter playback for the collector's tests (tests/collect.rs, tests/collect_ledger.rs,
+//! tests/coverage.rs):
+//! scrapes in the exporter's exact format, a playback HTTP server, the collector as a child
+//! process, namespace maps loaded as reference data, and exact Wh from the mJ counter.
 
-use super::{bin, brokers, fresh_db, gpuledger, unique};
+use crate::{bin, brokers, fresh_db, gpuledger, unique};
+use rust_decimal::Decimal;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+pub const T0_MS: i64 = 1_790_000_040_000; // a whole minute (divisible by 60,000)
+pub const STEP_MS: i64 = 15_000;
 
 /// A device in one scrape.
 #[derive(Clone)]
@@ -118,11 +124,23 @@ pub fn spawn_collector(
     source: &str,
     rounds: Option<usize>,
 ) -> (Child, std::path::PathBuf) {
+    spawn_collector_with(db, topic, port, source, rounds, &[])
+}
+
+/// [`spawn_collector`] with extra arguments; `--interval-ms`, `--timeout-ms` and `--bridge-ms`
+/// among them replace the defaults (10, 400, 60000).
+pub fn spawn_collector_with(
+    db: &str,
+    topic: &str,
+    port: u16,
+    source: &str,
+    rounds: Option<usize>,
+    extra: &[&str],
+) -> (Child, std::path::PathBuf) {
     let log = std::env::temp_dir().join(format!("{}.log", unique("collector")));
     let url = format!("http://127.0.0.1:{port}/metrics");
     let mut cmd = Command::new(bin());
-    cmd.args(["collect", "dcgm", "--endpoint", &url, "--source", source, "--interval-ms", "10"])
-        .args(["--timeout-ms", "400", "--bridge-ms", "60000", "--topic", topic])
+    cmd.args(["collect", "dcgm", "--endpoint", &url, "--source", source, "--topic", topic])
         .env("GPULEDGER_DATABASE_URL", db)
         .env("GPULEDGER_KAFKA_BROKERS", brokers())
         .env("RUST_LOG", "warn")
@@ -131,7 +149,23 @@ pub fn spawn_collector(
     if let Some(r) = rounds {
         cmd.args(["--max-rounds", &r.to_string()]);
     }
+    for (flag, value) in [("--interval-ms", "10"), ("--timeout-ms", "400"), ("--bridge-ms", "60000")] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
+    }
+    cmd.args(extra);
     (cmd.spawn().unwrap(), log)
+}
+
+pub fn dec(v: &Value) -> Decimal {
+    Decimal::from_str(v.as_str().unwrap()).unwrap()
+}
+
+pub fn wh(mj: i64) -> Decimal {
+    // Independent of the meter: µWh as an integer, rounded half up (mj ≥ 0), then scaled.
+    let micro = (i128::from(mj) * 1_000_000 * 2 + 3_600_000) / (2 * 3_600_000);
+    Decimal::from_i128_with_scale(micro, 6)
 }
 
 /// A fresh topic (two partitions) and a fresh migrated database.

@@ -4,22 +4,25 @@
 //! timeout) → observations → the meter closes whole minutes into runs → one transaction writes
 //! the new cursor, the runs' coverage rows and the billed events into the outbox → the outbox
 //! is produced (idempotent producer, acks=all) and each event is deleted from it once Kafka
-//! acknowledged it. A restarted collector produces what the outbox still holds first.
+//! acknowledged it. A restarted collector produces what the outbox still holds first. The
+//! ledger's reference data (namespace map, SKU catalogue) is read again whenever the reference
+//! stream moved (`reference`), so a new mapping or model needs no restart.
 
 use domain::billing::namespace_map::ClusterTenants;
 use domain::meter::event::{meter, Class, Metered};
 use domain::meter::exposition;
 use domain::meter::scrape::{observations, Observation, Skipped};
-use domain::meter::sku_map::SkuMap;
 use domain::meter::timeline::MeterState;
 use domain::meter::DeviceKey;
 use postgres::Client;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod cursor;
 pub mod http;
+pub mod reference;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -42,7 +45,8 @@ pub struct Config {
     pub cluster: Option<String>,
     pub brokers: String,
     pub topic: String,
-    pub skus: SkuMap,
+    /// `modelName` → SKU pairs that take precedence over the SKU catalogue's model names.
+    pub sku_overrides: BTreeMap<String, String>,
     pub max_rounds: Option<u64>,
     pub stop: Arc<AtomicBool>,
 }
@@ -78,9 +82,10 @@ pub fn run(cfg: &Config, db: &mut Client) -> Result<Totals, CollectError> {
     let mut totals = Totals::default();
     totals.events += flush_outbox(cfg, db)?;
     let agent = http::agent(cfg.timeout);
+    let mut reference = reference::ReferenceCache::new(cfg.sku_overrides.clone());
     while !cfg.stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        round(cfg, db, &agent, &mut state, &mut totals)?;
+        round(cfg, db, &agent, &mut reference, &mut state, &mut totals)?;
         totals.rounds += 1;
         if cfg.max_rounds.is_some_and(|m| totals.rounds >= m) {
             break;
@@ -105,6 +110,7 @@ fn round(
     cfg: &Config,
     db: &mut Client,
     agent: &ureq::Agent,
+    reference: &mut reference::ReferenceCache,
     state: &mut MeterState,
     totals: &mut Totals,
 ) -> Result<(), CollectError> {
@@ -128,11 +134,11 @@ fn round(
         seen.extend(devices);
     }
     let Some(round_ms) = round_ms else { return Ok(()) };
-    let reference = store::billing::reference_state(db)?;
-    let tenants = ClusterTenants { map: &reference.namespaces, cluster: cfg.cluster.as_deref() };
+    let (namespaces, skus) = reference.current(db)?;
+    let tenants = ClusterTenants { map: namespaces, cluster: cfg.cluster.as_deref() };
     let bridge_ms = i64::try_from(cfg.bridge.as_millis()).unwrap_or(i64::MAX);
     let runs = state.observe(seen, round_ms, bridge_ms);
-    let metered: Vec<Metered> = runs.into_iter().map(|r| meter(r, &cfg.source, &cfg.skus, &tenants)).collect();
+    let metered: Vec<Metered> = runs.into_iter().map(|r| meter(r, &cfg.source, skus, &tenants)).collect();
     let outgoing: Vec<cursor::Outgoing> = metered.iter().filter_map(outgoing).collect();
     for m in metered.iter().filter(|m| m.class == Class::Unmapped) {
         tracing::warn!(device = %m.run.key, seconds = %m.gpu_seconds, held = ?m.run.held, "unmapped namespace: not billed");

@@ -32,7 +32,8 @@ pub struct DcgmArgs {
     /// The cluster whose namespace mappings apply (mappings without a cluster apply everywhere).
     #[arg(long)]
     cluster: Option<String>,
-    /// An extra `modelName=sku` mapping (repeatable); the six SKUs' model names are built in.
+    /// A `modelName=sku` mapping (repeatable) that takes precedence over the model names of the
+    /// ledger's SKU catalogue (`sku.set` reference data, read again whenever it changes).
     #[arg(long = "sku-model")]
     sku_models: Vec<String>,
     /// Stop after this many rounds (default: run until SIGTERM).
@@ -51,10 +52,13 @@ pub fn collect(cmd: CollectCmd, database_url: &str, brokers: String, topic: Stri
     if args.source.is_empty() || args.source.len() > domain::usage::SOURCE_LEN_MAX {
         bail!("--source must have 1 to {} characters", domain::usage::SOURCE_LEN_MAX);
     }
-    let mut extra = Vec::new();
+    let mut sku_overrides = std::collections::BTreeMap::new();
     for m in &args.sku_models {
         let Some((model, sku)) = m.rsplit_once('=') else { bail!("--sku-model {m:?} is not modelName=sku") };
-        extra.push((model.to_string(), sku.to_string()));
+        if !domain::billing::catalogue::is_valid_sku_id(sku) {
+            bail!("--sku-model {m:?}: {sku:?} is not a SKU id ([a-z0-9][a-z0-9-]*, 2 to 64 characters)");
+        }
+        sku_overrides.insert(model.to_string(), sku.to_string());
     }
     let mut db = store::connect(database_url).context("connecting to PostgreSQL as gpuledger_ingest")?;
     store::roles::refuse_privileged(&mut db).context("checking the collector's login")?;
@@ -67,7 +71,7 @@ pub fn collect(cmd: CollectCmd, database_url: &str, brokers: String, topic: Stri
         cluster: args.cluster,
         brokers,
         topic,
-        skus: domain::meter::sku_map::SkuMap::with(extra),
+        sku_overrides,
         max_rounds: args.max_rounds,
         stop,
     };

@@ -128,6 +128,28 @@ mod tests {
     }
 
     #[test]
+    fn a_mapping_may_not_take_effect_in_a_closed_period() {
+        use crate::billing::reference::{Reference, ReferenceState};
+        use crate::billing::Period;
+        let state = ReferenceState::default();
+        let closed = std::collections::BTreeSet::from([Period::parse("2026-08").unwrap()]);
+        let admits =
+            |from: &str| state.admits(&Reference::NamespaceMap(m("risk", None, Some("rheinbank"), from)), &closed);
+        // August in Berlin ends at 22:00 UTC on the 31st (summer time).
+        let e = admits("2026-08-31T21:59:00Z").unwrap_err();
+        assert_eq!(e.field, "effective_from");
+        assert!(e.message.contains("which is closed"), "{}", e.message);
+        assert!(admits("2026-01-01T00:00:00Z").is_err());
+        assert!(admits("2026-08-31T22:00:00Z").is_ok());
+        assert!(state
+            .admits(&Reference::NamespaceMap(m("risk", None, None, "2026-08-01T00:00:00Z")), &closed)
+            .is_err());
+        assert!(state
+            .admits(&Reference::NamespaceMap(m("risk", None, None, "2026-09-01T00:00:00Z")), &Default::default())
+            .is_ok());
+    }
+
+    #[test]
     fn validation() {
         assert!(m("risk", None, Some("rheinbank"), "2026-10-01T00:00:00Z").validate().is_ok());
         assert!(m("Risk", None, Some("rheinbank"), "2026-10-01T00:00:00Z").validate().is_err());

@@ -650,7 +650,8 @@ pub struct ReferenceState {
 impl ReferenceState {
     /// Checks an event against the state it would join (rules that need more than the event):
     /// contracts of a tenant and SKU do not overlap, and nothing changes how a closed period is
-    /// rated (a price list taking effect in it, a contract's terms for it).
+    /// rated (a price list taking effect in it, a contract's terms for it) or whom its usage is
+    /// billed to (a namespace mapping taking effect in it).
     pub fn admits(&self, r: &Reference, closed: &std::collections::BTreeSet<Period>) -> Result<(), RefError> {
         self.catalogue.admits(r)?;
         match r {
@@ -659,6 +660,17 @@ impl ReferenceState {
                     return Err(err(
                         "effective_from",
                         format!("{} would change the prices of {q}, which is closed; prices take effect after the last closed period", p.effective_from),
+                    ));
+                }
+            }
+            Reference::NamespaceMap(m) => {
+                // As prices: the collector bills a namespace's minutes to the tenant mapped at
+                // their start, so a mapping effective inside a closed period would say that usage
+                // already invoiced belonged to someone else.
+                if let Some(q) = closed.iter().find(|q| q.end() > m.effective_from) {
+                    return Err(err(
+                        "effective_from",
+                        format!("{} would change whom usage of {q} is billed to, which is closed; namespace mappings take effect after the last closed period", m.effective_from),
                     ));
                 }
             }

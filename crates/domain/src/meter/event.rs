@@ -79,7 +79,7 @@ fn fits(name: &str, len_max: usize) -> bool {
 /// `mig_instance`, `mig_profile` and `energy_wh` members of the usage event).
 pub fn meter(run: Run, source: &str, skus: &SkuMap, tenants: &dyn Tenants) -> Metered {
     let gpu_seconds = Decimal::new(run.end_ms - run.start_ms, 3).normalize();
-    let sku = skus.sku_of(&run.observation.model_name).map(str::to_string);
+    let sku = skus.sku_of(&run.observation.model_name, instant(run.start_ms)).map(str::to_string);
     let class = classify(&run, sku.is_some(), tenants);
     let event = match (&class, &run.held, &sku) {
         (Class::Billed { tenant_id }, Held::By(w), Some(sku)) => {

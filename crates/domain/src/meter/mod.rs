@@ -2,6 +2,7 @@
 //! the Prometheus text format, `scrape` finds the devices of one scrape, `timeline` keeps each
 //! device's held time between scrapes and closes whole minutes into runs, `energy` turns the
 //! millijoule counter into exact watt-hours, `event` builds the usage events and their ids,
+//! `sku_map` finds a model's SKU in the catalogue, `fleet` writes a large synthetic scrape,
 //! `coverage` folds the coverage rows of closed runs into the report per SKU and day.
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ pub mod coverage;
 pub mod energy;
 pub mod event;
 pub mod exposition;
+pub mod fleet;
 pub mod scrape;
 pub mod sku_map;
 pub mod timeline;
