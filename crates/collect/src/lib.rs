@@ -59,6 +59,8 @@ pub struct Totals {
     pub skipped: u64,
     pub events: u64,
     pub unmapped_runs: u64,
+    /// GPU-seconds of the runs billed to a tenant (their events are in the outbox or acknowledged).
+    pub billed_gpu_seconds: rust_decimal::Decimal,
 }
 
 /// The devices of one scrape's text, observed at its samples' latest timestamp if they carry
@@ -145,6 +147,11 @@ fn round(
         totals.unmapped_runs += 1;
     }
     cursor::commit(db, &cfg.source, state, &outgoing, &metered)?;
+    totals.billed_gpu_seconds += metered
+        .iter()
+        .filter(|m| matches!(m.class, Class::Billed { .. }))
+        .map(|m| m.gpu_seconds)
+        .sum::<rust_decimal::Decimal>();
     totals.events += flush_outbox(cfg, db)?;
     Ok(())
 }

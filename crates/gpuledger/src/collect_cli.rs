@@ -77,8 +77,13 @@ pub fn collect(cmd: CollectCmd, database_url: &str, brokers: String, topic: Stri
     };
     let totals = collect::run(&cfg, &mut db).context("collecting")?;
     println!(
-        "rounds: {}  events: {}  failed scrapes: {}  skipped lines/devices: {}  unmapped runs: {}",
-        totals.rounds, totals.events, totals.failed_scrapes, totals.skipped, totals.unmapped_runs
+        "rounds: {}  events: {}  failed scrapes: {}  skipped lines/devices: {}  unmapped runs: {}  billed GPU-seconds: {}",
+        totals.rounds,
+        totals.events,
+        totals.failed_scrapes,
+        totals.skipped,
+        totals.unmapped_runs,
+        totals.billed_gpu_seconds.normalize()
     );
     Ok(())
 }

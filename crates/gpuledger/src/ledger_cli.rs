@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -45,16 +45,28 @@ pub fn status(db: &mut postgres::Client, topic: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn check(db: &mut postgres::Client, totals: &Path) -> Result<()> {
-    let expected: serde_json::Value = domain::ijson::from_slice(&std::fs::read(totals)?)?;
-    let want = domain::simulate::Totals::gpu_seconds_from_json(&expected)
-        .context("the totals file has no gpu_seconds by tenant and SKU")?;
+pub fn check(db: &mut postgres::Client, totals: &[PathBuf]) -> Result<()> {
+    let mut want: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
+    for file in totals {
+        let expected: serde_json::Value = domain::ijson::from_slice(&std::fs::read(file)?)?;
+        let part = domain::simulate::Totals::gpu_seconds_from_json(&expected)
+            .with_context(|| format!("{} has no gpu_seconds by tenant and SKU", file.display()))?;
+        for (tenant, by_sku) in part {
+            for (sku, seconds) in by_sku {
+                *want.entry(tenant.clone()).or_default().entry(sku).or_default() += seconds;
+            }
+        }
+    }
+    for seconds in want.values_mut().flat_map(|m| m.values_mut()) {
+        *seconds = seconds.normalize();
+    }
+    let files = totals.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" + ");
     let projected = store::read::totals_by_tenant_sku(db)?;
     let ledgered = store::read::ledger_totals_by_tenant_sku(db)?;
     if projected != want || ledgered != want {
-        bail!("the ledger's GPU-seconds differ from the generator's totals in {}", totals.display());
+        bail!("the ledger's GPU-seconds differ from the totals in {files}");
     }
-    println!("check: GPU-seconds per tenant and SKU equal the generator's totals exactly ({} tenants)", want.len());
+    println!("check: GPU-seconds per tenant and SKU equal the totals of {files} exactly ({} tenants)", want.len());
     Ok(())
 }
 

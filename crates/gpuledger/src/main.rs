@@ -64,10 +64,11 @@ enum Command {
     },
     /// What happened to every consumed offset, per partition.
     Status,
-    /// Compare the ledger's GPU-seconds per tenant and SKU with a generator's totals file, exactly.
+    /// Compare the ledger's GPU-seconds per tenant and SKU with a generator's totals file, exactly
+    /// (with several, their sum: e.g. the simulator's and a recorded scrape sequence's).
     Check {
-        #[arg(long)]
-        totals: PathBuf,
+        #[arg(long, required = true)]
+        totals: Vec<PathBuf>,
     },
     /// Reference data for billing: seller, price lists, billing profiles, contracts, usage adjustments.
     Reference {
