@@ -1,8 +1,9 @@
 //! `POST /v1/events` on the real server, Kafka and PostgreSQL: every input the ingester
 //! quarantines is refused with its 400 and reason (from the same fixtures and the simulator's
 //! poison); a valid batch reaches the ledger through `gpuledger ingest` with exactly the
-//! GPU-seconds sent, a retried batch only as duplicates; the request's own refusals (type, size,
-//! scope, role, revoked token, rate) and a Kafka that is down (503, nothing produced).
+//! GPU-seconds sent, a retried batch only as duplicates, and only refusals in the access log; the
+//! request's own refusals (type, size, scope, role, revoked token, rate) and a Kafka that is down
+//! (503, nothing produced).
 
 use chrono::{Duration, TimeZone, Utc};
 use domain::simulate::{FleetSpec, Intent, Simulator};
@@ -198,6 +199,15 @@ fn a_valid_batch_reaches_the_ledger_with_exactly_the_gpu_seconds_sent() {
         .unwrap();
     let counts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     assert_eq!(counts, (251, 100, 0));
+    // Accepted posts are not in the access log (their events are the record); refusals are.
+    assert_eq!(post(&s, Some(&token), Some("text/plain"), &batches[0]).0, 415);
+    let logged: Vec<i16> = c
+        .query("SELECT status FROM access_log WHERE path = '/v1/events'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(logged, vec![415]);
 }
 
 #[test]
@@ -240,6 +250,12 @@ fn the_request_itself_is_refused_for_type_size_scope_role_token_and_rate() {
     let (revoked_id, revoked) = producer(&db, SOURCE, &["rheinbank"]);
     gpuledger(&db, &["tokens", "revoke", &revoked_id.to_string()]).unwrap();
     assert_eq!(status(post(&s, Some(&revoked), Some(ONE), &one)), 401);
+    // A token the server found valid is believed for 2 seconds (docs/http-ingest.md), no longer.
+    let (late_id, late) = producer(&db, SOURCE, &["rheinbank"]);
+    assert_eq!(status(post(&s, Some(&late), Some(BATCH), b"[{}]")), 400);
+    gpuledger(&db, &["tokens", "revoke", &late_id.to_string()]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(status(post(&s, Some(&late), Some(BATCH), b"[{}]")), 401);
     assert_eq!(status(post(&s, Some("glt_nobody"), Some(ONE), &one)), 401);
     assert_eq!(status(post(&s, None, Some(ONE), &one)), 401);
     // The command line refuses a producer without its scope, and a scope on another role.

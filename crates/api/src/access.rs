@@ -1,8 +1,10 @@
 //! The access log: one row per finance, auditor or admin request and per refused request (any
 //! 4xx or 5xx, with or without a valid token), written once the response is known, so with its
 //! real status and the concrete path and query as sent. A read whose row cannot be written is
-//! not answered (500). Tenants' own successful reads are not logged. A page that sends the
-//! browser to the sign-in because its session was refused is logged with that refusal's status.
+//! not answered (500). Tenants' own successful reads are not logged, nor producers' accepted
+//! posts (`POST /v1/events`: the events themselves are their record, in Kafka and the ledger,
+//! and a row per request would cost a commit per hundred events). A page that sends the browser
+//! to the sign-in because its session was refused is logged with that refusal's status.
 //!
 //! Who asked is only known deep inside a handler (the token is looked up there); the lookup
 //! notes the caller in a slot that lives as long as the request ([`note_caller`]).
@@ -46,7 +48,7 @@ pub(crate) async fn record(State(s): State<AppState>, req: Request, next: Next) 
     let caller = slot.lock().expect("caller slot").take();
     let status = resp.extensions().get::<Refused>().map_or(resp.status(), |r| r.0);
     let refused = status.is_client_error() || status.is_server_error();
-    if !refused && caller.as_ref().is_none_or(|c| c.role == Role::Tenant) {
+    if !refused && caller.as_ref().is_none_or(|c| matches!(c.role, Role::Tenant | Role::Producer)) {
         return resp;
     }
     match log_request(&s, caller.as_ref(), method, &target, status.as_u16()).await {

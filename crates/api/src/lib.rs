@@ -64,6 +64,8 @@ pub struct AppState {
     cache: Arc<UsageCache>,
     /// `POST /v1/events`: the producer and the producers' event budget (see [`AppState::with_events`]).
     events: Option<Arc<Events>>,
+    /// Producer tokens found valid a moment ago ([`auth::ProducerTokens`]).
+    producers: Arc<auth::ProducerTokens>,
 }
 
 /// What `POST /v1/events` needs beside the database.
@@ -72,7 +74,8 @@ pub(crate) struct Events {
     /// Events per second per producer token (burst: two seconds' worth).
     limiter: RateLimiter,
     /// The SKU catalogue events are judged with, as of the reference stream's head it was read at
-    /// (the ingester's rule: `routes::events::catalogue`).
+    /// (the ingester's rule: `routes::events::catalogue`); before the first read, the initial
+    /// catalogue, which every catalogue of the ledger contains.
     catalogue: tokio::sync::Mutex<(Option<Option<i64>>, Arc<domain::billing::catalogue::Catalogue>)>,
 }
 
@@ -82,7 +85,8 @@ impl AppState {
     pub fn with_events(mut self, ingest: EventIngest) -> anyhow::Result<AppState> {
         let limiter = RateLimiter::new(ingest.events_per_second, ingest.events_per_second.saturating_mul(2));
         let sink = sink::EventSink::new(ingest)?;
-        self.events = Some(Arc::new(Events { sink, limiter, catalogue: Default::default() }));
+        let catalogue = tokio::sync::Mutex::new((None, Arc::new(domain::billing::catalogue::Catalogue::initial())));
+        self.events = Some(Arc::new(Events { sink, limiter, catalogue }));
         Ok(self)
     }
 }
@@ -104,6 +108,7 @@ pub fn state(database_url: &str, finance_url: &str, brokers: &str, pool_size: us
         verifying: Arc::new(tokio::sync::Semaphore::new(1)),
         cache: Arc::new(UsageCache::new(USAGE_CACHE_BYTES_MAX)),
         events: None,
+        producers: Arc::default(),
     })
 }
 

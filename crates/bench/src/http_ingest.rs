@@ -1,7 +1,9 @@
 //! The HTTP ingest benchmark (docs/benchmarks.md): the same usage events produced straight to
 //! Kafka by the idempotent producer (`ingest::produce`, acks=all), and posted to
 //! `POST /v1/events` in batches by concurrent clients, each request answered only once Kafka
-//! acknowledged its events. Events per second of each, side by side in one run.
+//! acknowledged its events. Events per second of each, side by side in one run, in rounds that
+//! take turns, with the CPU time each process spent (this harness, the server, the broker,
+//! PostgreSQL), since on a small machine they all share the same cores.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -9,6 +11,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod cpu;
+mod run;
+pub use cpu::{CpuTicks, Processes};
+pub use run::Run;
 
 /// `n` valid usage events of `source`, spread over `tenants` tenants (`tenant-001`, ...), each on
 /// a GPU and minute of its own: (tenant, the event's JSON bytes).
@@ -115,101 +122,4 @@ pub async fn post_all(
 /// Events per second over `elapsed` (integer arithmetic).
 pub fn per_second(events: u64, elapsed: Duration) -> u64 {
     events * 1000 / (elapsed.as_millis().max(1) as u64)
-}
-
-/// One run of the benchmark: `events` events produced straight to one new topic, then posted in
-/// batches of `batch` by `clients` clients to a `gpuledger serve` (the binary `server_bin`) that
-/// produces to another; both topics have `partitions` partitions.
-pub struct Run<'a> {
-    pub database_url: &'a str,
-    pub brokers: &'a str,
-    pub server_bin: &'a std::path::Path,
-    pub events: usize,
-    pub batch: usize,
-    pub clients: usize,
-    pub partitions: i32,
-}
-
-const SOURCE: &str = "//bench/http-ingest";
-const TENANTS: usize = 50;
-
-impl Run<'_> {
-    pub fn run(&self, db: &mut postgres::Client) -> anyhow::Result<()> {
-        let suffix = format!("{}_{}", std::process::id(), chrono::Utc::now().timestamp());
-        let (direct_topic, http_topic) = (format!("bench_direct_{suffix}"), format!("bench_http_{suffix}"));
-        for t in [&direct_topic, &http_topic] {
-            ::ingest::ensure_topic(self.brokers, t, self.partitions)?;
-        }
-        let tenants: Vec<String> = (1..=TENANTS).map(|i| format!("tenant-{i:03}")).collect();
-        let tokens: Vec<String> = (0..self.clients)
-            .map(|_| {
-                let valid = chrono::Duration::hours(1);
-                store::tokens::create_producer_token(db, SOURCE, &tenants, "bench", valid, chrono::Utc::now())
-                    .map(|t| t.1)
-            })
-            .collect::<Result<_, _>>()?;
-        let events = events(self.events, TENANTS, SOURCE);
-        let bodies = Arc::new(batches(&events, self.batch));
-        let bytes: usize = events.iter().map(|e| e.1.len()).sum();
-        println!(
-            "http ingest bench: {} events ({} bytes each on average), batches of {}, {} clients, {} partitions, {} cores",
-            events.len(),
-            bytes / events.len().max(1),
-            self.batch,
-            self.clients,
-            self.partitions,
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-        );
-        let t0 = Instant::now();
-        let keyed = events.iter().map(|(t, e)| (Some(t.as_bytes().to_vec()), e.clone()));
-        let delivered = ::ingest::produce(self.brokers, &direct_topic, keyed)?.delivered;
-        let direct = t0.elapsed();
-        let (mut server, addr) = self.serve(&http_topic)?;
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let warm = Arc::new(bodies.iter().take(self.clients * 2).cloned().collect::<Vec<_>>());
-        let report = rt.block_on(async {
-            post_all(addr, &tokens, warm, self.clients).await?;
-            post_all(addr, &tokens, bodies.clone(), self.clients).await
-        });
-        let _ = server.kill();
-        let _ = server.wait();
-        let report = report?;
-        anyhow::ensure!(report.refused_requests == 0, "{} requests were not answered 202", report.refused_requests);
-        let posted = events.len() as u64;
-        let (d, h) = (per_second(delivered, direct), per_second(posted, report.elapsed));
-        println!("| what | events | seconds | events/s |");
-        println!("|---|---:|---:|---:|");
-        println!(
-            "| produced straight to Kafka (`ingest::produce`, acks=all) | {delivered} | {:.2} | {d} |",
-            direct.as_secs_f64()
-        ); // float-ok: printing only
-        println!(
-            "| `POST /v1/events`, batches of {} | {posted} | {:.2} | {h} |",
-            self.batch,
-            report.elapsed.as_secs_f64()
-        ); // float-ok: printing only
-        println!("HTTP ingest: {}% of the direct produce", h * 100 / d.max(1));
-        Ok(())
-    }
-
-    /// `gpuledger serve` producing to `topic`, once it accepts connections.
-    fn serve(&self, topic: &str) -> anyhow::Result<(std::process::Child, SocketAddr)> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = std::process::Command::new(self.server_bin)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--topic", topic])
-            .env("GPULEDGER_DATABASE_URL", self.database_url)
-            .env("GPULEDGER_KAFKA_BROKERS", self.brokers)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("starting {} serve: {e}", self.server_bin.display()))?;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return Ok((child, addr));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        anyhow::bail!("gpuledger serve did not start")
-    }
 }

@@ -105,9 +105,22 @@ enum BenchKind {
         clients: usize,
         #[arg(long, default_value_t = 6)]
         partitions: i32,
+        /// Rounds of both sides, taking turns (which goes first alternates); medians at the end.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+        rounds: u64,
+        /// The Kafka broker's process id, to count its CPU time (scripts/bench-http-ingest.sh
+        /// passes it).
+        #[arg(long)]
+        broker_pid: Option<u32>,
+        /// The PostgreSQL postmaster's process id, to count the CPU time of it and its backends.
+        #[arg(long)]
+        postgres_pid: Option<u32>,
         /// The `gpuledger` binary whose `serve` is measured (default: the one beside this binary).
         #[arg(long, env = "GPULEDGER_BIN")]
         gpuledger: Option<PathBuf>,
+        /// A further argument of that `gpuledger serve` (repeatable, e.g. `--serve-arg=--producer-linger-ms=1`).
+        #[arg(long = "serve-arg", allow_hyphen_values = true)]
+        serve_args: Vec<String>,
     },
 }
 
@@ -180,7 +193,17 @@ fn run(cli: Cli) -> Result<()> {
             bench_replay(&mut db, spec)
         }
         BenchKind::Api(args) => bench_api(&args, &database_url, &brokers, &mut db),
-        BenchKind::HttpIngest { events, batch, clients, partitions, gpuledger } => {
+        BenchKind::HttpIngest {
+            events,
+            batch,
+            clients,
+            partitions,
+            rounds,
+            broker_pid,
+            postgres_pid,
+            gpuledger,
+            serve_args,
+        } => {
             let server_bin = match gpuledger {
                 Some(path) => path,
                 None => std::env::current_exe()?.with_file_name("gpuledger"),
@@ -193,6 +216,9 @@ fn run(cli: Cli) -> Result<()> {
                 batch,
                 clients,
                 partitions,
+                rounds: rounds as usize,
+                processes: bench::http_ingest::Processes { server: None, broker: broker_pid, postgres: postgres_pid },
+                serve_args: &serve_args,
             };
             run.run(&mut db)
         }

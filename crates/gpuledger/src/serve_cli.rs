@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// Events per second each producer token may post (it may send two seconds' worth at once).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     producer_events_per_second: u64,
+    /// Milliseconds an accepted event may wait for others to share its Kafka batch (librdkafka's
+    /// `linger.ms`). 0: every request waits for its own acknowledgement, so a longer linger slows
+    /// each client down; events still share batches while earlier ones are in flight.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    producer_linger_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -76,6 +81,7 @@ pub fn serve(args: ServeArgs, api_url: &str, finance_url: &str, brokers: &str, t
         max_connections,
         produce_timeout_secs,
         producer_events_per_second,
+        producer_linger_ms,
     } = args;
     let mut api_db = store::connect(api_url).context("connecting to PostgreSQL as gpuledger_api")?;
     store::roles::refuse_privileged_api(&mut api_db)?;
@@ -87,6 +93,7 @@ pub fn serve(args: ServeArgs, api_url: &str, finance_url: &str, brokers: &str, t
         topic: topic.to_string(),
         produce_timeout: std::time::Duration::from_secs(produce_timeout_secs),
         events_per_second: producer_events_per_second,
+        linger: std::time::Duration::from_millis(producer_linger_ms),
     })?;
     let limits = api::Limits {
         header_read_timeout: std::time::Duration::from_secs(header_timeout_secs),

@@ -3,10 +3,12 @@
 //! the few paths to the database outside it are named for what they may do ([`TokenLookup`],
 //! [`CrossTenant`], [`Telemetry`]). Finance and auditor reads go to the append-only access log.
 
+mod producers;
 mod token;
 mod unwalled;
 mod wall;
 
+pub(crate) use producers::{authenticate_producer, ProducerTokens};
 pub(crate) use token::{TokenLookup, SESSION_HOURS};
 pub(crate) use unwalled::{CrossTenant, StreamCounts, Telemetry};
 pub(crate) use wall::Walled;

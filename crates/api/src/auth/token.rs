@@ -70,16 +70,22 @@ impl TokenLookup {
 
     /// Authenticates a producer token (403 for any other role). Its rate budget is counted in
     /// events by the route ([`crate::routes::events`]), not in requests.
-    pub(crate) async fn authenticate_producer(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let caller = self.identify(headers).await?;
+    /// With the caller, the token's expiry (for [`super::ProducerTokens`]).
+    pub(crate) async fn authenticate_producer(&self, headers: &HeaderMap) -> Result<(Caller, DateTime<Utc>), ApiError> {
+        let (caller, expires) = self.identify_until(headers).await?;
         if caller.role != Role::Producer || caller.producer.is_none() {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "only a producer token may post events"));
         }
-        Ok(caller)
+        Ok((caller, expires))
     }
 
     /// Who the credential belongs to, if it is valid now (401 otherwise); noted for the access log.
     async fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        self.identify_until(headers).await.map(|(caller, _)| caller)
+    }
+
+    /// [`Self::identify`], with the credential's expiry.
+    async fn identify_until(&self, headers: &HeaderMap) -> Result<(Caller, DateTime<Utc>), ApiError> {
         let client = &self.0;
         let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let (sql, secret, what) = if let Some(t) = auth.strip_prefix("Bearer ") {
@@ -117,7 +123,7 @@ impl TokenLookup {
         };
         let caller = Caller { token_id: row.get(0), role, tenant: row.get(2), producer, wall_key: WallKey(row.get(5)) };
         crate::access::note_caller(&caller);
-        Ok(caller)
+        Ok((caller, expires))
     }
 
     /// A new sign-in session for an authenticated caller: its secret, stored only as a hash, valid

@@ -1,8 +1,9 @@
 //! `POST /v1/events`: usage events over HTTP, for producers without Kafka. One CloudEvent
 //! (`application/cloudevents+json`) or a batch (`application/cloudevents-batch+json`), from a
 //! producer token only. Every event is judged by the ingester's own parser
-//! (`domain::usage::parse_usage_message`, the reason codes of its quarantine), then by the token's
-//! scope (its source, its tenants). A request is accepted whole or not at all: one refused event
+//! (`domain::usage::parse_usage_event`, `parse_usage_message` for a message keyed by the event's
+//! tenant; the reason codes of its quarantine), then by the token's scope (its source, its
+//! tenants). A request is accepted whole or not at all: one refused event
 //! refuses the batch (400, or 403 when only the scope refused), and nothing of it is produced. An
 //! accepted batch is produced to the usage topic, keyed by tenant, each event's bytes exactly as
 //! received and validated, and answered 202 only once Kafka acknowledged every event (acks=all);
@@ -10,7 +11,7 @@
 //! counts an id it holds as a duplicate.
 
 use super::batch::{split_batch, NotABatch};
-use crate::auth::{CrossTenant, ProducerScope, Telemetry, TokenLookup};
+use crate::auth::{authenticate_producer, CrossTenant, ProducerScope, Telemetry};
 use crate::error::{events_refused, retry_after, ApiError, EventRefusal, EventsProblem, Problem};
 use crate::{AppState, Events};
 use axum::body::Bytes;
@@ -22,7 +23,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::billing::catalogue::Catalogue;
 use domain::usage::RejectionCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -78,7 +79,7 @@ pub(crate) async fn post_events(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = TokenLookup::get(&s).await?.authenticate_producer(&headers).await?;
+    let caller = authenticate_producer(&s, &headers).await?;
     let scope = caller.producer.clone().ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "not a producer"))?;
     let Some(ingest) = s.events.clone() else {
         return Ok(retry_after(
@@ -108,11 +109,17 @@ pub(crate) async fn post_events(
         );
         return Ok(retry_after(e, 1));
     }
-    let catalogue = match catalogue(&s, &ingest).await {
-        Ok(c) => c,
-        Err(unavailable) => return Ok(unavailable),
-    };
-    let keyed = match judge(&events, &scope, &catalogue, Utc::now()) {
+    let now = Utc::now();
+    let remembered = ingest.catalogue.lock().await.1.clone();
+    let mut verdict = judge(&events, &scope, &remembered, now);
+    if refuses_an_sku(&verdict) {
+        let catalogue = match catalogue(&s, &ingest).await {
+            Ok(c) => c,
+            Err(unavailable) => return Ok(unavailable),
+        };
+        verdict = judge(&events, &scope, &catalogue, now);
+    }
+    let keyed = match verdict {
         Ok(keyed) => keyed,
         Err((status, refusals)) => return Ok(events_refused(status, refusals)),
     };
@@ -126,6 +133,16 @@ pub(crate) async fn post_events(
         return Ok(retry_after(e, RETRY_AFTER_SECONDS));
     }
     Ok((StatusCode::ACCEPTED, Json(EventsAccepted { accepted: keyed.len() })).into_response())
+}
+
+/// Whether the verdict refuses an event for its SKU (`unknown_sku`): only then is the catalogue
+/// the server remembers compared with the ledger's. The catalogue only ever grows (`sku.set` adds
+/// a version from an instant on; nothing removes one), so an SKU the remembered catalogue knows at
+/// an instant, the ledger's knows too, and a verdict without `unknown_sku` stands as it is,
+/// without a round trip to PostgreSQL per request.
+fn refuses_an_sku(verdict: &Verdict<'_>) -> bool {
+    let unknown = RejectionCode::UnknownSku.as_str();
+    verdict.as_ref().is_err_and(|(_, refused)| refused.iter().any(|r| r.reason == unknown))
 }
 
 /// The SKU catalogue as the ledger holds it now, read again only when the reference stream moved
@@ -155,19 +172,17 @@ async fn catalogue(s: &AppState, ingest: &Events) -> Result<Arc<Catalogue>, Resp
 /// Accepted events: each one's tenant (its Kafka key) and its bytes as received.
 type Keyed<'a> = Vec<(String, &'a [u8])>;
 
+/// What [`judge`] decided: every event accepted, or the refusals and the answer's status.
+type Verdict<'a> = Result<Keyed<'a>, (StatusCode, Vec<EventRefusal>)>;
+
 /// Each event as the ingester would judge it, then against the token's scope: the (tenant key,
 /// bytes) to produce, or every refusal with the status of the answer (400; 403 when only the
 /// scope refused).
-fn judge<'a>(
-    events: &[&'a [u8]],
-    scope: &ProducerScope,
-    catalogue: &Catalogue,
-    now: DateTime<Utc>,
-) -> Result<Keyed<'a>, (StatusCode, Vec<EventRefusal>)> {
+fn judge<'a>(events: &[&'a [u8]], scope: &ProducerScope, catalogue: &Catalogue, now: DateTime<Utc>) -> Verdict<'a> {
     let (mut keyed, mut refused, mut invalid) = (Vec::with_capacity(events.len()), Vec::new(), false);
     for (index, bytes) in events.iter().enumerate() {
-        let key = tenant_key(bytes);
-        match domain::usage::parse_usage_message(key.as_deref().map(str::as_bytes), bytes, now) {
+        // The ingester's parser for a message keyed by the event's own tenant, as it is produced.
+        match domain::usage::parse_usage_event(bytes, now) {
             Err(r) => {
                 invalid = true;
                 let reason = r.code.as_str().to_string();
@@ -203,21 +218,6 @@ fn judge<'a>(
     } else {
         Err((if invalid { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN }, refused))
     }
-}
-
-/// The Kafka key an event will carry: its `data.tenant_id`, read before the parser runs (which
-/// checks that the key is the tenant). When it cannot be read, the parser refuses the event for
-/// that very reason (not JSON, no `data`, no tenant, a repeated name) before it looks at the key.
-fn tenant_key(bytes: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Envelope {
-        data: Data,
-    }
-    #[derive(Deserialize)]
-    struct Data {
-        tenant_id: String,
-    }
-    serde_json::from_slice::<Envelope>(bytes).ok().map(|e| e.data.tenant_id)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ mod validate;
 
 pub use canonical::fingerprint_of;
 pub use device::{is_valid_mig_profile, parse_mig_instance, MigSlice};
-pub use parse::parse_usage_message;
+pub use parse::{parse_usage_event, parse_usage_message};
 pub use rejection::{Rejection, RejectionCode};
 pub use validate::{interval_seconds, is_valid_tenant_id};
 // What the submodules share with each other (each reads its siblings through `super::*`).

@@ -4,9 +4,39 @@
 use super::*;
 use crate::ijson::JsonError;
 
+/// The key a message is checked against: a Kafka message's own (which must be the tenant id), or
+/// none for an event that will be keyed by its own tenant ([`parse_usage_event`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Key<'a> {
+    Message(Option<&'a [u8]>),
+    OwnTenant,
+}
+
+impl<'a> Key<'a> {
+    /// The message key when it is not `tenant` (a `key_mismatch`).
+    fn other_than(self, tenant: &str) -> Option<Option<&'a [u8]>> {
+        match self {
+            Key::Message(k) if k != Some(tenant.as_bytes()) => Some(k),
+            _ => None,
+        }
+    }
+}
+
 /// Parses and validates one Kafka message. `key` is the message key, which must be the tenant id;
 /// `now` is the ingester's clock, used only to refuse intervals in the future.
 pub fn parse_usage_message(key: Option<&[u8]>, bytes: &[u8], now: DateTime<Utc>) -> Result<UsageRecorded, Rejection> {
+    parse_keyed(Key::Message(key), bytes, now)
+}
+
+/// Parses and validates an event that its producer sends without a Kafka key and that will be
+/// produced keyed by its own `data.tenant_id` (`POST /v1/events`): the same verdict as
+/// [`parse_usage_message`] with that key, from one reading of the bytes (`key_mismatch` cannot
+/// happen).
+pub fn parse_usage_event(bytes: &[u8], now: DateTime<Utc>) -> Result<UsageRecorded, Rejection> {
+    parse_keyed(Key::OwnTenant, bytes, now)
+}
+
+fn parse_keyed(key: Key<'_>, bytes: &[u8], now: DateTime<Utc>) -> Result<UsageRecorded, Rejection> {
     if bytes.len() > MESSAGE_BYTES_MAX {
         return Err(reject(
             RejectionCode::OversizeMessage,
@@ -19,7 +49,7 @@ pub fn parse_usage_message(key: Option<&[u8]>, bytes: &[u8], now: DateTime<Utc>)
     // code as the general path. It is taken only when it accepts the event; a message it cannot
     // read (escapes, numbers, arrays, nulls, repeated names) or that the rules refuse goes the
     // general way, which names the reason exactly as it always has.
-    if !bytes.iter().any(|&b| b == b'\\' || b < 0x20) {
+    if !has_escape_or_control(bytes) {
         if let Some(env) = FastObject::parse(text) {
             if let Ok(e) = parse_envelope(key, &env, now, &mut (None, None)) {
                 return Ok(e);
@@ -29,8 +59,15 @@ pub fn parse_usage_message(key: Option<&[u8]>, bytes: &[u8], now: DateTime<Utc>)
     parse_general(key, text, now)
 }
 
+/// Whether the message holds a backslash or a control character (then the fast path cannot read
+/// it). Every byte is looked at, without stopping early, so that the compiler can check many at
+/// once: nearly every message holds neither.
+fn has_escape_or_control(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |seen, &b| seen | (b == b'\\') | (b < 0x20))
+}
+
 /// The general path of [`parse_usage_message`]: any JSON, every reason named.
-pub(super) fn parse_general(key: Option<&[u8]>, text: &str, now: DateTime<Utc>) -> Result<UsageRecorded, Rejection> {
+pub(super) fn parse_general(key: Key<'_>, text: &str, now: DateTime<Utc>) -> Result<UsageRecorded, Rejection> {
     // I-JSON (RFC 7493): a member name twice in one object is refused at any depth, never read
     // as its last value (another reader of the same bytes may take the first).
     let value: Value = crate::ijson::from_str(text).map_err(|e| match e {
@@ -51,7 +88,7 @@ pub(super) fn parse_general(key: Option<&[u8]>, text: &str, now: DateTime<Utc>) 
 }
 
 pub(super) fn parse_envelope<O: JsonObject>(
-    key: Option<&[u8]>,
+    key: Key<'_>,
     env: &O,
     now: DateTime<Utc>,
     identity: &mut (Option<Uuid>, Option<String>),
@@ -95,7 +132,7 @@ pub(super) fn parse_envelope<O: JsonObject>(
         }
     }
     let usage = parse_data(event_id, source.to_string(), data)?;
-    if key != Some(usage.tenant_id.as_bytes()) {
+    if let Some(key) = key.other_than(&usage.tenant_id) {
         let shown = key.map(|k| String::from_utf8_lossy(&k[..k.len().min(64)]).into_owned());
         return Err(reject(
             RejectionCode::KeyMismatch,

@@ -1,12 +1,14 @@
 //! The validator's rules, example by example and as properties.
 
 use super::canonical::{json_str, write_instant};
-use super::parse::{parse_envelope, parse_general};
+use super::parse::{parse_envelope, parse_general, Key};
 use super::*;
 use chrono::TimeZone;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::json;
+
+const RHEINBANK: Key<'static> = Key::Message(Some(b"rheinbank"));
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
@@ -40,6 +42,11 @@ fn check(mutate: impl FnOnce(&mut Value), expect: Option<RejectionCode>) {
     mutate(&mut v);
     let bytes = serde_json::to_vec(&v).unwrap();
     let got = parse_usage_message(Some(b"rheinbank"), &bytes, now());
+    // The HTTP ingest's reading (keyed by the event's own tenant) comes to the same verdict as a
+    // message keyed so, whatever the event holds.
+    let own = v["data"]["tenant_id"].as_str().map(str::as_bytes);
+    let code = |r: Result<UsageRecorded, Rejection>| r.map_err(|r| r.code);
+    assert_eq!(code(parse_usage_event(&bytes, now())), code(parse_usage_message(own, &bytes, now())), "{v}");
     match (got, expect) {
         (Ok(_), None) => {}
         (Err(r), Some(code)) => assert_eq!(r.code, code, "{}", r.message),
@@ -115,9 +122,8 @@ fn rules() {
 
 #[test]
 fn the_fast_path_reads_a_plain_event_and_steps_aside_for_odd_ones() {
-    let fast = |text: &str| {
-        FastObject::parse(text).map(|env| parse_envelope(Some(b"rheinbank"), &env, now(), &mut (None, None)))
-    };
+    let fast =
+        |text: &str| FastObject::parse(text).map(|env| parse_envelope(RHEINBANK, &env, now(), &mut (None, None)));
     let text = serde_json::to_string(&good()).unwrap();
     assert!(matches!(fast(&text), Some(Ok(_))), "a plain event takes the fast path");
     let spaced = serde_json::to_string_pretty(&good()).unwrap();
@@ -187,7 +193,7 @@ fn a_member_named_twice_is_refused_at_every_depth() {
             with_member_twice(&v, &[], path, &first, &mut text);
             for r in [
                 parse_usage_message(Some(b"rheinbank"), text.as_bytes(), now()),
-                parse_general(Some(b"rheinbank"), &text, now()),
+                parse_general(RHEINBANK, &text, now()),
             ] {
                 let r = r.expect_err(&text);
                 assert_eq!(r.code, RejectionCode::DuplicateMember, "{text}: {}", r.message);
@@ -395,7 +401,7 @@ proptest! {
     #[test]
     fn the_fast_path_agrees_with_the_general_path(text in mutated_message()) {
         let fast = parse_usage_message(Some(b"rheinbank"), text.as_bytes(), now());
-        let general = parse_general(Some(b"rheinbank"), &text, now());
+        let general = parse_general(RHEINBANK, &text, now());
         prop_assert_eq!(fast, general);
     }
 
