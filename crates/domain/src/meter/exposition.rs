@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4), read line by line into samples.
 //!
 //! Hand-written rather than a crate: the crates that parse this format (`prometheus-parse`,
-//! `openmetrics-parser`, `prometheus_exposition_format`) hand every value over as an `f64`, and an
+//! `openmetrics-parser`, `prometheus_exposition_format`) hand every value over as a binary float, and an
 //! energy counter in millijoules must stay an exact decimal (the workspace denies float
 //! arithmetic); `prometheus-parse` also matches each line with a regular expression and does not
 //! undo the `\\`, `\"` and `\n` escapes of label values. This reader borrows from the input,
